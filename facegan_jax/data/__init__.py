@@ -1,0 +1,56 @@
+"""Datasets as uint8 arrays (N, H, W, C) at the model's resolution, prepared once and cached."""
+
+import os
+
+import numpy as np
+from absl import logging
+
+from facegan_jax.config import UsageError
+from facegan_jax.data import preprocess
+
+# Sources the flagfiles already name; their loaders are not written yet.
+NOT_YET = ('celeba_small', 'tfds:', 'folder:')
+
+
+def load_images(config, split='train'):
+  """All images of `config.dataset`'s `split`, resized for the model: uint8 (N, R, R, C)."""
+  name = config.dataset
+  if name == 'synthetic_faces' or name.startswith('synthetic_faces/'):
+    builder = _synthetic_faces_builder(name, config.data_dir)
+  elif name.startswith(NOT_YET):
+    raise UsageError(f'--dataset={name} is not available yet; --dataset=synthetic_faces '
+                     'works offline')
+  else:
+    raise UsageError(f'unknown --dataset={name}; available: synthetic_faces')
+
+  shape = f'{config.resolution}x{config.resolution}x{config.channels}'
+  cache = os.path.join(builder.data_dir, f'facegan-{split}-{shape}.npy')
+  if os.path.exists(cache):
+    return np.load(cache)
+  images = _read_all(builder, split)
+  images = preprocess.to_model_images(images, config.resolution, config.channels)
+  tmp = cache + '.tmp.npy'
+  np.save(tmp, images)
+  os.replace(tmp, cache)  # never a half-written cache, even if this run is killed
+  logging.info('Cached %d %s images of %s at %s', len(images), shape, name, cache)
+  return images
+
+
+def _synthetic_faces_builder(name, data_dir):
+  from facegan_jax.data import synthetic_faces_builder
+  config_name = name.partition('/')[2] or None
+  builder = synthetic_faces_builder.SyntheticFaces(
+      config=config_name, data_dir=data_dir, file_format='array_record')
+  if not builder.is_prepared():
+    logging.info('Rendering %s into %s (once)', name, builder.data_dir)
+  builder.download_and_prepare()
+  return builder
+
+
+def _read_all(builder, split, chunk=2048):
+  source = builder.as_data_source(split=split)
+  images = np.empty((len(source),) + source[0]['image'].shape, np.uint8)
+  for start in range(0, len(source), chunk):
+    rows = source.__getitems__(range(start, min(start + chunk, len(source))))
+    images[start:start + len(rows)] = [row['image'] for row in rows]
+  return images

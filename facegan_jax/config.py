@@ -1,0 +1,102 @@
+"""The run's configuration: one plain value built from flags, validated before compiling."""
+
+import dataclasses
+import math
+
+
+class UsageError(ValueError):
+  """A problem with the flags or the data, reported to the user as one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run depends on; main.py's flags map one to one onto these fields."""
+  mode: str = 'train'
+  dataset: str = 'synthetic_faces'
+  data_dir: str | None = None
+  model: str = 'dcgan'
+  resolution: int = 32
+  channels: int = 3
+  batch_size: int = 64
+  num_steps: int = 2000
+  z_dim: int = 100
+  conv_dim: int = 32
+  g_first_bn: bool = False
+  d_dropout: float = 0.3
+  conv_impl: str = 'auto'
+  loss: str = 'bce'
+  label_smoothing: float = 1.0
+  lr_g: float = 2e-4
+  lr_d: float = 2e-4
+  beta1: float = 0.5
+  beta2: float = 0.999
+  ema_decay: float = 0.0
+  seed: int = 0
+  num_devices: int = 0
+  log_every: int = 50
+  sample_every: int = 500
+  checkpoint_every: int = 500
+  keep_checkpoints: int = 3
+  num_samples: int = 64
+  sample_seed: int = 0
+
+  def to_flags(self):
+    """The config as flagfile lines, e.g. `--batch_size=64`."""
+    lines = []
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if value is None:
+        continue
+      lines.append(f'--{field.name}={str(value).lower() if isinstance(value, bool) else value}')
+    return '\n'.join(lines) + '\n'
+
+
+# The presets of the paper-style flagfiles, for benchmarks and tests.
+PRESETS = {
+    'udacity32': dict(model='dcgan', resolution=32, conv_dim=32, z_dim=100, g_first_bn=False,
+                      label_smoothing=0.9, lr_g=2e-4, lr_d=2e-4),
+    'dcgan64': dict(model='dcgan', resolution=64, conv_dim=64, z_dim=100, g_first_bn=True),
+    'mnist_mlp': dict(model='mlp', resolution=28, channels=1, conv_dim=128, z_dim=100,
+                      d_dropout=0.3),
+}
+
+CHOICES = dict(mode=('train', 'sample'), model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
+               conv_impl=('auto', 'xla', 'phase', 'phase_matmul', 'd2s', 'd2s_matmul',
+                          'patches', 's2d'))
+
+
+def preset(name, **overrides):
+  return Config(**{**PRESETS[name], **overrides})
+
+
+def validate(config, num_devices):
+  """Raises UsageError with a one-line message for the first problem found."""
+  for name, allowed in CHOICES.items():
+    if getattr(config, name) not in allowed:
+      raise UsageError(f'--{name}={getattr(config, name)} is not one of {", ".join(allowed)}')
+  if config.batch_size < 1 or config.batch_size % num_devices:
+    raise UsageError(f'--batch_size={config.batch_size} is not divisible by the number of '
+                     f'devices ({num_devices})')
+  if config.model == 'dcgan':
+    base = 7 if config.resolution % 7 == 0 else 4
+    n = math.log2(config.resolution / base)
+    if n < 1 or n != int(n):
+      raise UsageError(f'--resolution={config.resolution}: dcgan needs 4*2^n or 7*2^n '
+                       '(e.g. 28, 32, 64, 128)')
+  if config.channels not in (1, 3):
+    raise UsageError(f'--channels={config.channels}: must be 1 or 3')
+  if not 0 < config.label_smoothing <= 1:
+    raise UsageError(f'--label_smoothing={config.label_smoothing}: must be in (0, 1]')
+  if config.label_smoothing != 1 and config.loss != 'bce':
+    raise UsageError(f'--label_smoothing applies to --loss=bce only, not {config.loss}')
+  if not 0 <= config.ema_decay < 1:
+    raise UsageError(f'--ema_decay={config.ema_decay}: must be in [0, 1)')
+  if not 0 <= config.d_dropout < 1:
+    raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
+  for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',
+               'conv_dim', 'keep_checkpoints', 'num_samples'):
+    if getattr(config, name) < 1:
+      raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
+  for name in ('lr_g', 'lr_d'):
+    if not getattr(config, name) > 0:
+      raise UsageError(f'--{name}={getattr(config, name)}: must be positive')

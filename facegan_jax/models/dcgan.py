@@ -1,0 +1,76 @@
+"""DCGAN generator and discriminator (Radford et al. 2015; the Udacity face project).
+
+All-convolutional: stride-2 (transposed) convolutions instead of pooling, BatchNorm everywhere
+but G's output and D's input, ReLU in G, LeakyReLU(0.2) in D, tanh images, logits out of D.
+A resolution of base * 2**n (base 4, or 7 for 28x28 digits) takes n resampling layers, and the
+widest layer, conv_dim * 2**(n - 1) channels, sits at base x base.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from facegan_jax.models.batchnorm import BatchNorm
+from facegan_jax.models.layers import DownConv, UpConv
+
+dense_init = nnx.initializers.normal(0.02)
+
+
+def num_stages(resolution):
+  """(base, n) with resolution == base * 2**n."""
+  base = 7 if resolution % 7 == 0 else 4
+  n = round(math.log2(resolution / base))
+  if base * 2**n != resolution or n < 1:
+    raise ValueError(f'dcgan supports resolutions 4 * 2**n or 7 * 2**n, got {resolution}')
+  return base, n
+
+
+class Generator(nnx.Module):
+  """z (B, z_dim) -> images (B, R, R, channels) in [-1, 1]."""
+
+  def __init__(self, *, resolution, conv_dim, z_dim, channels=3, g_first_bn=True,
+               impl='auto', rngs):
+    self.base, n = num_stages(resolution)
+    self.width = conv_dim * 2**(n - 1)
+    # ConvTranspose2d(z_dim, width, base) on a 1x1 input is exactly this dense layer.
+    self.project = nnx.Linear(z_dim, self.base * self.base * self.width,
+                              use_bias=not g_first_bn, kernel_init=dense_init, rngs=rngs)
+    self.project_bn = BatchNorm(self.width, rngs=rngs) if g_first_bn else None
+    widths = [conv_dim * 2**(n - 1 - i) for i in range(n)] + [channels]
+    self.ups = nnx.List([
+        UpConv(widths[i], widths[i + 1], use_bias=i == n - 1, impl=impl, rngs=rngs)
+        for i in range(n)])
+    self.bns = nnx.List([BatchNorm(w, rngs=rngs) for w in widths[1:-1]])
+
+  def __call__(self, z, *, train):
+    x = self.project(z).reshape(-1, self.base, self.base, self.width)
+    if self.project_bn is not None:
+      x = self.project_bn(x, train=train)
+    x = jax.nn.relu(x)
+    for up, bn in zip(self.ups[:-1], self.bns):
+      x = jax.nn.relu(bn(up(x), train=train))
+    return jnp.tanh(self.ups[-1](x))
+
+
+class Discriminator(nnx.Module):
+  """images (B, R, R, channels) -> logits (B,)."""
+
+  def __init__(self, *, resolution, conv_dim, channels=3, impl='auto', rngs):
+    base, n = num_stages(resolution)
+    widths = [channels] + [conv_dim * 2**i for i in range(n)]
+    self.downs = nnx.List([
+        DownConv(widths[i], widths[i + 1], use_bias=i == 0, impl=impl, rngs=rngs)
+        for i in range(n)])
+    self.bns = nnx.List([BatchNorm(w, rngs=rngs) for w in widths[2:]])
+    # Conv2d(width, 1, base) on a base x base map is exactly this dense layer.
+    self.logit = nnx.Linear(base * base * widths[-1], 1, kernel_init=dense_init, rngs=rngs)
+
+  def __call__(self, x, *, train, groups=1, dropout_keys=None):
+    """`groups` > 1: x stacks that many batches, each BatchNormed on its own."""
+    del dropout_keys  # no dropout in DCGAN's D
+    x = jax.nn.leaky_relu(self.downs[0](x), 0.2)
+    for down, bn in zip(self.downs[1:], self.bns):
+      x = jax.nn.leaky_relu(bn(down(x), train=train, groups=groups), 0.2)
+    return self.logit(x.reshape(x.shape[0], -1))[:, 0]

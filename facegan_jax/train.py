@@ -1,0 +1,253 @@
+"""The train state, the data-parallel train step, and the training loop."""
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from facegan_jax import checkpoint, losses, models, visualize
+from facegan_jax import config as config_lib
+from facegan_jax import data
+from facegan_jax.data import pipeline
+
+DATA_AXIS = pipeline.DATA_AXIS
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resume needs. The data position is `step` itself (see data/pipeline.py)."""
+  step: jax.Array
+  g_params: Any
+  g_stats: Any  # BatchNorm running statistics; the EMA generator shares them (as StyleGAN2)
+  d_params: Any
+  d_stats: Any
+  g_opt: Any
+  d_opt: Any
+  ema_params: Any
+  rng: jax.Array  # raw uint32 key: data order and per-step randomness derive from it
+
+
+@flax.struct.dataclass
+class Setup:
+  """The static half of a run: model graphs and optimizers."""
+  g_graph: Any = flax.struct.field(pytree_node=False)
+  d_graph: Any = flax.struct.field(pytree_node=False)
+  tx_g: Any = flax.struct.field(pytree_node=False)
+  tx_d: Any = flax.struct.field(pytree_node=False)
+
+
+def make_setup(config):
+  g, d = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0)))
+  return Setup(g_graph=nnx.graphdef(g), d_graph=nnx.graphdef(d),
+               tx_g=optax.adam(config.lr_g, config.beta1, config.beta2),
+               tx_d=optax.adam(config.lr_d, config.beta1, config.beta2))
+
+
+def init_state(config, setup):
+  """A fresh state; pure, so `jax.eval_shape(init_state)` gives the layout for restoring."""
+  g, d = models.build(config, nnx.Rngs(config.seed))
+  _, g_params, g_stats = nnx.split(g, nnx.Param, nnx.BatchStat)
+  _, d_params, d_stats = nnx.split(d, nnx.Param, nnx.BatchStat)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats, d_params=d_params,
+      d_stats=d_stats, g_opt=setup.tx_g.init(g_params), d_opt=setup.tx_d.init(d_params),
+      ema_params=g_params, rng=jax.random.PRNGKey(config.seed + 1))
+
+
+def example_keys(key, num_local):
+  """One key per example of this device's slice, from its global index in the batch.
+
+  Latents and dropout masks then belong to the example, not to the device that holds it, so a
+  run is the same on any number of devices.
+  """
+  first = jax.lax.axis_index(DATA_AXIS) * num_local
+  return jax.vmap(jax.random.fold_in, (None, 0))(key, first + jnp.arange(num_local))
+
+
+def train_step(state, real, rng, *, config, setup):
+  """One D update then one G update on this device's slice `real` of the global batch."""
+  rng = jax.random.fold_in(rng, state.step)
+  z_key, drop_key = jax.random.split(rng)
+  n = real.shape[0]
+  z = jax.vmap(lambda k: jax.random.normal(k, (config.z_dim,)))(example_keys(z_key, n))
+  drop_real, drop_fake, drop_g = (example_keys(k, n) for k in jax.random.split(drop_key, 3))
+  d_loss_fn, g_loss_fn = losses.LOSSES[config.loss]
+  # Per-device gradients, averaged explicitly below (pmap style).
+  g_params = jax.lax.pcast(state.g_params, DATA_AXIS, to='varying')
+  d_params = jax.lax.pcast(state.d_params, DATA_AXIS, to='varying')
+
+  def generate(g_params):
+    g = nnx.merge(setup.g_graph, g_params, state.g_stats, copy=True)
+    return g(z, train=True), nnx.state(g, nnx.BatchStat)
+
+  # G runs forward once: D's update sees the fakes, G's update pulls back through this vjp.
+  fake, g_vjp, g_stats = jax.vjp(generate, g_params, has_aux=True)
+
+  def d_objective(d_params):
+    d = nnx.merge(setup.d_graph, d_params, state.d_stats, copy=True)
+    # Real and fake in one pass, BatchNormed separately as two D calls would be.
+    logits = d(jnp.concatenate([real, jax.lax.stop_gradient(fake)]), train=True, groups=2,
+               dropout_keys=jnp.concatenate([drop_real, drop_fake]))
+    real_logits, fake_logits = logits[:n], logits[n:]
+    d_loss = d_loss_fn(real_logits, fake_logits, config.label_smoothing)
+    return d_loss, (nnx.state(d, nnx.BatchStat), real_logits, fake_logits)
+
+  (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
+      d_objective, has_aux=True)(d_params)
+  d_grads = jax.lax.pmean(d_grads, DATA_AXIS)
+  d_updates, d_opt = setup.tx_d.update(d_grads, state.d_opt, state.d_params)
+  new_d_params = optax.apply_updates(state.d_params, d_updates)
+
+  def g_objective(fake):
+    d = nnx.merge(setup.d_graph, new_d_params, d_stats, copy=True)
+    return g_loss_fn(d(fake, train=True, dropout_keys=drop_g))
+
+  g_loss, fake_grads = jax.value_and_grad(g_objective)(fake)
+  (g_grads,) = g_vjp(fake_grads)
+  g_grads = jax.lax.pmean(g_grads, DATA_AXIS)
+  g_updates, g_opt = setup.tx_g.update(g_grads, state.g_opt, state.g_params)
+  new_g_params = optax.apply_updates(state.g_params, g_updates)
+
+  # Warm-up as TF's ExponentialMovingAverage: early samples are not stuck near the init.
+  decay = jnp.minimum(config.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+  ema_params = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p,
+                            state.ema_params, new_g_params)
+
+  metrics = jax.lax.pmean(dict(
+      d_loss=d_loss, g_loss=g_loss,
+      d_real=jax.nn.sigmoid(real_logits).mean(), d_fake=jax.nn.sigmoid(fake_logits).mean()),
+      DATA_AXIS)
+  metrics.update(d_grad_norm=optax.global_norm(d_grads), g_grad_norm=optax.global_norm(g_grads))
+  new_state = state.replace(
+      step=state.step + 1, g_params=new_g_params, g_stats=g_stats, d_params=new_d_params,
+      d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, ema_params=ema_params)
+  return new_state, metrics
+
+
+def make_train_fn(config, setup, mesh, num_examples):
+  """The compiled step over the mesh: (state, dataset shard) -> (state, metrics)."""
+
+  def step_on_device(state, dataset):
+    data_key, step_key = jax.random.split(state.rng)
+    indices = pipeline.batch_indices(data_key, state.step, num_examples, config.batch_size)
+    real = pipeline.local_batch(dataset, indices)
+    return train_step(state, real, step_key, config=config, setup=setup)
+
+  return jax.jit(jax.shard_map(step_on_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+                               out_specs=(P(), P())), donate_argnums=0)
+
+
+def make_sample_fn(setup):
+  """Compiled G in inference mode: (params, stats, z) -> images in [-1, 1]."""
+  return jax.jit(lambda params, stats, z: nnx.merge(setup.g_graph, params, stats)(
+      z, train=False))
+
+
+def make_mesh(config):
+  devices = jax.devices()
+  if config.num_devices > len(devices):
+    raise config_lib.UsageError(f'--num_devices={config.num_devices} but only {len(devices)} '
+                     f'{jax.default_backend()} devices are available')
+  devices = devices[:config.num_devices or len(devices)]
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices)
+
+
+def restore_or_init(config, setup, ckpts, mesh):
+  """Latest checkpoint in the workdir if there is one, else a fresh state."""
+  replicated = NamedSharding(mesh, P())
+  init = functools.partial(init_state, config, setup)
+  state = ckpts.restore(checkpoint.abstract_like(jax.eval_shape(init), replicated))
+  if state is None:
+    return jax.jit(init, out_shardings=replicated)(), False
+  return state, True
+
+
+def sample_params(config, state):
+  return state.ema_params if config.ema_decay > 0 else state.g_params
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` in `workdir`, resuming from its latest checkpoint."""
+  mesh = make_mesh(config)
+  num_devices = mesh.shape[DATA_AXIS]
+  config_lib.validate(config, num_devices)
+  images = data.load_images(config, 'train')
+  if len(images) < config.batch_size:
+    raise config_lib.UsageError(f'{config.dataset} has {len(images)} training images, fewer than '
+                     f'--batch_size={config.batch_size}')
+  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+  with open(os.path.join(workdir, 'flags.txt'), 'w') as f:  # a --flagfile that reruns this
+    f.write(config.to_flags() + f'--workdir={workdir}\n')
+  setup = make_setup(config)
+  ckpts = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'),
+                                 keep=config.keep_checkpoints, config=config)
+  state, resumed = restore_or_init(config, setup, ckpts, mesh)
+  step = int(state.step)
+  logging.info('%s at step %d on %d %s device(s); %d training images',
+               'Resuming' if resumed else 'Starting', step, num_devices,
+               jax.default_backend(), len(images))
+
+  data_key = jax.random.split(jnp.asarray(state.rng))[0]
+  first = np.asarray(pipeline.batch_indices(data_key, 0, len(images), config.batch_size))
+  visualize.save_grid(images[first[:64]], os.path.join(workdir, 'real_batch.png'))
+
+  dataset = pipeline.shard_dataset(images, mesh)
+  train_fn = make_train_fn(config, setup, mesh, len(images))
+  sample_fn = make_sample_fn(setup)
+  fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+
+  timer_start, timer_step, synced = None, step, False
+  while step < config.num_steps:
+    state, metrics = train_fn(state, dataset)
+    step += 1
+    if timer_start is None:  # the first call compiles: keep it out of images_per_sec
+      jax.block_until_ready(state)
+      timer_start, timer_step = time.perf_counter(), step
+    last = step == config.num_steps
+    if step % config.log_every == 0 or last:
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+      if bad:
+        raise FloatingPointError(f'non-finite {", ".join(bad)} at step {step}; '
+                                 'lower the learning rates or check the data')
+      elapsed = time.perf_counter() - timer_start
+      if step > timer_step:
+        metrics['images_per_sec'] = (step - timer_step) * config.batch_size / elapsed
+        metrics['steps_per_sec'] = (step - timer_step) / elapsed
+      log_metrics(metrics_path, step, config.num_steps, metrics)
+      synced = True
+    if step % config.sample_every == 0 or last:
+      fake = sample_fn(sample_params(config, state), state.g_stats, fixed_z)
+      visualize.save_grid(pipeline.to_uint8(fake),
+                          os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
+      visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
+      synced = True
+    if step % config.checkpoint_every == 0 or last:
+      ckpts.save(state, step)  # blocks until the state is copied off the devices
+      synced = True
+    if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
+      timer_start, timer_step, synced = time.perf_counter(), step, False
+  ckpts.close()
+  return state
+
+
+def log_metrics(path, step, num_steps, metrics):
+  """Appends one JSON line and logs a progress line with rate and ETA."""
+  with open(path, 'a') as f:
+    f.write(json.dumps(dict(step=step, **metrics)) + '\n')
+  rate = metrics.get('steps_per_sec')
+  eta = f'{(num_steps - step) / rate:.0f}s' if rate else '?'
+  logging.info('step %d/%d | d_loss %.3f g_loss %.3f d_real %.2f d_fake %.2f | '
+               '%.0f img/s | ETA %s', step, num_steps, metrics['d_loss'], metrics['g_loss'],
+               metrics['d_real'], metrics['d_fake'], metrics.get('images_per_sec', 0), eta)

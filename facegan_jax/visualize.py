@@ -1,0 +1,58 @@
+"""Image grids and loss curves written to the workdir."""
+
+import json
+import math
+import os
+
+import matplotlib
+matplotlib.use('Agg')  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def grid(images, columns=None, pad=2):
+  """uint8 (N, H, W, C) -> one uint8 image with the N images in rows, `pad` px apart."""
+  n, h, w, c = images.shape
+  columns = columns or math.ceil(math.sqrt(n))
+  rows = math.ceil(n / columns)
+  out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, np.uint8)
+  for i, image in enumerate(images):
+    y, x = pad + (i // columns) * (h + pad), pad + (i % columns) * (w + pad)
+    out[y:y + h, x:x + w] = image
+  return out
+
+
+def save_grid(images, path, scale=2):
+  """Writes a grid PNG, upscaled (nearest) so that small images are visible."""
+  image = grid(np.asarray(images))
+  if image.shape[-1] == 1:
+    image = image[..., 0]
+  pil = Image.fromarray(image)
+  pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+  tmp = path + '.tmp.png'
+  pil.save(tmp)
+  os.replace(tmp, path)
+
+
+def plot_losses(metrics_path, path):
+  """D and G loss curves from metrics.jsonl."""
+  if not os.path.exists(metrics_path):
+    return
+  with open(metrics_path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  if not rows:
+    return
+  steps = [r['step'] for r in rows]
+  fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+  ax.plot(steps, [r['d_loss'] for r in rows], label='D loss')
+  ax.plot(steps, [r['g_loss'] for r in rows], label='G loss')
+  ax.set_xlabel('step')
+  ax.set_ylabel('loss')
+  ax.legend()
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  tmp = path + '.tmp.png'
+  fig.savefig(tmp)
+  plt.close(fig)
+  os.replace(tmp, path)

@@ -1,0 +1,74 @@
+"""Trains a GAN or samples from one: `python main.py --flagfile=experiments/NAME.flags`.
+
+This file is intentionally short: it turns flags into a Config and hands it to the library.
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+from facegan_jax import config as config_lib
+
+_DEFAULTS = config_lib.Config()
+_HELP = dict(
+    mode='train: train (resuming from the workdir\'s latest checkpoint); sample: write '
+         'samples.npz and samples.png from the latest checkpoint',
+    dataset='synthetic_faces (embedded, no download); real sources arrive later',
+    data_dir='where prepared datasets live (default: TFDS\'s default, ~/tensorflow_datasets)',
+    model='dcgan (convolutional) or mlp (fully connected, for 28x28 digits)',
+    resolution='image height and width fed to the models',
+    channels='3 (RGB) or 1 (grayscale)',
+    batch_size='global batch size, split over all devices',
+    num_steps='total training steps (one D and one G update each)',
+    z_dim='latent size',
+    conv_dim='base width: channels of D\'s first conv / G\'s last (dcgan), hidden units (mlp)',
+    g_first_bn='BatchNorm after G\'s first projection (DCGAN paper: yes; Udacity: no)',
+    d_dropout='dropout rate in the mlp discriminator',
+    conv_impl='form of the stride-2 (transposed) convolutions; auto picks the fastest '
+              'measured form for the backend',
+    loss='bce (non-saturating), lsgan or hinge',
+    label_smoothing='target for real images in D\'s bce loss (one-sided; 1.0 = off)',
+    lr_g='generator Adam learning rate',
+    lr_d='discriminator Adam learning rate',
+    beta1='Adam beta1 (DCGAN: 0.5)',
+    beta2='Adam beta2',
+    ema_decay='decay of the EMA generator used for samples (0 = off)',
+    seed='seed of initialisation, data order and latents: a run is a function of its flags',
+    num_devices='devices to use (0 = all local devices)',
+    log_every='steps between metrics.jsonl lines and progress logs',
+    sample_every='steps between sample grids in workdir/samples/',
+    checkpoint_every='steps between checkpoints',
+    keep_checkpoints='checkpoints to keep',
+    num_samples='--mode=sample: how many images to write',
+    sample_seed='seed of the latents of samples (training grids and --mode=sample)',
+)
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+           str: flags.DEFINE_string}
+for _field in dataclasses.fields(config_lib.Config):
+  _type = str if _field.type == str | None else _field.type
+  _DEFINE[_type](_field.name, getattr(_DEFAULTS, _field.name), _HELP[_field.name])
+flags.DEFINE_string('workdir', None, 'directory for checkpoints, samples, metrics and plots')
+flags.mark_flag_as_required('workdir')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  config = config_lib.Config(**{f.name: FLAGS[f.name].value
+                                for f in dataclasses.fields(config_lib.Config)})
+  logging.get_absl_handler().python_handler.stream = sys.stdout
+  # Imported here so that --help and flag errors do not wait for JAX.
+  from facegan_jax import sample, train
+  try:
+    if config.mode == 'train':
+      train.train_and_evaluate(config, FLAGS.workdir)
+    else:
+      sample.sample(config, FLAGS.workdir)
+  except (config_lib.UsageError, FloatingPointError) as e:
+    sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+  app.run(main)
