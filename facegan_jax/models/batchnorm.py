@@ -36,7 +36,7 @@ class BatchNorm(nnx.Module):
 
   def __call__(self, x, *, train, groups=1):
     if not train:
-      return self._normalize(x, self.mean.value, self.var.value)
+      return self._normalize(x, self.mean[...], self.var[...])
 
     grouped = x.reshape(groups, -1, x.shape[-1]).astype(jnp.float32)
     mean = grouped.mean(axis=1)
@@ -48,12 +48,12 @@ class BatchNorm(nnx.Module):
       count *= num_devices
     var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
 
-    running_mean, running_var = self.mean.value, self.var.value
+    running_mean, running_var = self.mean[...], self.var[...]
     for g in range(groups):
       running_mean = (1 - self.momentum) * running_mean + self.momentum * mean[g]
       unbiased = var[g] * count / max(count - 1, 1)
       running_var = (1 - self.momentum) * running_var + self.momentum * unbiased
-    self.mean.value, self.var.value = running_mean, running_var
+    self.mean[...], self.var[...] = running_mean, running_var
 
     shape = (groups,) + (1,) * (x.ndim - 1) + (x.shape[-1],)
     y = self._normalize(x.reshape((groups, -1) + x.shape[1:]),
@@ -61,5 +61,5 @@ class BatchNorm(nnx.Module):
     return y.reshape(x.shape)
 
   def _normalize(self, x, mean, var):
-    inv = jax.lax.rsqrt(var + self.epsilon) * self.scale.value
-    return (x - mean.astype(x.dtype)) * inv.astype(x.dtype) + self.bias.value.astype(x.dtype)
+    inv = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
+    return (x - mean.astype(x.dtype)) * inv.astype(x.dtype) + self.bias[...].astype(x.dtype)

@@ -1,0 +1,81 @@
+"""Shapes, parameter counts and BatchNorm behaviour of the model presets."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from facegan_jax import config as config_lib
+from facegan_jax import models
+from facegan_jax.models.batchnorm import BatchNorm
+
+# pytorch/examples' DCGAN-64 has G 3,576,704 and D 2,765,568 parameters with bias=False
+# everywhere; ours adds biases where no BatchNorm follows: G's output conv (3), D's input conv
+# (64) and D's logit (1).
+COUNTS = {
+    'udacity32': (372_419, 167_841, 32),
+    'dcgan64': (3_576_704 + 3, 2_765_568 + 64 + 1, 64),
+    'mnist_mlp': (579_728, 566_273, 28),
+}
+
+
+@pytest.mark.parametrize('name', sorted(COUNTS))
+def test_preset_shapes_and_parameter_counts(name):
+  config = config_lib.preset(name)
+  g, d = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0)))
+  g_count, d_count, resolution = COUNTS[name]
+  assert (models.param_count(g), models.param_count(d)) == (g_count, d_count)
+  images = nnx.eval_shape(lambda g: g(jnp.ones((2, config.z_dim)), train=True), g)
+  assert images.shape == (2, resolution, resolution, config.channels)
+  keys = jax.random.split(jax.random.key(0), 2)
+  logits = nnx.eval_shape(lambda d: d(jnp.ones(images.shape), train=True, dropout_keys=keys), d)
+  assert logits.shape == (2,)
+
+
+@pytest.mark.parametrize('resolution, channels', [(28, 1), (32, 3)])
+def test_small_dcgan_images_in_range(resolution, channels):
+  config = config_lib.Config(model='dcgan', resolution=resolution, channels=channels,
+                             conv_dim=8, z_dim=10)
+  g, d = models.build(config, nnx.Rngs(0))
+  images = nnx.jit(lambda g, z: g(z, train=True))(g, jax.random.normal(jax.random.key(0), (3, 10)))
+  assert images.shape == (3, resolution, resolution, channels)
+  assert float(jnp.abs(images).max()) <= 1.0 and float(images.std()) > 0
+  assert nnx.jit(lambda d, x: d(x, train=False))(d, images).shape == (3,)
+
+
+def test_weights_are_dcgan_init():
+  g, _ = models.build(config_lib.preset('udacity32'), nnx.Rngs(0))
+  kernel = np.asarray(g.ups[0].kernel[...])
+  assert abs(kernel.mean()) < 1e-3 and kernel.std() == pytest.approx(0.02, rel=0.02)
+
+
+def test_grouped_batchnorm_equals_separate_calls():
+  """D on [real; fake] with groups=2 == D on real, then D on fake (as PyTorch's loop does)."""
+  config = config_lib.preset('udacity32', conv_dim=8)
+  _, d = models.build(config, nnx.Rngs(0))
+  real, fake = jax.random.normal(jax.random.key(1), (2, 4, 32, 32, 3))
+  d_separate = nnx.clone(d)
+  joint = nnx.jit(lambda d, x: d(x, train=True, groups=2))(d, jnp.concatenate([real, fake]))
+  call = nnx.jit(lambda d, x: d(x, train=True))
+  separate = jnp.concatenate([call(d_separate, real), call(d_separate, fake)])
+  np.testing.assert_allclose(joint, separate, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(nnx.state(d, nnx.BatchStat)),
+                  jax.tree.leaves(nnx.state(d_separate, nnx.BatchStat))):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_batchnorm_matches_pytorch_semantics():
+  """Batch statistics in training (biased var), running stats with momentum 0.1 (unbiased)."""
+  bn = BatchNorm(3, rngs=nnx.Rngs(0))
+  bn.scale[...] = jnp.ones(3)
+  x = jax.random.normal(jax.random.key(0), (8, 5, 5, 3)) * 2 + 1
+  y = bn(x, train=True)
+  flat = np.asarray(x).reshape(-1, 3)
+  expected = (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5)
+  np.testing.assert_allclose(np.asarray(y).reshape(-1, 3), expected, atol=1e-4)
+  np.testing.assert_allclose(bn.mean[...], 0.1 * flat.mean(0), atol=1e-5)
+  np.testing.assert_allclose(bn.var[...], 0.9 + 0.1 * flat.var(0, ddof=1), atol=1e-5)
+  y_eval = bn(x, train=False)
+  np.testing.assert_allclose(
+      y_eval, (x - bn.mean[...]) / jnp.sqrt(bn.var[...] + 1e-5), atol=1e-5)

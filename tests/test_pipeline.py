@@ -1,0 +1,54 @@
+"""The on-device input path: epoch order, batch drawing, preprocessing."""
+
+import jax
+import numpy as np
+from PIL import Image
+
+from facegan_jax.data import pipeline, preprocess
+from tests.conftest import run_python
+
+
+def test_each_epoch_is_a_permutation_and_epochs_differ():
+  key = jax.random.PRNGKey(0)
+  epoch = lambda e: np.concatenate(
+      [np.asarray(pipeline.batch_indices(key, 3 * e + s, 10, 3)) for s in range(3)])
+  first, second = epoch(0), epoch(1)
+  # 10 examples, batch 3: 3 steps per epoch, one example left out each epoch.
+  assert len(set(first)) == 9 and len(set(second)) == 9
+  assert set(first) <= set(range(10))
+  assert not np.array_equal(first, second)
+  np.testing.assert_array_equal(epoch(0), first)  # a pure function of (key, step)
+
+
+def test_local_batch_is_the_global_batch_on_one_and_two_devices():
+  out = run_python('''
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import PartitionSpec as P
+from facegan_jax.data import pipeline
+images = np.random.default_rng(0).integers(0, 256, (11, 4, 4, 3), dtype=np.uint8)
+indices = jnp.array([10, 0, 5, 6, 3, 9])
+for n in (1, 2):
+  mesh = jax.make_mesh((n,), ('data',), devices=jax.devices()[:n])
+  data = pipeline.shard_dataset(images, mesh)
+  fn = jax.jit(jax.shard_map(lambda d: pipeline.local_batch(d, indices), mesh=mesh,
+                             in_specs=P('data'), out_specs=P('data')))
+  batch = np.asarray(fn(data))
+  expected = images[np.asarray(indices)].astype(np.float32) / 127.5 - 1
+  assert np.allclose(batch, expected, atol=1e-6, rtol=0), n
+  assert np.array_equal(pipeline.to_uint8(batch), images[np.asarray(indices)])
+print('ok')
+''', devices=2)
+  assert out.strip() == 'ok'
+
+
+def test_preprocess_center_crops_resizes_and_converts():
+  wide = np.zeros((20, 40, 3), np.uint8)
+  wide[:, 10:30] = 200  # the centered square is bright, the sides dark
+  out = preprocess.to_model_images([wide], 8, 3)
+  assert out.shape == (1, 8, 8, 3) and out.dtype == np.uint8
+  assert out.min() > 190
+  gray = preprocess.to_model_images([wide], 8, 1)
+  assert gray.shape == (1, 8, 8, 1)
+  expected = np.asarray(Image.fromarray(wide[:, 10:30]).convert('L').resize(
+      (8, 8), Image.Resampling.BICUBIC))
+  np.testing.assert_array_equal(gray[0, ..., 0], expected)
