@@ -4,6 +4,7 @@ This file is intentionally short: it turns flags into a Config and hands it to t
 """
 
 import dataclasses
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -58,7 +59,10 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   config = config_lib.Config(**{f.name: FLAGS[f.name].value
                                 for f in dataclasses.fields(config_lib.Config)})
-  logging.get_absl_handler().python_handler.stream = sys.stdout
+  handler = logging.get_absl_handler()
+  handler.python_handler.stream = sys.stdout
+  # Orbax logs every save at INFO; keep its warnings and errors only.
+  handler.addFilter(lambda r: r.levelno >= std_logging.WARNING or '/orbax/' not in r.pathname)
   # Imported here so that --help and flag errors do not wait for JAX.
   from facegan_jax import sample, train
   try:
