@@ -13,8 +13,8 @@ from facegan_jax.data.synthetic_faces import ATTRIBUTES, render_face
 class TinySyntheticFaces(synthetic_faces_builder.SyntheticFaces):
   """A few faces per split so the round trip takes about a second."""
 
-  NUM_TRAIN = 40
-  NUM_TEST = 8
+  BUILDER_CONFIGS = [synthetic_faces_builder.SyntheticFacesConfig(
+      name='tiny', num_train=40, num_test=8)]
 
 
 @pytest.fixture(scope='module')
