@@ -61,8 +61,9 @@ def main(argv):
                                 for f in dataclasses.fields(config_lib.Config)})
   handler = logging.get_absl_handler()
   handler.python_handler.stream = sys.stdout
-  # Orbax logs every save at INFO; keep its warnings and errors only.
-  handler.addFilter(lambda r: r.levelno >= std_logging.WARNING or '/orbax/' not in r.pathname)
+  # Libraries (orbax, TFDS, JAX) log a lot at INFO; keep their warnings and errors only.
+  handler.addFilter(lambda r: r.levelno >= std_logging.WARNING
+                    or '/facegan_jax/' in r.pathname)
   # Imported here so that --help and flag errors do not wait for JAX.
   from facegan_jax import sample, train
   try:

@@ -181,21 +181,23 @@ def train_and_evaluate(config, workdir):
   mesh = make_mesh(config)
   num_devices = mesh.shape[DATA_AXIS]
   config_lib.validate(config, num_devices)
-  images = data.load_images(config, 'train')
-  if len(images) < config.batch_size:
-    raise config_lib.UsageError(f'{config.dataset} has {len(images)} training images, fewer than '
-                     f'--batch_size={config.batch_size}')
-  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-  with open(os.path.join(workdir, 'flags.txt'), 'w') as f:  # a --flagfile that reruns this
-    f.write(config.to_flags() + f'--workdir={workdir}\n')
+  data.check_dataset(config.dataset)
   setup = make_setup(config)
   ckpts = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'),
                                  keep=config.keep_checkpoints, config=config)
   state, resumed = restore_or_init(config, setup, ckpts, mesh)
   step = int(state.step)
+  images = data.load_images(config, 'train')
+  if len(images) < config.batch_size:
+    raise config_lib.UsageError(f'{config.dataset} has {len(images)} training images, fewer '
+                                f'than --batch_size={config.batch_size}')
   logging.info('%s at step %d on %d %s device(s); %d training images',
                'Resuming' if resumed else 'Starting', step, num_devices,
                jax.default_backend(), len(images))
+  # Written once the flags are known to work with this workdir: a --flagfile that reruns it.
+  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+  with open(os.path.join(workdir, 'flags.txt'), 'w') as f:
+    f.write(config.to_flags() + f'--workdir={workdir}\n')
 
   data_key = jax.random.split(jnp.asarray(state.rng))[0]
   first = np.asarray(pipeline.batch_indices(data_key, 0, len(images), config.batch_size))

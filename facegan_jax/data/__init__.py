@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import tensorflow_datasets as tfds
 from absl import logging
 
 from facegan_jax.config import UsageError
@@ -12,17 +13,20 @@ from facegan_jax.data import preprocess
 NOT_YET = ('celeba_small', 'tfds:', 'folder:')
 
 
-def load_images(config, split='train'):
-  """All images of `config.dataset`'s `split`, resized for the model: uint8 (N, R, R, C)."""
-  name = config.dataset
-  if name == 'synthetic_faces' or name.startswith('synthetic_faces/'):
-    builder = _synthetic_faces_builder(name, config.data_dir)
-  elif name.startswith(NOT_YET):
+def check_dataset(name):
+  """Raises UsageError unless `name` is a dataset this version can load."""
+  if name.startswith(NOT_YET):
     raise UsageError(f'--dataset={name} is not available yet; --dataset=synthetic_faces '
                      'works offline')
-  else:
-    raise UsageError(f'unknown --dataset={name}; available: synthetic_faces')
+  if name.partition('/')[0] != 'synthetic_faces':
+    raise UsageError(f'unknown --dataset={name}; available: synthetic_faces, '
+                     'synthetic_faces/small')
 
+
+def load_images(config, split='train'):
+  """All images of `config.dataset`'s `split`, resized for the model: uint8 (N, R, R, C)."""
+  check_dataset(config.dataset)
+  builder = _synthetic_faces_builder(config.dataset, config.data_dir)
   shape = f'{config.resolution}x{config.resolution}x{config.channels}'
   cache = os.path.join(builder.data_dir, f'facegan-{split}-{shape}.npy')
   if os.path.exists(cache):
@@ -42,8 +46,10 @@ def _synthetic_faces_builder(name, data_dir):
   builder = synthetic_faces_builder.SyntheticFaces(
       config=config_name, data_dir=data_dir, file_format='array_record')
   if not builder.is_prepared():
-    logging.info('Rendering %s into %s (once)', name, builder.data_dir)
-  builder.download_and_prepare()
+    logging.info('Rendering %s into %s (once; ~1 min for the full set on 2 cores)',
+                 name, builder.data_dir)
+    tfds.disable_progress_bar()
+    builder.download_and_prepare()
   return builder
 
 
