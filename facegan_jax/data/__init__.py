@@ -36,7 +36,7 @@ def load_images(config, split='train'):
   tmp = cache + '.tmp.npy'
   np.save(tmp, images)
   os.replace(tmp, cache)  # never a half-written cache, even if this run is killed
-  logging.info('Cached %d %s images of %s at %s', len(images), shape, name, cache)
+  logging.info('Cached %d %s images of %s at %s', len(images), shape, config.dataset, cache)
   return images
 
 
