@@ -134,17 +134,20 @@ def train_step(state, real, rng, *, config, setup):
   return new_state, metrics
 
 
-def make_train_fn(config, setup, mesh, num_examples):
-  """The compiled step over the mesh: (state, dataset shard) -> (state, metrics)."""
+def make_train_fn(config, setup, mesh):
+  """The compiled step over the mesh: (state, dataset shard, epoch order) -> (state, metrics)."""
 
-  def step_on_device(state, dataset):
-    data_key, step_key = jax.random.split(state.rng)
-    indices = pipeline.batch_indices(data_key, state.step, num_examples, config.batch_size)
-    real = pipeline.local_batch(dataset, indices)
-    return train_step(state, real, step_key, config=config, setup=setup)
+  def step_on_device(state, dataset, order):
+    real = pipeline.local_batch(
+        dataset, pipeline.batch_indices(order, state.step, config.batch_size))
+    return train_step(state, real, jax.random.split(state.rng)[1], config=config, setup=setup)
 
-  return jax.jit(jax.shard_map(step_on_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+  return jax.jit(jax.shard_map(step_on_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()),
                                out_specs=(P(), P())), donate_argnums=0)
+
+
+def data_key(state):
+  return jax.random.split(state.rng)[0]
 
 
 def make_sample_fn(setup):
@@ -199,19 +202,26 @@ def train_and_evaluate(config, workdir):
   with open(os.path.join(workdir, 'flags.txt'), 'w') as f:
     f.write(config.to_flags() + f'--workdir={workdir}\n')
 
-  data_key = jax.random.split(jnp.asarray(state.rng))[0]
-  first = np.asarray(pipeline.batch_indices(data_key, 0, len(images), config.batch_size))
-  visualize.save_grid(images[first[:64]], os.path.join(workdir, 'real_batch.png'))
+  steps_per_epoch = len(images) // config.batch_size
+  epoch_order = lambda epoch: jax.device_put(  # noqa: E731
+      pipeline.epoch_order(data_key(state), epoch, len(images)), NamedSharding(mesh, P()))
+  first_batch = np.asarray(epoch_order(0)[:min(config.batch_size, 64)])
+  visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
+  epoch = step // steps_per_epoch
+  order = epoch_order(epoch)
 
   dataset = pipeline.shard_dataset(images, mesh)
-  train_fn = make_train_fn(config, setup, mesh, len(images))
+  train_fn = make_train_fn(config, setup, mesh)
   sample_fn = make_sample_fn(setup)
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
   timer_start, timer_step, synced = None, step, False
   while step < config.num_steps:
-    state, metrics = train_fn(state, dataset)
+    if step // steps_per_epoch != epoch:
+      epoch = step // steps_per_epoch
+      order = epoch_order(epoch)
+    state, metrics = train_fn(state, dataset, order)
     step += 1
     if timer_start is None:  # the first call compiles: keep it out of images_per_sec
       jax.block_until_ready(state)

@@ -10,8 +10,10 @@ from tests.conftest import run_python
 
 def test_each_epoch_is_a_permutation_and_epochs_differ():
   key = jax.random.PRNGKey(0)
-  epoch = lambda e: np.concatenate(
-      [np.asarray(pipeline.batch_indices(key, 3 * e + s, 10, 3)) for s in range(3)])
+  def epoch(e):
+    order = pipeline.epoch_order(key, e, 10)
+    return np.concatenate([np.asarray(pipeline.batch_indices(order, 3 * e + s, 3))
+                           for s in range(3)])
   first, second = epoch(0), epoch(1)
   # 10 examples, batch 3: 3 steps per epoch, one example left out each epoch.
   assert len(set(first)) == 9 and len(set(second)) == 9

@@ -18,11 +18,14 @@ def run(num_devices, steps, images, **overrides):
   setup = train.make_setup(config)
   state = jax.jit(lambda: train.init_state(config, setup),
                   out_shardings=NamedSharding(mesh, P()))()
-  step_fn = train.make_train_fn(config, setup, mesh, len(images))
+  step_fn = train.make_train_fn(config, setup, mesh)
   data = pipeline.shard_dataset(images, mesh)
   history = []
-  for _ in range(steps):
-    state, metrics = step_fn(state, data)
+  for step in range(steps):
+    epoch = step // (len(images) // config.batch_size)
+    order = jax.device_put(pipeline.epoch_order(train.data_key(state), epoch, len(images)),
+                           NamedSharding(mesh, P()))
+    state, metrics = step_fn(state, data, order)
     history.append({k: float(v) for k, v in metrics.items()})
   return jax.device_get(state), history
 '''
