@@ -26,8 +26,8 @@ _HELP = dict(
     conv_dim='base width: channels of D\'s first conv / G\'s last (dcgan), hidden units (mlp)',
     g_first_bn='BatchNorm after G\'s first projection (DCGAN paper: yes; Udacity: no)',
     d_dropout='dropout rate in the mlp discriminator',
-    conv_impl='form of the stride-2 (transposed) convolutions; auto picks the fastest '
-              'measured form for the backend',
+    conv_impl='form of the stride-2 (transposed) convolutions: auto (the fastest measured '
+              'on the backend), xla (XLA\'s own ops) or a form from models/layers.py',
     loss='bce (non-saturating), lsgan or hinge',
     label_smoothing='target for real images in D\'s bce loss (one-sided; 1.0 = off)',
     lr_g='generator Adam learning rate',

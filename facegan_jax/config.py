@@ -3,6 +3,8 @@
 import dataclasses
 import math
 
+from facegan_jax.models.layers import IMPLS
+
 
 class UsageError(ValueError):
   """A problem with the flags or the data, reported to the user as one line."""
@@ -61,8 +63,7 @@ PRESETS = {
 }
 
 CHOICES = dict(mode=('train', 'sample'), model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
-               conv_impl=('auto', 'xla', 'phase', 'phase_matmul', 'd2s', 'd2s_matmul',
-                          'patches', 's2d'))
+               conv_impl=IMPLS)
 
 
 def preset(name, **overrides):

@@ -1,0 +1,127 @@
+"""Forward+backward time of every form of the DCGAN resampling layers, per layer shape.
+
+  PYTHONPATH=. .venv/bin/python benchmarks/layer_forms.py [--repeats=5] [--batch=64]
+
+Each figure is one jitted call computing the layer's output and its gradients w.r.t. the input
+and the kernel (`jax.vjp` with a fixed random cotangent, so XLA cannot simplify the backward pass
+of a constant), in ms, the median of --repeats samples taken with all forms of a layer
+interleaved (the machine is shared and noisy). `*` marks the fastest form of each layer; the
+last column is what impl='auto' picks. Then the whole G and D stacks of both presets (their
+resampling layers chained with ReLU between), impl='auto' against impl='xla'.
+Takes ~2-3 minutes on 2 CPU cores.
+"""
+
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+from facegan_jax.models import layers
+
+flags.DEFINE_integer('batch', 64, 'batch size')
+flags.DEFINE_integer('repeats', 5, 'interleaved samples per form; the median is reported')
+flags.DEFINE_float('min_sample_s', 0.05, 'each sample repeats the call to last at least this')
+flags.DEFINE_list('only', [], 'restrict to these forms (plus auto)')
+FLAGS = flags.FLAGS
+
+# (in, out, input size): generator upsampling layers, then discriminator downsampling layers.
+UP = {'dcgan64': [(512, 256, 4), (256, 128, 8), (128, 64, 16), (64, 3, 32)],
+      'udacity32': [(128, 64, 4), (64, 32, 8), (32, 3, 16)]}
+DOWN = {'dcgan64': [(3, 64, 64), (64, 128, 32), (128, 256, 16), (256, 512, 8)],
+        'udacity32': [(3, 32, 32), (32, 64, 16), (64, 128, 8)]}
+
+
+def fwd_bwd(fn):
+  """jit of (x, params, cotangent) -> (y, d/dx, d/dparams) of y = fn(x, params)."""
+  def step(x, params, g):
+    y, vjp = jax.vjp(fn, x, params)
+    return y, vjp(g)
+  return jax.jit(step)
+
+
+def make_args(fn, x_shape, params, seed=0):
+  x = jax.random.normal(jax.random.key(seed), x_shape)
+  y = jax.eval_shape(fn, x, params)
+  return x, params, jax.random.normal(jax.random.key(seed + 1), y.shape)
+
+
+def time_interleaved(calls, repeats):
+  """{name: median ms} of {name: (jitted, args)}, sampled round-robin."""
+  loops = {}
+  for name, (f, args) in calls.items():
+    jax.block_until_ready(f(*args))  # compile
+    start = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    loops[name] = max(1, int(FLAGS.min_sample_s / (time.perf_counter() - start)))
+  samples = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, (f, args) in calls.items():
+      start = time.perf_counter()
+      for _ in range(loops[name]):
+        out = f(*args)
+      jax.block_until_ready(out)
+      samples[name].append((time.perf_counter() - start) / loops[name] * 1e3)
+  return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def layer_table(title, op, forms, shapes, x_shape_of, auto_of):
+  names = [f for f in forms if not FLAGS.only or f in FLAGS.only]
+  print(f'\n{title} (ms, fwd+bwd, batch {FLAGS.batch})')
+  print(f'{"layer":>16} ' + ' '.join(f'{n:>12}' for n in names) + f' {"auto picks":>12}')
+  for preset, layer_shapes in shapes.items():
+    for c, o, s in layer_shapes:
+      kernel = 0.02 * jax.random.normal(jax.random.key(2), (4, 4, c, o))
+      x_shape = x_shape_of(c, s)
+      calls = {}
+      for name in names:
+        fn = lambda x, k, name=name: op(x, k, name)
+        calls[name] = (fwd_bwd(fn), make_args(fn, x_shape, kernel))
+      ms = time_interleaved(calls, FLAGS.repeats)
+      best = min(ms, key=ms.get)
+      cells = ' '.join(f'{ms[n]:>11.1f}{"*" if n == best else " "}' for n in names)
+      pick = auto_of(jnp.zeros(x_shape), kernel)
+      print(f'{f"{c}->{o} @{s}":>16} {cells} {pick:>12}', flush=True)
+
+
+def stack_fn(op, impl):
+  def fn(x, kernels):
+    for i, kernel in enumerate(kernels):
+      x = op(x, kernel, impl)
+      x = jax.nn.relu(x) if i < len(kernels) - 1 else x
+    return x
+  return fn
+
+
+def stacks():
+  print(f'\nWhole stacks of resampling layers (ms, fwd+bwd, batch {FLAGS.batch})')
+  print(f'{"stack":>16} {"xla":>10} {"auto":>10} {"speedup":>8}')
+  for preset in UP:
+    for kind, op, shapes, x_shape in (
+        ('G', layers.conv_transpose_4x2, UP[preset], lambda c, s: (FLAGS.batch, s, s, c)),
+        ('D', layers.conv_4x2, DOWN[preset], lambda c, s: (FLAGS.batch, s, s, c))):
+      kernels = [0.02 * jax.random.normal(jax.random.key(i), (4, 4, c, o))
+                 for i, (c, o, _) in enumerate(shapes)]
+      c, _, s = shapes[0]
+      calls = {}
+      for impl in ('xla', 'auto'):
+        fn = stack_fn(op, impl)
+        calls[impl] = (fwd_bwd(fn), make_args(fn, x_shape(c, s), kernels))
+      ms = time_interleaved(calls, FLAGS.repeats)
+      print(f'{f"{preset} {kind}":>16} {ms["xla"]:>10.1f} {ms["auto"]:>10.1f} '
+            f'{ms["xla"] / ms["auto"]:>7.2f}x', flush=True)
+
+
+def main(_):
+  print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), jax {jax.__version__}')
+  layer_table('Generator ConvTranspose2d(4, 2, 1)', layers.conv_transpose_4x2, layers.UP_FORMS,
+              UP, lambda c, s: (FLAGS.batch, s, s, c), layers.auto_up_form)
+  layer_table('Discriminator Conv2d(4, 2, 1)', layers.conv_4x2, layers.DOWN_FORMS,
+              DOWN, lambda c, s: (FLAGS.batch, s, s, c), layers.auto_down_form)
+  stacks()
+
+
+if __name__ == '__main__':
+  sys.exit(app.run(main))

@@ -1,0 +1,191 @@
+"""PyTorch eager reference of our GAN architectures, timed in the pytorch/examples DCGAN loop.
+
+  python benchmarks/torch_reference.py
+
+The models mirror facegan_jax/models/{dcgan,mlp}.py layer for layer (same shapes, parameter
+counts and init), so benchmarks/train_throughput.py can put the two throughputs side by side.
+torch is an optional dependency: importing this module raises ImportError without it.
+"""
+
+import math
+import os
+import time
+
+import torch
+from torch import nn
+
+PRESETS = {
+    'udacity32': dict(model='dcgan', resolution=32, conv_dim=32, z_dim=100, channels=3,
+                      g_first_bn=False),
+    'dcgan64': dict(model='dcgan', resolution=64, conv_dim=64, z_dim=100, channels=3,
+                    g_first_bn=True),
+    # conv_dim is the MLP's hidden width h, as in facegan_jax/config.py.
+    'mnist_mlp': dict(model='mlp', resolution=28, conv_dim=128, z_dim=100, channels=1,
+                      dropout=0.3),
+}
+
+
+def num_stages(resolution):
+  """(base, n) with resolution == base * 2**n, base 7 for 28x28 digits, else 4."""
+  base = 7 if resolution % 7 == 0 else 4
+  n = round(math.log2(resolution / base))
+  if base * 2**n != resolution or n < 1:
+    raise ValueError(f'dcgan supports resolutions 4 * 2**n or 7 * 2**n, got {resolution}')
+  return base, n
+
+
+class DCGenerator(nn.Module):
+  """z (B, z_dim) -> images (B, channels, R, R) in [-1, 1]."""
+
+  def __init__(self, resolution, conv_dim, z_dim, channels, g_first_bn):
+    super().__init__()
+    self.base, n = num_stages(resolution)
+    self.width = conv_dim * 2**(n - 1)
+    # A following BatchNorm cancels any bias, so the projection has one only without it.
+    self.project = nn.Linear(z_dim, self.base**2 * self.width, bias=not g_first_bn)
+    self.project_bn = nn.BatchNorm2d(self.width) if g_first_bn else nn.Identity()
+    layers = []
+    for i in range(1, n):
+      c_in, c_out = conv_dim * 2**(n - i), conv_dim * 2**(n - i - 1)
+      layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out),
+                 nn.ReLU()]
+    layers += [nn.ConvTranspose2d(conv_dim, channels, 4, 2, 1, bias=True), nn.Tanh()]
+    self.ups = nn.Sequential(*layers)
+
+  def forward(self, z):
+    x = self.project(z).view(-1, self.width, self.base, self.base)
+    return self.ups(torch.relu(self.project_bn(x)))
+
+
+class DCDiscriminator(nn.Module):
+  """images (B, channels, R, R) -> logits (B,)."""
+
+  def __init__(self, resolution, conv_dim, channels, **unused):
+    super().__init__()
+    base, n = num_stages(resolution)
+    layers = [nn.Conv2d(channels, conv_dim, 4, 2, 1, bias=True), nn.LeakyReLU(0.2)]
+    for i in range(1, n):
+      c_in, c_out = conv_dim * 2**(i - 1), conv_dim * 2**i
+      layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out),
+                 nn.LeakyReLU(0.2)]
+    layers += [nn.Flatten(), nn.Linear(base * base * conv_dim * 2**(n - 1), 1)]
+    self.net = nn.Sequential(*layers)
+
+  def forward(self, x):
+    return self.net(x)[:, 0]
+
+
+def _mlp(dims, hidden_tail):
+  """Linear layers through `dims`, LeakyReLU(0.2) plus `hidden_tail()` after each hidden one."""
+  layers = []
+  for a, b in zip(dims[:-2], dims[1:-1]):
+    layers += [nn.Linear(a, b), nn.LeakyReLU(0.2), *hidden_tail()]
+  return layers + [nn.Linear(dims[-2], dims[-1])]
+
+
+class MLPGenerator(nn.Module):
+  """z -> h -> 2h -> 4h -> image (B, channels, R, R), tanh output."""
+
+  def __init__(self, resolution, conv_dim, z_dim, channels, **unused):
+    super().__init__()
+    self.shape = (channels, resolution, resolution)
+    h, out = conv_dim, resolution * resolution * channels
+    self.net = nn.Sequential(*_mlp([z_dim, h, 2 * h, 4 * h, out], lambda: []), nn.Tanh())
+
+  def forward(self, z):
+    return self.net(z).view(-1, *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+  """image -> 4h -> 2h -> h -> logit, LeakyReLU(0.2) and dropout on hidden layers."""
+
+  def __init__(self, resolution, conv_dim, channels, dropout=0.3, **unused):
+    super().__init__()
+    h, inp = conv_dim, resolution * resolution * channels
+    self.net = nn.Sequential(nn.Flatten(),
+                             *_mlp([inp, 4 * h, 2 * h, h, 1], lambda: [nn.Dropout(dropout)]))
+
+  def forward(self, x):
+    return self.net(x)[:, 0]
+
+
+def _init(module):
+  """DCGAN init: weights N(0, 0.02), biases 0; BatchNorm scale N(1, 0.02), shift 0."""
+  if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+    nn.init.normal_(module.weight, 0.0, 0.02)
+    if module.bias is not None:
+      nn.init.zeros_(module.bias)
+  elif isinstance(module, nn.BatchNorm2d):
+    nn.init.normal_(module.weight, 1.0, 0.02)
+    nn.init.zeros_(module.bias)
+
+
+def build(preset_name, **overrides):
+  """(G, D) for `preset_name`, with config fields replaced by `overrides`."""
+  cfg = {**PRESETS[preset_name], **overrides}
+  model = cfg.pop('model')
+  if model == 'dcgan':
+    cfg.pop('dropout', None)
+    g, d = DCGenerator(**cfg), DCDiscriminator(**cfg)
+  elif model == 'mlp':
+    g, d = MLPGenerator(**cfg), MLPDiscriminator(**cfg)
+  else:
+    raise ValueError(f'unknown model {model!r}')
+  return g.apply(_init), d.apply(_init)
+
+
+def param_counts(preset_name, **overrides):
+  """(G, D) trainable parameter counts (BatchNorm running statistics excluded)."""
+  return tuple(sum(p.numel() for p in m.parameters()) for m in build(preset_name, **overrides))
+
+
+def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, compile=False,
+                   **overrides):
+  """Images/s of the pytorch/examples DCGAN iteration (D real+fake step, then G step)."""
+  torch.set_num_threads(threads or os.cpu_count())
+  torch.manual_seed(0)
+  cfg = {**PRESETS[preset_name], **overrides}
+  g, d = build(preset_name, **overrides)
+  z_dim = cfg['z_dim']
+  if compile:
+    try:
+      g, d = torch.compile(g), torch.compile(d)
+      d(g(torch.randn(2, z_dim)))  # compile errors surface lazily, on the first call
+    except Exception as e:
+      raise RuntimeError(f'torch.compile does not work on this machine: {e}') from e
+  opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+  opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+  bce = nn.BCEWithLogitsLoss()
+  # Data is pre-generated so the timing covers the training step alone, not a loader.
+  shape = (cfg['channels'], cfg['resolution'], cfg['resolution'])
+  real = torch.rand(batch_size, *shape) * 2 - 1
+  real_label = torch.full((batch_size,), 0.9)  # one-sided label smoothing
+  fake_label, gen_label = torch.zeros(batch_size), torch.ones(batch_size)
+
+  def step():
+    d.zero_grad()
+    err_d_real = bce(d(real), real_label)
+    err_d_real.backward()
+    fake = g(torch.randn(batch_size, z_dim))
+    err_d_fake = bce(d(fake.detach()), fake_label)
+    err_d_fake.backward()
+    opt_d.step()
+    g.zero_grad()
+    err_g = bce(d(fake), gen_label)
+    err_g.backward()
+    opt_g.step()
+
+  for _ in range(warmup):
+    step()
+  start = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return batch_size * steps / (time.perf_counter() - start)
+
+
+if __name__ == '__main__':
+  print(f'{"preset":<10} {"batch":>5} {"G params":>10} {"D params":>10} {"img/s":>9}')
+  for name in ('udacity32', 'dcgan64', 'mnist_mlp'):
+    n_g, n_d = param_counts(name)
+    print(f'{name:<10} {64:>5} {n_g:>10,} {n_d:>10,} {images_per_sec(name, 64):>9.1f}',
+          flush=True)

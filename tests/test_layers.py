@@ -1,0 +1,103 @@
+"""Every form of the resampling layers equals the textbook layer, forward and backward.
+
+The textbook layers are written out below in NumPy straight from their definitions (PyTorch's
+Conv2d(4, 2, 1) and ConvTranspose2d(4, 2, 1)), together with their gradients, so the tests need
+no deep-learning framework as a reference.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from facegan_jax.models import layers
+
+
+def _dot(a, b):
+  return np.einsum('bhwc,co->bhwo', a, b)
+
+
+def conv_ref(x, w):
+  """Conv2d(4, 2, 1): out[i, j] = sum over taps of xpad[2i + ky, 2j + kx] @ w[ky, kx]."""
+  h, w_ = x.shape[1] // 2, x.shape[2] // 2
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return sum(_dot(xp[:, ky:ky + 2 * h:2, kx:kx + 2 * w_:2], w[ky, kx])
+             for ky in range(4) for kx in range(4))
+
+
+def conv_ref_grads(x, w, g):
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  h, w_ = g.shape[1:3]
+  dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+  for ky in range(4):
+    for kx in range(4):
+      window = (slice(None), slice(ky, ky + 2 * h, 2), slice(kx, kx + 2 * w_, 2))
+      dxp[window] += _dot(g, w[ky, kx].T)
+      dw[ky, kx] = np.einsum('bhwc,bhwo->co', xp[window], g)
+  return dxp[:, 1:1 + x.shape[1], 1:1 + x.shape[2]], dw
+
+
+def conv_transpose_ref(x, w):
+  """ConvTranspose2d(4, 2, 1): input pixel (i, j) adds x[i, j] @ w[ky, kx] to output
+  (2i - 1 + ky, 2j - 1 + kx)."""
+  b, h, w_, _ = x.shape
+  full = np.zeros((b, 2 * h + 2, 2 * w_ + 2, w.shape[-1]), x.dtype)
+  for ky in range(4):
+    for kx in range(4):
+      full[:, ky:ky + 2 * h:2, kx:kx + 2 * w_:2] += _dot(x, w[ky, kx])
+  return full[:, 1:2 * h + 1, 1:2 * w_ + 1]
+
+
+def conv_transpose_ref_grads(x, w, g):
+  h, w_ = x.shape[1:3]
+  gp = np.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  dx, dw = np.zeros_like(x), np.zeros_like(w)
+  for ky in range(4):
+    for kx in range(4):
+      window = gp[:, ky:ky + 2 * h:2, kx:kx + 2 * w_:2]
+      dx += _dot(window, w[ky, kx].T)
+      dw[ky, kx] = np.einsum('bhwc,bhwo->co', x, window)
+  return dx, dw
+
+
+def _inputs(x_shape, c_out, out_shape_of):
+  keys = jax.random.split(jax.random.key(0), 3)
+  x = np.asarray(jax.random.normal(keys[0], x_shape), np.float64)
+  w = np.asarray(jax.random.normal(keys[1], (4, 4, x_shape[-1], c_out)), np.float64)
+  g = np.asarray(jax.random.normal(keys[2], out_shape_of(x_shape) + (c_out,)), np.float64)
+  return x, w, g
+
+
+def _check(op, impl, x, w, g, ref, ref_grads):
+  y, vjp = jax.vjp(lambda x, w: op(x, w, impl), jnp.float32(x), jnp.float32(w))
+  dx, dw = vjp(jnp.float32(g))
+  scale = np.sqrt(16 * x.shape[-1])  # each output sums 16 * C unit-variance products
+  np.testing.assert_allclose(y, ref(x, w), atol=1e-5 * scale, rtol=1e-5)
+  want_dx, want_dw = ref_grads(x, w, g)
+  np.testing.assert_allclose(dx, want_dx, atol=1e-5 * np.sqrt(16 * w.shape[-1]), rtol=1e-5)
+  np.testing.assert_allclose(dw, want_dw, atol=1e-5 * np.sqrt(g[..., 0].size), rtol=1e-5)
+
+
+# Odd sizes occur in D for the 28x28 digit models (28 -> 14 -> 7) and at 7 -> 3.
+@pytest.mark.parametrize('impl', sorted(layers.DOWN_FORMS) + ['auto'])
+@pytest.mark.parametrize('x_shape, c_out', [((2, 8, 8, 3), 5), ((3, 4, 6, 6), 2),
+                                            ((2, 7, 7, 4), 3)])
+def test_conv_4x2_equals_textbook(impl, x_shape, c_out):
+  x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], s[1] // 2, s[2] // 2))
+  _check(layers.conv_4x2, impl, x, w, g, conv_ref, conv_ref_grads)
+
+
+@pytest.mark.parametrize('impl', sorted(layers.UP_FORMS) + ['auto'])
+@pytest.mark.parametrize('x_shape, c_out', [((2, 4, 4, 6), 3), ((3, 7, 5, 2), 4)])
+def test_conv_transpose_4x2_equals_textbook(impl, x_shape, c_out):
+  x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], 2 * s[1], 2 * s[2]))
+  _check(layers.conv_transpose_4x2, impl, x, w, g, conv_transpose_ref, conv_transpose_ref_grads)
+
+
+def test_references_match_each_other():
+  """The two references are adjoint, <conv_T(x), y> == <x, conv(y)>, as the layers must be."""
+  x, w, _ = _inputs((2, 4, 4, 3), 5, lambda s: s[:3])
+  y = np.asarray(jax.random.normal(jax.random.key(9), (2, 8, 8, 5)), np.float64)
+  lhs = np.vdot(conv_transpose_ref(x, w), y)
+  rhs = np.vdot(x, conv_ref(y, w.transpose(0, 1, 3, 2)))
+  assert lhs == pytest.approx(rhs, rel=1e-12)
