@@ -3,8 +3,6 @@
 import dataclasses
 import math
 
-from facegan_jax.models.layers import IMPLS
-
 
 class UsageError(ValueError):
   """A problem with the flags or the data, reported to the user as one line."""
@@ -63,7 +61,10 @@ PRESETS = {
 }
 
 CHOICES = dict(mode=('train', 'sample'), model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
-               conv_impl=IMPLS)
+               # models/layers.py's IMPLS (a test keeps them equal; not imported so that
+               # main.py's --help and flag errors need no JAX).
+               conv_impl=('auto', 'xla', 'patches', 's2d', 's2d_matmul', 'phase',
+                          'phase_matmul', 'phase_einsum', 'd2s', 'd2s_matmul', 'col2im'))
 
 
 def preset(name, **overrides):

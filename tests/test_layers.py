@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from facegan_jax import config as config_lib
 from facegan_jax.models import layers
 
 
@@ -101,3 +102,7 @@ def test_references_match_each_other():
   lhs = np.vdot(conv_transpose_ref(x, w), y)
   rhs = np.vdot(x, conv_ref(y, w.transpose(0, 1, 3, 2)))
   assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+def test_config_offers_every_form():
+  assert config_lib.CHOICES['conv_impl'] == layers.IMPLS

@@ -1,4 +1,6 @@
-"""BatchNorm with statistics synchronised over the data axis and per-group batches."""
+"""BatchNorm with statistics synchronised over the data axis, PyTorch semantics."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -15,15 +17,68 @@ def _data_axis_size():
     return None
 
 
+def _pmean(x):
+  return x if _data_axis_size() is None else jax.lax.pmean(x, DATA_AXIS)
+
+
+def _varying(x):
+  """x marked as varying over the data axis when bound (a no-op if it already is).
+
+  Parameters replicated across devices are invariant; a custom VJP must return cotangents of
+  the same type, and JAX's transpose of this cast adds the cross-device sum they need.
+  """
+  if _data_axis_size() is None or DATA_AXIS in jax.typeof(x).manual_axis_type.varying:
+    return x
+  return jax.lax.pcast(x, DATA_AXIS, to='varying')
+
+
+def _moments(x):
+  """Mean and biased variance over every axis but the last, across the data axis if bound."""
+  axes = tuple(range(x.ndim - 1))
+  mean, mean_sq = _pmean((x.mean(axes), jnp.square(x).mean(axes)))
+  return mean, jnp.maximum(mean_sq - jnp.square(mean), 0.0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _normalize_batch(x, scale, bias, epsilon):
+  """(x - mean) / sqrt(var + epsilon) * scale + bias with the batch's own statistics.
+
+  The backward pass is the closed form, dx = scale / std * (g - mean(g) - x_hat * mean(g *
+  x_hat)), two reductions where autodiff of the forward takes several more passes.
+  """
+  return _normalize_batch_fwd(x, scale, bias, epsilon)[0]
+
+
+def _normalize_batch_fwd(x, scale, bias, epsilon):
+  mean, var = _moments(x.astype(jnp.float32))
+  inv = jax.lax.rsqrt(var + epsilon)
+  a = (inv * scale).astype(x.dtype)
+  y = x * a + (bias - mean * inv * scale).astype(x.dtype)
+  return y, (x, mean, inv, scale)
+
+
+def _normalize_batch_bwd(epsilon, res, g):
+  del epsilon
+  x, mean, inv, scale = res
+  axes = tuple(range(x.ndim - 1))
+  x_hat = (x.astype(jnp.float32) - mean) * inv
+  g32 = g.astype(jnp.float32)
+  d_bias, d_scale = g32.sum(axes), (g32 * x_hat).sum(axes)
+  # Means over the whole global batch: a device's statistics depend on every device's inputs.
+  g_mean, gx_mean = _pmean((d_bias / (x.size // x.shape[-1]), d_scale / (x.size // x.shape[-1])))
+  dx = (inv * scale) * (g32 - g_mean - x_hat * gx_mean)
+  return dx.astype(x.dtype), d_scale, d_bias
+
+
+_normalize_batch.defvjp(_normalize_batch_fwd, _normalize_batch_bwd)
+
+
 class BatchNorm(nnx.Module):
   """BatchNorm over every axis but the last, like PyTorch's BatchNorm1d/2d.
 
-  In training mode the batch may hold `groups` independent sub-batches stacked on the
-  leading axis (e.g. D sees the real and the fake batch in one call): each is normalised with
-  its own statistics, exactly as if D had been called on them one after another. Statistics
-  are averaged over the `data` mesh axis when it is bound, so a global batch gives the same
-  result on any number of devices. Running averages follow PyTorch (momentum 0.1, unbiased
-  variance), updated once per group in order.
+  Statistics are averaged over the `data` mesh axis when it is bound, so a global batch gives
+  the same result on any number of devices. Running averages follow PyTorch (momentum 0.1,
+  unbiased variance).
   """
 
   def __init__(self, num_features, *, momentum=0.1, epsilon=1e-5, rngs):
@@ -34,32 +89,15 @@ class BatchNorm(nnx.Module):
     self.momentum = momentum
     self.epsilon = epsilon
 
-  def __call__(self, x, *, train, groups=1):
+  def __call__(self, x, *, train):
+    scale, bias = self.scale[...], self.bias[...]
     if not train:
-      return self._normalize(x, self.mean[...], self.var[...])
-
-    grouped = x.reshape(groups, -1, x.shape[-1]).astype(jnp.float32)
-    mean = grouped.mean(axis=1)
-    mean_sq = jnp.square(grouped).mean(axis=1)
-    count = grouped.shape[1]
-    num_devices = _data_axis_size()
-    if num_devices is not None:
-      mean, mean_sq = jax.lax.pmean((mean, mean_sq), DATA_AXIS)
-      count *= num_devices
-    var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
-
-    running_mean, running_var = self.mean[...], self.var[...]
-    for g in range(groups):
-      running_mean = (1 - self.momentum) * running_mean + self.momentum * mean[g]
-      unbiased = var[g] * count / max(count - 1, 1)
-      running_var = (1 - self.momentum) * running_var + self.momentum * unbiased
-    self.mean[...], self.var[...] = running_mean, running_var
-
-    shape = (groups,) + (1,) * (x.ndim - 1) + (x.shape[-1],)
-    y = self._normalize(x.reshape((groups, -1) + x.shape[1:]),
-                        mean.reshape(shape), var.reshape(shape))
-    return y.reshape(x.shape)
-
-  def _normalize(self, x, mean, var):
-    inv = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
-    return (x - mean.astype(x.dtype)) * inv.astype(x.dtype) + self.bias[...].astype(x.dtype)
+      inv = jax.lax.rsqrt(self.var[...] + self.epsilon) * scale
+      return x * inv.astype(x.dtype) + (bias - self.mean[...] * inv).astype(x.dtype)
+    # The statistics are computed again here for the running averages; XLA shares the work.
+    mean, var = jax.lax.stop_gradient(_moments(x.astype(jnp.float32)))
+    count = (x.size // x.shape[-1]) * (_data_axis_size() or 1)
+    m = self.momentum
+    self.mean[...] = (1 - m) * self.mean[...] + m * mean
+    self.var[...] = (1 - m) * self.var[...] + m * var * count / max(count - 1, 1)
+    return _normalize_batch(x, _varying(scale), _varying(bias), self.epsilon)

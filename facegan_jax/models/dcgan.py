@@ -67,10 +67,9 @@ class Discriminator(nnx.Module):
     # Conv2d(width, 1, base) on a base x base map is exactly this dense layer.
     self.logit = nnx.Linear(base * base * widths[-1], 1, kernel_init=dense_init, rngs=rngs)
 
-  def __call__(self, x, *, train, groups=1, dropout_keys=None):
-    """`groups` > 1: x stacks that many batches, each BatchNormed on its own."""
+  def __call__(self, x, *, train, dropout_keys=None):
     del dropout_keys  # no dropout in DCGAN's D
     x = jax.nn.leaky_relu(self.downs[0](x), 0.2)
     for down, bn in zip(self.downs[1:], self.bns):
-      x = jax.nn.leaky_relu(bn(down(x), train=train, groups=groups), 0.2)
+      x = jax.nn.leaky_relu(bn(down(x), train=train), 0.2)
     return self.logit(x.reshape(x.shape[0], -1))[:, 0]

@@ -173,7 +173,7 @@ UP_FORMS = dict(xla=_up_xla, phase=_up_phase, phase_matmul=_up_phase_matmul,
 
 
 def auto_down_form(x, kernel):
-  """The form `impl='auto'` uses for Conv2d(4, 2, 1) on the default backend.
+  """The forward form `impl='auto'` uses for Conv2d(4, 2, 1) on the default backend.
 
   On CPU XLA's own strided convolution is the fastest or within noise of it at every DCGAN
   layer shape (benchmarks/layer_forms.py); elsewhere it lowers to the vendor library (cuDNN).
@@ -183,16 +183,47 @@ def auto_down_form(x, kernel):
 
 
 def auto_up_form(x, kernel):
-  """The form `impl='auto'` uses for ConvTranspose2d(4, 2, 1) on the default backend.
+  """The forward form `impl='auto'` uses for ConvTranspose2d(4, 2, 1) on the default backend.
 
   On CPU XLA's transposed convolution is 6-20x slower than the four-phase matmul form at every
   layer with a wide output; it stays the fastest only for the narrow RGB output layer. Other
   backends lower the transposed convolution to the vendor library (cuDNN) and keep it.
   """
-  del x
-  if jax.default_backend() != 'cpu' or kernel.shape[-1] <= 4:
-    return 'xla'
-  return 'phase_matmul'
+  del x, kernel
+  return 'xla'
+
+
+# ---------------------------------------------------------------------------------------------
+# impl='auto' on CPU: ConvTranspose2d keeps XLA's forward but gets a hand-written backward pass.
+# XLA's autodiff of the transposed convolution (or of any other form of it) is 6-20x slower
+# there than PyTorch's, while the two layers are adjoint: with the kernel's in/out axes swapped,
+# Conv2d(4, 2, 1) of the output gradient is the input gradient, and the weight gradient of that
+# Conv2d, taken at the output gradient with the layer's input as cotangent, is the kernel
+# gradient. Both are strided-convolution paths that XLA runs fast on CPU.
+
+
+def _swap_io(kernel):
+  return kernel.transpose(0, 1, 3, 2)
+
+
+@jax.custom_vjp
+def _up_auto(x, kernel):
+  return UP_FORMS[auto_up_form(x, kernel)](x, kernel)
+
+
+def _up_auto_fwd(x, kernel):
+  return _up_auto(x, kernel), (x, kernel)
+
+
+def _up_auto_bwd(res, g):
+  x, kernel = res
+  adjoint_kernel = _swap_io(kernel)
+  dx, kernel_vjp = jax.vjp(lambda k: _down_xla(g, k), adjoint_kernel)
+  (d_adjoint_kernel,) = kernel_vjp(x.astype(dx.dtype))
+  return dx.astype(x.dtype), _swap_io(d_adjoint_kernel).astype(kernel.dtype)
+
+
+_up_auto.defvjp(_up_auto_fwd, _up_auto_bwd)
 
 
 IMPLS = ('auto',) + tuple(DOWN_FORMS) + tuple(f for f in UP_FORMS if f not in DOWN_FORMS)
@@ -213,9 +244,11 @@ def conv_transpose_4x2(x, kernel, impl='auto'):
 
   `impl` names a form; one that exists only for the strided layer means 'auto' here.
   """
-  if impl not in UP_FORMS:
-    impl = auto_up_form(x, kernel)
-  return UP_FORMS[impl](x, kernel)
+  if impl in UP_FORMS:
+    return UP_FORMS[impl](x, kernel)
+  if jax.default_backend() != 'cpu':
+    return UP_FORMS[auto_up_form(x, kernel)](x, kernel)
+  return _up_auto(x, kernel)
 
 
 class _Resample(nnx.Module):

@@ -37,9 +37,8 @@ class Discriminator(nnx.Module):
     self.layers = nnx.List([_dense(a, b, rngs) for a, b in zip(dims[:-1], dims[1:])])
     self.dropout = dropout
 
-  def __call__(self, x, *, train, groups=1, dropout_keys=None):
+  def __call__(self, x, *, train, dropout_keys=None):
     """`dropout_keys`: one PRNG key per example, so masks follow the example, not the device."""
-    del groups  # no batch statistics
     x = x.reshape(x.shape[0], -1)
     for layer in self.layers[:-1]:
       x = jax.nn.leaky_relu(layer(x), 0.2)
