@@ -5,8 +5,9 @@
 Each figure is one jitted call computing the layer's output and its gradients w.r.t. the input
 and the kernel (`jax.vjp` with a fixed random cotangent, so XLA cannot simplify the backward pass
 of a constant), in ms, the median of --repeats samples taken with all forms of a layer
-interleaved (the machine is shared and noisy). `*` marks the fastest form of each layer; the
-last column is what impl='auto' picks. Then the whole G and D stacks of both presets (their
+interleaved (the machine is shared and noisy). `*` marks the fastest form of each layer;
+`auto` is impl='auto' (on CPU, with its hand-written backward pass) and the last column the
+forward form it uses. Then the whole G and D stacks of both presets (their
 resampling layers chained with ReLU between), impl='auto' against impl='xla'.
 Takes ~2-3 minutes on 2 CPU cores.
 """
@@ -68,7 +69,7 @@ def time_interleaved(calls, repeats):
 
 
 def layer_table(title, op, forms, shapes, x_shape_of, auto_of):
-  names = [f for f in forms if not FLAGS.only or f in FLAGS.only]
+  names = [f for f in forms if not FLAGS.only or f in FLAGS.only] + ['auto']
   print(f'\n{title} (ms, fwd+bwd, batch {FLAGS.batch})')
   print(f'{"layer":>16} ' + ' '.join(f'{n:>12}' for n in names) + f' {"auto picks":>12}')
   for preset, layer_shapes in shapes.items():

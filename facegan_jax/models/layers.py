@@ -173,10 +173,10 @@ UP_FORMS = dict(xla=_up_xla, phase=_up_phase, phase_matmul=_up_phase_matmul,
 
 
 def auto_down_form(x, kernel):
-  """The forward form `impl='auto'` uses for Conv2d(4, 2, 1) on the default backend.
+  """The forward form `impl='auto'` uses for Conv2d(4, 2, 1): XLA's strided convolution.
 
-  On CPU XLA's own strided convolution is the fastest or within noise of it at every DCGAN
-  layer shape (benchmarks/layer_forms.py); elsewhere it lowers to the vendor library (cuDNN).
+  On CPU it is the fastest forward form or within noise of it at every DCGAN layer shape
+  (benchmarks/layer_forms.py); elsewhere it lowers to the vendor library (cuDNN).
   """
   del x, kernel
   return 'xla'
@@ -185,25 +185,59 @@ def auto_down_form(x, kernel):
 def auto_up_form(x, kernel):
   """The forward form `impl='auto'` uses for ConvTranspose2d(4, 2, 1) on the default backend.
 
-  On CPU XLA's transposed convolution is 6-20x slower than the four-phase matmul form at every
-  layer with a wide output; it stays the fastest only for the narrow RGB output layer. Other
-  backends lower the transposed convolution to the vendor library (cuDNN) and keep it.
+  Off CPU, XLA's own (cuDNN). On CPU, measured forward-only at batch 64 (ms, XLA's form first):
+  512->256 @4 20 vs 23 (phase); 256->128 @8 40 vs 28 (phase); 128->64 @8 7 vs 11 (phase);
+  128->64 @16 59 vs 33 (d2s); 64->32 @16 26 vs 12 (d2s); 64->3 @32 6 vs 11 (d2s).
   """
-  del x, kernel
-  return 'xla'
+  if jax.default_backend() != 'cpu':
+    return 'xla'
+  size, (channels, out) = x.shape[1], kernel.shape[2:]
+  if out <= 4 or size <= 4:
+    return 'xla'
+  if size >= 16:
+    return 'd2s'
+  return 'phase' if channels >= 256 else 'xla'
 
 
 # ---------------------------------------------------------------------------------------------
-# impl='auto' on CPU: ConvTranspose2d keeps XLA's forward but gets a hand-written backward pass.
-# XLA's autodiff of the transposed convolution (or of any other form of it) is 6-20x slower
-# there than PyTorch's, while the two layers are adjoint: with the kernel's in/out axes swapped,
-# Conv2d(4, 2, 1) of the output gradient is the input gradient, and the weight gradient of that
-# Conv2d, taken at the output gradient with the layer's input as cotangent, is the kernel
-# gradient. Both are strided-convolution paths that XLA runs fast on CPU.
+# impl='auto' on CPU: hand-written backward passes. The two layers are adjoint: with the kernel's
+# in/out axes swapped, each one applied to the other's output gradient is that layer's input
+# gradient. XLA's autodiff of a transposed convolution (of any of its forms) is 6-20x slower on
+# CPU than PyTorch's, and its input gradient of the strided convolution is a slow transposed
+# convolution too; through the adjoint each runs in the other layer's fastest forward form.
+# Kernel gradients come from XLA's weight gradient of the strided convolution, which is fast
+# (for the transposed layer: taken at its output gradient, with its input as cotangent).
 
 
 def _swap_io(kernel):
   return kernel.transpose(0, 1, 3, 2)
+
+
+def _down_kernel_grad(x, kernel, g):
+  _, kernel_vjp = jax.vjp(lambda k: _down_xla(x, k), kernel)
+  return kernel_vjp(g.astype(x.dtype))[0]
+
+
+@jax.custom_vjp
+def _down_auto(x, kernel):
+  return DOWN_FORMS[auto_down_form(x, kernel)](x, kernel)
+
+
+def _down_auto_fwd(x, kernel):
+  return _down_auto(x, kernel), (x, kernel)
+
+
+def _down_auto_bwd(res, g):
+  x, kernel = res
+  # An odd last input row/column is still read by the last output: pad g by one so the
+  # transposed layer reaches it, then crop.
+  g_even = jnp.pad(g, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)))
+  adjoint = _swap_io(kernel)
+  dx = UP_FORMS[auto_up_form(g_even, adjoint)](g_even, adjoint)[:, :x.shape[1], :x.shape[2]]
+  return dx.astype(x.dtype), _down_kernel_grad(x, kernel, g).astype(kernel.dtype)
+
+
+_down_auto.defvjp(_down_auto_fwd, _down_auto_bwd)
 
 
 @jax.custom_vjp
@@ -217,10 +251,10 @@ def _up_auto_fwd(x, kernel):
 
 def _up_auto_bwd(res, g):
   x, kernel = res
-  adjoint_kernel = _swap_io(kernel)
-  dx, kernel_vjp = jax.vjp(lambda k: _down_xla(g, k), adjoint_kernel)
-  (d_adjoint_kernel,) = kernel_vjp(x.astype(dx.dtype))
-  return dx.astype(x.dtype), _swap_io(d_adjoint_kernel).astype(kernel.dtype)
+  adjoint = _swap_io(kernel)
+  dx = DOWN_FORMS[auto_down_form(g, adjoint)](g, adjoint)
+  dw = _swap_io(_down_kernel_grad(g, adjoint, x))
+  return dx.astype(x.dtype), dw.astype(kernel.dtype)
 
 
 _up_auto.defvjp(_up_auto_fwd, _up_auto_bwd)
@@ -234,9 +268,11 @@ def conv_4x2(x, kernel, impl='auto'):
 
   `impl` names a form; one that exists only for the transposed layer means 'auto' here.
   """
-  if impl not in DOWN_FORMS:
-    impl = auto_down_form(x, kernel)
-  return DOWN_FORMS[impl](x, kernel)
+  if impl in DOWN_FORMS:
+    return DOWN_FORMS[impl](x, kernel)
+  if jax.default_backend() != 'cpu':
+    return DOWN_FORMS[auto_down_form(x, kernel)](x, kernel)
+  return _down_auto(x, kernel)
 
 
 def conv_transpose_4x2(x, kernel, impl='auto'):
