@@ -10,6 +10,7 @@ import sys
 from absl import app, flags, logging
 
 from facegan_jax import config as config_lib
+from facegan_jax import runtime
 
 _DEFAULTS = config_lib.Config()
 _HELP = dict(
@@ -64,7 +65,9 @@ def main(argv):
   # Libraries (orbax, TFDS, JAX) log a lot at INFO; keep their warnings and errors only.
   handler.addFilter(lambda r: r.levelno >= std_logging.WARNING
                     or '/facegan_jax/' in r.pathname)
-  # Imported here so that --help and flag errors do not wait for JAX.
+  # JAX is imported only now: --help and flag errors do not wait for it, and the CPU runtime
+  # settings (facegan_jax/runtime.py) are in place before it starts.
+  runtime.configure()
   from facegan_jax import sample, train
   try:
     if config.mode == 'train':

@@ -16,11 +16,15 @@ import statistics
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-from absl import app, flags
+from facegan_jax import runtime
 
-from facegan_jax.models import layers
+runtime.configure()  # as main.py does: the same CPU runtime settings
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from facegan_jax.models import layers  # noqa: E402
 
 flags.DEFINE_integer('batch', 64, 'batch size')
 flags.DEFINE_integer('repeats', 5, 'interleaved samples per form; the median is reported')
