@@ -32,10 +32,21 @@ def _varying(x):
   return jax.lax.pcast(x, DATA_AXIS, to='varying')
 
 
+def _channel_sums(*xs):
+  """Sums over every axis but the last, as matmuls with a ones vector.
+
+  XLA on CPU rewrites large sum reductions into slow reduce-windows (for accuracy); its
+  matmuls are fast and accumulate in blocks as well. ~10% of a dcgan64 step otherwise.
+  """
+  rows = xs[0].size // xs[0].shape[-1]
+  ones = jnp.ones((rows,), xs[0].dtype)
+  return tuple(jnp.dot(ones, x.reshape(rows, x.shape[-1])) for x in xs)
+
+
 def _moments(x):
   """Mean and biased variance over every axis but the last, across the data axis if bound."""
-  axes = tuple(range(x.ndim - 1))
-  mean, mean_sq = _pmean((x.mean(axes), jnp.square(x).mean(axes)))
+  count = x.size // x.shape[-1]
+  mean, mean_sq = _pmean(tuple(s / count for s in _channel_sums(x, jnp.square(x))))
   return mean, jnp.maximum(mean_sq - jnp.square(mean), 0.0)
 
 
@@ -60,10 +71,9 @@ def _normalize_batch_fwd(x, scale, bias, epsilon):
 def _normalize_batch_bwd(epsilon, res, g):
   del epsilon
   x, mean, inv, scale = res
-  axes = tuple(range(x.ndim - 1))
   x_hat = (x.astype(jnp.float32) - mean) * inv
   g32 = g.astype(jnp.float32)
-  d_bias, d_scale = g32.sum(axes), (g32 * x_hat).sum(axes)
+  d_bias, d_scale = _channel_sums(g32, g32 * x_hat)
   # Means over the whole global batch: a device's statistics depend on every device's inputs.
   g_mean, gx_mean = _pmean((d_bias / (x.size // x.shape[-1]), d_scale / (x.size // x.shape[-1])))
   dx = (inv * scale) * (g32 - g_mean - x_hat * gx_mean)
