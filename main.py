@@ -16,7 +16,8 @@ _DEFAULTS = config_lib.Config()
 _HELP = dict(
     mode='train: train (resuming from the workdir\'s latest checkpoint); sample: write '
          'samples.npz and samples.png from the latest checkpoint',
-    dataset='synthetic_faces (embedded, no download); real sources arrive later',
+    dataset='synthetic_faces (embedded, no download) or synthetic_faces/small (1,024 images, for '
+            'smoke runs); real-image sources are not available yet',
     data_dir='where prepared datasets live (default: TFDS\'s default, ~/tensorflow_datasets)',
     model='dcgan (convolutional) or mlp (fully connected, for 28x28 digits)',
     resolution='image height and width fed to the models',
