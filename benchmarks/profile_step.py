@@ -1,0 +1,99 @@
+"""Where a compiled train step spends its time: XLA's ops, summed over a few traced steps.
+
+  PYTHONPATH=. .venv/bin/python benchmarks/profile_step.py [--preset=dcgan64] [--steps=3]
+
+Traces --steps steps of `train.make_train_fn` on synthetic data with jax.profiler, then prints
+the ops with the most time per step (op kind, output shape, the JAX op it came from) and the
+page faults per step. On CPU, convolutions run by XLA's own emitter appear only by their
+dispatch, so the rest of the step (wall time minus the listed ops) is mostly convolution.
+"""
+
+import collections
+import glob
+import gzip
+import json
+import re
+import resource
+import tempfile
+import time
+
+from facegan_jax import runtime
+
+runtime.configure()  # as main.py does
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
+
+from facegan_jax import config as config_lib  # noqa: E402
+from facegan_jax import train  # noqa: E402
+from facegan_jax.data import pipeline  # noqa: E402
+
+flags.DEFINE_string('preset', 'dcgan64', 'preset from facegan_jax/config.py')
+flags.DEFINE_integer('batch_size', 64, 'global batch size')
+flags.DEFINE_integer('steps', 3, 'traced steps')
+flags.DEFINE_integer('top', 25, 'ops to list')
+flags.DEFINE_string('conv_impl', 'auto', 'form of the resampling layers')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  config = config_lib.preset(FLAGS.preset, batch_size=FLAGS.batch_size,
+                             conv_impl=FLAGS.conv_impl)
+  mesh = train.make_mesh(config)
+  setup = train.make_setup(config)
+  shape = (4 * config.batch_size, config.resolution, config.resolution, config.channels)
+  images = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
+  dataset = pipeline.shard_dataset(images, mesh)
+  order = jax.device_put(pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images)),
+                         NamedSharding(mesh, P()))
+  step_fn = train.make_train_fn(config, setup, mesh)
+  state = jax.jit(lambda: train.init_state(config, setup),
+                  out_shardings=NamedSharding(mesh, P()))()
+  for _ in range(3):  # compile, and let the allocator settle
+    state, _ = step_fn(state, dataset, order)
+  jax.block_until_ready(state)
+  hlo = step_fn.lower(state, dataset, order).compile().as_text()
+
+  with tempfile.TemporaryDirectory() as trace_dir:
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    start = time.perf_counter()
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      for _ in range(FLAGS.steps):
+        state, _ = step_fn(state, dataset, order)
+      jax.block_until_ready(state)
+    wall = (time.perf_counter() - start) / FLAGS.steps
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / FLAGS.steps
+    with gzip.open(glob.glob(f'{trace_dir}/**/*.trace.json.gz', recursive=True)[0]) as f:
+      events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+
+  ops = {}  # HLO instruction name -> (output shape, originating JAX op)
+  for line in hlo.splitlines():
+    m = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ', line)
+    if m:
+      source = re.search(r'op_name="([^"]+)"', line)
+      ops[m.group(1)] = (m.group(2).split('{')[0], source.group(1) if source else '')
+  per_op = collections.Counter()
+  for e in events:
+    if e.get('ph') == 'X' and e['name'] in ops:
+      per_op[e['name']] += e['dur'] / 1e3 / FLAGS.steps
+  per_kind = collections.Counter()
+  for name, ms in per_op.items():
+    per_kind[re.sub(r'[.\d]+$', '', name)] += ms
+
+  print(f'{FLAGS.preset} batch {FLAGS.batch_size}: {1e3 * wall:.0f} ms/step (traced), '
+        f'{faults:.0f} page faults/step, listed ops {sum(per_op.values()):.0f} ms/step')
+  print('\nby kind (ms/step)')
+  for kind, ms in per_kind.most_common(12):
+    print(f'{ms:8.1f}  {kind}')
+  print('\ntop ops (ms/step)')
+  for name, ms in per_op.most_common(FLAGS.top):
+    shape, source = ops[name]
+    print(f'{ms:8.1f}  {name:<32} {shape:<26} {source[-70:]}')
+
+
+if __name__ == '__main__':
+  app.run(main)
