@@ -74,8 +74,9 @@ def _normalize_batch_bwd(epsilon, res, g):
   x_hat = (x.astype(jnp.float32) - mean) * inv
   g32 = g.astype(jnp.float32)
   d_bias, d_scale = _channel_sums(g32, g32 * x_hat)
+  count = x.size // x.shape[-1]
   # Means over the whole global batch: a device's statistics depend on every device's inputs.
-  g_mean, gx_mean = _pmean((d_bias / (x.size // x.shape[-1]), d_scale / (x.size // x.shape[-1])))
+  g_mean, gx_mean = _pmean((d_bias / count, d_scale / count))
   dx = (inv * scale) * (g32 - g_mean - x_hat * gx_mean)
   return dx.astype(x.dtype), d_scale, d_bias
 

@@ -205,8 +205,9 @@ def auto_up_form(x, kernel):
 # gradient. XLA's autodiff of a transposed convolution (of any of its forms) is 6-20x slower on
 # CPU than PyTorch's, and its input gradient of the strided convolution is a slow transposed
 # convolution too; through the adjoint each runs in the other layer's fastest forward form.
-# Kernel gradients come from XLA's weight gradient of the strided convolution, which is fast
-# (for the transposed layer: taken at its output gradient, with its input as cotangent).
+# Kernel gradients come from XLA's weight gradient of the strided convolution, the fastest of the
+# forms measured (for the transposed layer: taken at its output gradient, with its input as
+# cotangent).
 
 
 def _swap_io(kernel):
@@ -218,17 +219,15 @@ def _down_kernel_grad(x, kernel, g):
   return kernel_vjp(g.astype(x.dtype))[0]
 
 
-@jax.custom_vjp
-def _down_auto(x, kernel):
-  return DOWN_FORMS[auto_down_form(x, kernel)](x, kernel)
+def _with_backward(forward, backward):
+  """forward(x, kernel) with the hand-written backward(x, kernel, g) -> (dx, dkernel)."""
+  layer = jax.custom_vjp(forward)
+  layer.defvjp(lambda x, kernel: (forward(x, kernel), (x, kernel)),
+               lambda res, g: backward(*res, g))
+  return layer
 
 
-def _down_auto_fwd(x, kernel):
-  return _down_auto(x, kernel), (x, kernel)
-
-
-def _down_auto_bwd(res, g):
-  x, kernel = res
+def _down_auto_bwd(x, kernel, g):
   # An odd last input row/column is still read by the last output: pad g by one so the
   # transposed layer reaches it, then crop.
   g_even = jnp.pad(g, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)))
@@ -237,27 +236,15 @@ def _down_auto_bwd(res, g):
   return dx.astype(x.dtype), _down_kernel_grad(x, kernel, g).astype(kernel.dtype)
 
 
-_down_auto.defvjp(_down_auto_fwd, _down_auto_bwd)
-
-
-@jax.custom_vjp
-def _up_auto(x, kernel):
-  return UP_FORMS[auto_up_form(x, kernel)](x, kernel)
-
-
-def _up_auto_fwd(x, kernel):
-  return _up_auto(x, kernel), (x, kernel)
-
-
-def _up_auto_bwd(res, g):
-  x, kernel = res
+def _up_auto_bwd(x, kernel, g):
   adjoint = _swap_io(kernel)
   dx = DOWN_FORMS[auto_down_form(g, adjoint)](g, adjoint)
   dw = _swap_io(_down_kernel_grad(g, adjoint, x))
   return dx.astype(x.dtype), dw.astype(kernel.dtype)
 
 
-_up_auto.defvjp(_up_auto_fwd, _up_auto_bwd)
+_down_auto = _with_backward(lambda x, k: DOWN_FORMS[auto_down_form(x, k)](x, k), _down_auto_bwd)
+_up_auto = _with_backward(lambda x, k: UP_FORMS[auto_up_form(x, k)](x, k), _up_auto_bwd)
 
 
 IMPLS = ('auto',) + tuple(DOWN_FORMS) + tuple(f for f in UP_FORMS if f not in DOWN_FORMS)
