@@ -28,7 +28,9 @@ except RuntimeError as e:
 
 
 def test_freed_memory_is_reused_without_page_faults():
-  # Without the allocator settings each call faults its 64 MB output in again (16k faults).
+  # Without the allocator settings every call faults its 64 MB output in again (16,385 faults).
+  # With them the heap grows to its high-water mark over the first calls (how many depends on
+  # when XLA's threads free the previous output), then every call reuses it: median 0.
   out = run_python('''
 import resource
 from facegan_jax import runtime
@@ -36,11 +38,12 @@ runtime.configure()
 import jax, jax.numpy as jnp
 x = jnp.ones((256, 32, 32, 64))
 f = jax.jit(lambda x: x * 2 + 1)
-for _ in range(10):  # the heap settles after a few allocations
+faults = []
+for _ in range(25):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   f(x).block_until_ready()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-  f(x).block_until_ready()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sorted(faults)[len(faults) // 2], faults)
 ''')
-  assert float(out) < 1000, f'{out} page faults per call'
+  median, faults = out.split(' ', 1)
+  assert int(median) < 1000, f'median {median} page faults per call: {faults}'
