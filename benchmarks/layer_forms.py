@@ -1,18 +1,17 @@
-"""Forward+backward time of every form of the DCGAN resampling layers, per layer shape.
+"""Time of every form of the DCGAN resampling layers, per layer shape.
 
-  PYTHONPATH=. .venv/bin/python benchmarks/layer_forms.py [--repeats=5] [--batch=64]
+  PYTHONPATH=. .venv/bin/python benchmarks/layer_forms.py [--repeats=15] [--batch=64]
 
-Each figure is one jitted call computing the layer's output and its gradients w.r.t. the input
-and the kernel (`jax.vjp` with a fixed random cotangent, so XLA cannot simplify the backward pass
-of a constant), in ms, the median of --repeats samples taken with all forms of a layer
-interleaved (the machine is shared and noisy). `*` marks the fastest form of each layer;
-`auto` is impl='auto' (on CPU, with its hand-written backward pass) and the last column the
-forward form it uses. Then the whole G and D stacks of both presets (their
-resampling layers chained with ReLU between), impl='auto' against impl='xla'.
-Takes ~2-3 minutes on 2 CPU cores.
+First the forward pass of each form, in ms: what impl='auto' chooses by, since its backward
+passes are forward forms too (each layer's input gradient is the other layer's forward pass)
+plus XLA's kernel gradient. `*` marks the fastest form of each layer and the last column is
+the one auto uses. Then the whole G and D stacks of both presets (their resampling layers
+chained with ReLU between), forward and backward (`jax.vjp` with a fixed random cotangent),
+impl='auto' against impl='xla'. Each figure is the minimum of --repeats samples taken with
+the candidates interleaved: on a shared machine the least disturbed sample is the most
+repeatable. Takes ~2-3 minutes on 2 CPU cores.
 """
 
-import statistics
 import sys
 import time
 
@@ -27,7 +26,7 @@ from absl import app, flags  # noqa: E402
 from facegan_jax.models import layers  # noqa: E402
 
 flags.DEFINE_integer('batch', 64, 'batch size')
-flags.DEFINE_integer('repeats', 5, 'interleaved samples per form; the median is reported')
+flags.DEFINE_integer('repeats', 15, 'interleaved samples per form; the minimum is reported')
 flags.DEFINE_float('min_sample_s', 0.05, 'each sample repeats the call to last at least this')
 flags.DEFINE_list('only', [], 'restrict to these forms (plus auto)')
 FLAGS = flags.FLAGS
@@ -54,7 +53,7 @@ def make_args(fn, x_shape, params, seed=0):
 
 
 def time_interleaved(calls, repeats):
-  """{name: median ms} of {name: (jitted, args)}, sampled round-robin."""
+  """{name: min ms} of {name: (jitted, args)}, sampled round-robin."""
   loops = {}
   for name, (f, args) in calls.items():
     jax.block_until_ready(f(*args))  # compile
@@ -69,21 +68,21 @@ def time_interleaved(calls, repeats):
         out = f(*args)
       jax.block_until_ready(out)
       samples[name].append((time.perf_counter() - start) / loops[name] * 1e3)
-  return {name: statistics.median(s) for name, s in samples.items()}
+  return {name: min(s) for name, s in samples.items()}
 
 
 def layer_table(title, op, forms, shapes, x_shape_of, auto_of):
-  names = [f for f in forms if not FLAGS.only or f in FLAGS.only] + ['auto']
-  print(f'\n{title} (ms, fwd+bwd, batch {FLAGS.batch})')
+  names = [f for f in forms if not FLAGS.only or f in FLAGS.only]
+  print(f'\n{title} (ms, forward, batch {FLAGS.batch})')
   print(f'{"layer":>16} ' + ' '.join(f'{n:>12}' for n in names) + f' {"auto picks":>12}')
   for preset, layer_shapes in shapes.items():
     for c, o, s in layer_shapes:
       kernel = 0.02 * jax.random.normal(jax.random.key(2), (4, 4, c, o))
       x_shape = x_shape_of(c, s)
       calls = {}
+      x = jax.random.normal(jax.random.key(0), x_shape)
       for name in names:
-        fn = lambda x, k, name=name: op(x, k, name)
-        calls[name] = (fwd_bwd(fn), make_args(fn, x_shape, kernel))
+        calls[name] = (jax.jit(lambda x, k, name=name: op(x, k, name)), (x, kernel))
       ms = time_interleaved(calls, FLAGS.repeats)
       best = min(ms, key=ms.get)
       cells = ' '.join(f'{ms[n]:>11.1f}{"*" if n == best else " "}' for n in names)

@@ -2,7 +2,7 @@
 
   PYTHONPATH=. .venv/bin/python benchmarks/profile_step.py [--preset=dcgan64] [--steps=3]
 
-Traces --steps steps of `train.make_train_fn` on synthetic data with jax.profiler, then prints
+Times --steps steps, then traces as many of `train.make_train_fn` on synthetic data with jax.profiler, then prints
 the ops with the most time per step (op kind, output shape, the JAX op it came from) and the
 page faults per step. On CPU, convolutions run by XLA's own emitter appear only by their
 dispatch, so the rest of the step (wall time minus the listed ops) is mostly convolution.
@@ -34,6 +34,7 @@ flags.DEFINE_string('preset', 'dcgan64', 'preset from facegan_jax/config.py')
 flags.DEFINE_integer('batch_size', 64, 'global batch size')
 flags.DEFINE_integer('steps', 3, 'traced steps')
 flags.DEFINE_integer('top', 25, 'ops to list')
+flags.DEFINE_bool('trace', True, 'after timing --steps untraced steps, trace --steps more')
 flags.DEFINE_string('conv_impl', 'auto', 'form of the resampling layers')
 FLAGS = flags.FLAGS
 
@@ -56,6 +57,20 @@ def main(argv):
     state, _ = step_fn(state, dataset, order)
   jax.block_until_ready(state)
   hlo = step_fn.lower(state, dataset, order).compile().as_text()
+
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  times = []
+  for _ in range(FLAGS.steps):
+    start = time.perf_counter()
+    state, _ = step_fn(state, dataset, order)
+    jax.block_until_ready(state)
+    times.append(time.perf_counter() - start)
+  untraced_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / FLAGS.steps
+  print(f'{FLAGS.preset} batch {FLAGS.batch_size}: {1e3 * min(times):.0f} ms/step untraced '
+        f'(fastest of {FLAGS.steps}; mean {1e3 * np.mean(times):.0f}), '
+        f'{untraced_faults:.0f} page faults/step', flush=True)
+  if not FLAGS.trace:
+    return
 
   with tempfile.TemporaryDirectory() as trace_dir:
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

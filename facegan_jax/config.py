@@ -63,8 +63,7 @@ PRESETS = {
 CHOICES = dict(mode=('train', 'sample'), model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
                # models/layers.py's IMPLS (a test keeps them equal; not imported so that
                # main.py's --help and flag errors need no JAX).
-               conv_impl=('auto', 'xla', 'patches', 's2d', 's2d_matmul', 'phase',
-                          'phase_matmul', 'phase_einsum', 'd2s', 'd2s_matmul', 'col2im'))
+               conv_impl=('auto', 'xla', 'patches', 's2d', 'phase', 'col2im'))
 
 
 def preset(name, **overrides):

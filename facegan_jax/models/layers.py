@@ -20,12 +20,6 @@ def _conv(x, kernel):
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID', dimension_numbers=DIMS)
 
 
-def _patches(x, size, height, width):
-  """(B, H', W', C) -> (B, height, width, size * size * C), channels ordered (dy, dx, c)."""
-  return jnp.concatenate([x[:, dy:dy + height, dx:dx + width]
-                          for dy in range(size) for dx in range(size)], axis=-1)
-
-
 def _matmul(x, kernel):
   """x (..., K) @ kernel (K, O)."""
   return jnp.dot(x, kernel.astype(x.dtype))
@@ -73,12 +67,6 @@ def _down_s2d(x, kernel):
   return _conv(_space_to_depth(_pad_down(x)), _s2d_kernel(kernel))
 
 
-def _down_s2d_matmul(x, kernel):
-  h, w = x.shape[1] // 2, x.shape[2] // 2
-  cols = _patches(_space_to_depth(_pad_down(x)), 2, h, w)
-  return _matmul(cols, _s2d_kernel(kernel).reshape(-1, kernel.shape[-1]))
-
-
 # ---------------------------------------------------------------------------------------------
 # ConvTranspose2d(4, 2, 1): (B, H, W, C) -> (B, 2H, 2W, O).
 
@@ -99,16 +87,6 @@ def _phase_kernel(kernel, a, b):
   return kernel[jnp.array(TAPS[a])][:, jnp.array(TAPS[b])]
 
 
-def _d2s_kernel(kernel):
-  """(4, 4, C, O) -> (3, 3, C, 4O): all four phase kernels in one 3x3 window, zeros elsewhere."""
-  c, o = kernel.shape[2:]
-  k = jnp.zeros((3, 3, c, 2, 2, o), kernel.dtype)
-  for a in range(2):
-    for b in range(2):
-      k = k.at[a:a + 2, b:b + 2, :, a, b].set(_phase_kernel(kernel, a, b))
-  return k.reshape(3, 3, c, 4 * o)
-
-
 def _up_xla(x, kernel):
   return jax.lax.conv_general_dilated(
       x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
@@ -123,34 +101,20 @@ def _up_phase(x, kernel):
   return _interleave(jnp.stack([jnp.stack(p, axis=3) for p in phases], axis=3))
 
 
-def _up_phase_matmul(x, kernel):
-  h, w = x.shape[1:3]
-  xp = _pad1(x)
-  phases = [[_matmul(_patches(xp[:, a:, b:], 2, h, w),
-                     _phase_kernel(kernel, a, b).reshape(-1, kernel.shape[-1]))
-             for b in range(2)] for a in range(2)]
-  return _interleave(jnp.stack([jnp.stack(p, axis=3) for p in phases], axis=3))
+def _s2d_adjoint_kernel(kernel):
+  """(4, 4, C, O) -> (2, 2, C, 4O): tap (dy, dx) to output phase (a, b) is kernel row
+  2 - 2 * dy + a, column 2 - 2 * dx + b."""
+  c, o = kernel.shape[2:]
+  k = kernel.reshape(2, 2, 2, 2, c, o)[::-1, :, ::-1]  # rows (1 - dy, a) -> (dy, a)
+  return k.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, c, 4 * o)
 
 
-def _up_phase_einsum(x, kernel):
-  h, w = x.shape[1:3]
-  xp = _pad1(x)
-  cols = jnp.stack([_patches(xp[:, a:, b:], 2, h, w) for a in range(2) for b in range(2)], 3)
-  k = jnp.stack([_phase_kernel(kernel, a, b).reshape(-1, kernel.shape[-1])
-                 for a in range(2) for b in range(2)])
-  y = jnp.einsum('bhwpk,pko->bhwpo', cols, k.astype(x.dtype))
-  return _interleave(y.reshape(*y.shape[:3], 2, 2, -1))
-
-
-def _up_d2s(x, kernel):
-  y = _conv(_pad1(x), _d2s_kernel(kernel))
-  return _interleave(y.reshape(*y.shape[:3], 2, 2, -1))
-
-
-def _up_d2s_matmul(x, kernel):
-  h, w = x.shape[1:3]
-  y = _matmul(_patches(_pad1(x), 3, h, w), _d2s_kernel(kernel).reshape(-1, 4 * kernel.shape[-1]))
-  return _interleave(y.reshape(*y.shape[:3], 2, 2, -1))
+def _up_s2d(x, kernel):
+  """The s2d down form's adjoint: a 2x2 convolution of the padded input to the four output
+  phases of an (H + 1) x (W + 1) space-to-depth grid, whose border half-cells are cropped."""
+  y = _conv(_pad1(x), _s2d_adjoint_kernel(kernel))
+  y = _interleave(y.reshape(*y.shape[:3], 2, 2, -1))
+  return y[:, 1:-1, 1:-1]
 
 
 def _up_col2im(x, kernel):
@@ -165,38 +129,35 @@ def _up_col2im(x, kernel):
   return _interleave(jnp.stack([jnp.stack(p, axis=3) for p in phases], axis=3))
 
 
-DOWN_FORMS = dict(xla=_down_xla, patches=_down_patches, s2d=_down_s2d,
-                  s2d_matmul=_down_s2d_matmul)
-UP_FORMS = dict(xla=_up_xla, phase=_up_phase, phase_matmul=_up_phase_matmul,
-                phase_einsum=_up_phase_einsum, d2s=_up_d2s, d2s_matmul=_up_d2s_matmul,
-                col2im=_up_col2im)
+DOWN_FORMS = dict(xla=_down_xla, patches=_down_patches, s2d=_down_s2d)
+UP_FORMS = dict(xla=_up_xla, phase=_up_phase, s2d=_up_s2d, col2im=_up_col2im)
 
 
 def auto_down_form(x, kernel):
-  """The forward form `impl='auto'` uses for Conv2d(4, 2, 1): XLA's strided convolution.
+  """The forward form `impl='auto'` uses for Conv2d(4, 2, 1) on the default backend.
 
-  On CPU it is the fastest forward form or within noise of it at every DCGAN layer shape
-  (benchmarks/layer_forms.py); elsewhere it lowers to the vendor library (cuDNN).
+  Off CPU, XLA's own (cuDNN). On CPU (benchmarks/layer_forms.py, forward, batch 64, ms, XLA's
+  first): XLA's strided convolution is the fastest on feature maps (64->128 @32 25.9 vs 32.2
+  s2d), s2d on images, whose 3 channels make a thin contraction (3->64 @64 6.1 vs 4.1).
   """
-  del x, kernel
-  return 'xla'
+  del kernel
+  if jax.default_backend() != 'cpu':
+    return 'xla'
+  return 's2d' if x.shape[-1] <= 4 else 'xla'
 
 
 def auto_up_form(x, kernel):
   """The forward form `impl='auto'` uses for ConvTranspose2d(4, 2, 1) on the default backend.
 
-  Off CPU, XLA's own (cuDNN). On CPU, measured forward-only at batch 64 (ms, XLA's form first):
-  512->256 @4 20 vs 23 (phase); 256->128 @8 40 vs 28 (phase); 128->64 @8 7 vs 11 (phase);
-  128->64 @16 59 vs 33 (d2s); 64->32 @16 26 vs 12 (d2s); 64->3 @32 6 vs 11 (d2s).
+  Off CPU, XLA's own (cuDNN). On CPU (benchmarks/layer_forms.py, forward, batch 64, ms, XLA's
+  first): s2d (128->64 @16 38.9 vs 28.8; 64->3 @32 8.5 vs 7.4; 64->32 @8 3.7 vs 2.1) except on
+  small, wide inputs, where its grid's extra row and column cost more than XLA's own form
+  saves (512->256 @4 27.5 vs 36.4; 256->128 @8 28.9 vs 30.0).
   """
   if jax.default_backend() != 'cpu':
     return 'xla'
-  size, (channels, out) = x.shape[1], kernel.shape[2:]
-  if out <= 4 or size <= 4:
-    return 'xla'
-  if size >= 16:
-    return 'd2s'
-  return 'phase' if channels >= 256 else 'xla'
+  size, channels = x.shape[1], x.shape[-1]
+  return 'xla' if size <= 8 and channels >= 256 else 's2d'
 
 
 # ---------------------------------------------------------------------------------------------
