@@ -32,7 +32,7 @@ def _varying(x):
   return jax.lax.pcast(x, DATA_AXIS, to='varying')
 
 
-def _channel_sums(*xs):
+def channel_sums(*xs):
   """Sums over every axis but the last, as matmuls with a ones vector.
 
   XLA on CPU rewrites large sum reductions into slow reduce-windows (for accuracy); its
@@ -43,10 +43,24 @@ def _channel_sums(*xs):
   return tuple(jnp.dot(ones, x.reshape(rows, x.shape[-1])) for x in xs)
 
 
+def add_bias(x, bias):
+  """x + bias over the last axis, with the bias gradient summed by `channel_sums`."""
+  return _add_bias(x, _varying(bias))
+
+
+@jax.custom_vjp
+def _add_bias(x, bias):
+  return x + bias.astype(x.dtype)
+
+
+_add_bias.defvjp(lambda x, bias: (_add_bias(x, bias), bias),
+                 lambda bias, g: (g, channel_sums(g)[0].astype(bias.dtype)))
+
+
 def _moments(x):
   """Mean and biased variance over every axis but the last, across the data axis if bound."""
   count = x.size // x.shape[-1]
-  mean, mean_sq = _pmean(tuple(s / count for s in _channel_sums(x, jnp.square(x))))
+  mean, mean_sq = _pmean(tuple(s / count for s in channel_sums(x, jnp.square(x))))
   return mean, jnp.maximum(mean_sq - jnp.square(mean), 0.0)
 
 
@@ -73,7 +87,7 @@ def _normalize_batch_bwd(epsilon, res, g):
   x, mean, inv, scale = res
   x_hat = (x.astype(jnp.float32) - mean) * inv
   g32 = g.astype(jnp.float32)
-  d_bias, d_scale = _channel_sums(g32, g32 * x_hat)
+  d_bias, d_scale = channel_sums(g32, g32 * x_hat)
   count = x.size // x.shape[-1]
   # Means over the whole global batch: a device's statistics depend on every device's inputs.
   g_mean, gx_mean = _pmean((d_bias / count, d_scale / count))

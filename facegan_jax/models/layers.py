@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facegan_jax.models.batchnorm import add_bias
+
 DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 # ConvTranspose2d(4, 2, 1): output row 2m + a reads padded input rows m + a + d, d in {0, 1},
@@ -247,7 +249,7 @@ class _Resample(nnx.Module):
   def __call__(self, x):
     y = self._op(x, self.kernel[...].astype(x.dtype), self.impl)
     if self.bias is not None:
-      y = y + self.bias[...].astype(y.dtype)
+      y = add_bias(y, self.bias[...])
     return y
 
 
