@@ -1,0 +1,161 @@
+"""Image files to model arrays: listing folders and zips, decoding any mode, counting bad files.
+
+Every real-image source (image folders, the Udacity CelebA zip) goes through here, so all of
+them get the same checks and the same preprocessing as `preprocess.to_model_images`.
+"""
+
+import io
+import os
+import warnings
+import zipfile
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from facegan_jax.config import UsageError
+from facegan_jax.data import preprocess
+
+SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp')
+
+File = tuple[str, Callable[[], bytes]]  # (name shown to the user, reads the bytes)
+
+
+class BadImage(Exception):
+  """A file that is not a readable image; the message says why."""
+
+
+def list_images(path: str) -> list[File]:
+  """The image files under a directory tree, or inside a .zip, sorted by name.
+
+  Raises UsageError for a missing path, a corrupt zip, a zip entry that would leave the
+  archive's root (absolute or `..`), or no image files at all.
+  """
+  if not os.path.exists(path):
+    raise UsageError(f'{path} does not exist')
+  if os.path.isdir(path):
+    files, others = _list_folder(path)
+  elif zipfile.is_zipfile(path):
+    files, others = _list_zip(path)
+  elif path.lower().endswith('.zip'):
+    raise UsageError(f'{path} is not a readable zip archive (corrupt or truncated?)')
+  else:
+    raise UsageError(f'{path} is neither a directory nor a .zip of images')
+  if not files:
+    raise UsageError(f'no images ({", ".join(SUFFIXES)}) in {path}'
+                     + (f'; it holds {others} other file(s)' if others else '; it is empty'))
+  return sorted(files, key=lambda f: f[0])
+
+
+def _is_image(name):
+  return name.lower().endswith(SUFFIXES) and not os.path.basename(name).startswith('.')
+
+
+def _read_file(path):
+  with open(path, 'rb') as f:
+    return f.read()
+
+
+def _list_folder(root):
+  files, others = [], 0
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames.sort()
+    for filename in filenames:
+      path = os.path.join(dirpath, filename)
+      if _is_image(filename) and os.path.isfile(path):
+        files.append((os.path.relpath(path, root), lambda path=path: _read_file(path)))
+      else:
+        others += 1
+  return files, others
+
+
+def _list_zip(path):
+  try:
+    archive = zipfile.ZipFile(path)
+    entries = archive.infolist()
+  except (zipfile.BadZipFile, OSError) as e:
+    raise UsageError(f'{path} is not a readable zip archive ({e})') from None
+  files, others = [], 0
+  for entry in entries:
+    name = entry.filename
+    parts = name.replace('\\', '/').split('/')
+    if name.startswith(('/', '\\')) or '..' in parts or (len(name) > 1 and name[1] == ':'):
+      raise UsageError(f'{path} has an entry outside the archive root ({name!r}); refusing '
+                       'to read it')
+    if entry.is_dir():
+      continue
+    if _is_image(name):
+      files.append((name, lambda entry=entry: _read_zip_entry(archive, entry)))
+    else:
+      others += 1
+  return files, others
+
+
+def _read_zip_entry(archive, entry):
+  try:
+    return archive.read(entry)
+  except (zipfile.BadZipFile, OSError, EOFError) as e:  # a damaged member of a readable zip
+    raise BadImage(f'unreadable in the zip ({e})') from None
+
+
+def decode(data: bytes) -> np.ndarray:
+  """An image file's bytes -> uint8 (H, W, 3) RGB or (H, W, 1) for single-channel files.
+
+  Converts palette, alpha (composited on black, as training images have no transparency),
+  CMYK and 16-bit modes. Raises BadImage for empty, truncated or non-image data and for
+  images above PIL's decompression-bomb limit.
+  """
+  if not data:
+    raise BadImage('empty file')
+  if data[:64].lstrip().lower().startswith((b'<!doctype html', b'<html')):
+    raise BadImage('an HTML page, not an image (a failed or quota-limited download?)')
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('error', Image.DecompressionBombWarning)
+      with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return _to_array(image)
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise BadImage(f'too large ({e})') from None
+  except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable data
+    raise BadImage(f'not a readable image ({e})') from None
+
+
+def _to_array(image):
+  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+    array = np.asarray(image, np.int64)
+    scale = 257 if image.mode.startswith('I;16') or array.max() > 255 else 1
+    return np.clip(array // scale, 0, 255).astype(np.uint8)[..., None]
+  if image.mode in ('L', '1'):
+    return np.asarray(image.convert('L'))[..., None]
+  if image.mode == 'P':
+    image = image.convert('RGBA')
+  if image.mode in ('RGBA', 'LA', 'PA'):
+    rgba = image.convert('RGBA')
+    background = Image.new('RGBA', rgba.size, (0, 0, 0, 255))
+    return np.asarray(Image.alpha_composite(background, rgba).convert('RGB'))
+  return np.asarray(image.convert('RGB'))
+
+
+def prepare(files: list[File], resolution: int, channels: int, *, max_bad_fraction=0.01,
+            crop: int | None = None):
+  """Decodes and preprocesses `files`: (uint8 (N, R, R, C), [(name, why) of skipped files]).
+
+  Unreadable files are skipped and counted; more than `max_bad_fraction` of them is a
+  UsageError naming a few.
+  """
+  images, bad = [], []
+  for name, read in files:
+    try:
+      image = decode(read())
+    except BadImage as e:
+      bad.append((name, str(e)))
+      continue
+    images.append(preprocess.to_model_images([image], resolution, channels, crop=crop)[0])
+  if len(bad) > max_bad_fraction * len(files):
+    examples = '; '.join(f'{name}: {why}' for name, why in bad[:3])
+    raise UsageError(f'{len(bad)} of {len(files)} files are not readable images (more than '
+                     f'{max_bad_fraction:.0%}), e.g. {examples}')
+  if not images:
+    raise UsageError('no readable images')
+  return np.stack(images), bad
