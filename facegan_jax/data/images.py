@@ -8,6 +8,7 @@ import io
 import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -94,7 +95,10 @@ def _list_zip(path):
 def _read_zip_entry(archive, entry):
   try:
     return archive.read(entry)
-  except (zipfile.BadZipFile, OSError, EOFError) as e:  # a damaged member of a readable zip
+  # A damaged member of a readable zip (bad header or CRC, corrupt deflate data), or one
+  # zipfile cannot read (encrypted: RuntimeError; unsupported compression method).
+  except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError,
+          NotImplementedError) as e:
     raise BadImage(f'unreadable in the zip ({e})') from None
 
 
