@@ -16,8 +16,14 @@ _DEFAULTS = config_lib.Config()
 _HELP = dict(
     mode='train: train (resuming from the workdir\'s latest checkpoint); sample: write '
          'samples.npz and samples.png from the latest checkpoint',
-    dataset='synthetic_faces (embedded, no download) or synthetic_faces/small (1,024 images, for '
-            'smoke runs); real-image sources are not available yet',
+    dataset='synthetic_faces (embedded, no download), synthetic_faces/small (1,024 images, for '
+            'smoke runs), celeba_small (the Udacity zip), tfds:NAME[:SPLIT] (a TFDS image '
+            'dataset, e.g. tfds:celeb_a, tfds:mnist) or folder:PATH (a directory tree or .zip '
+            'of jpg/png/webp/bmp images)',
+    data_manual_dir='where downloaded archives are looked for first, e.g. '
+                    'processed-celeba-small.zip (default: DATA_DIR/downloads/manual)',
+    max_bad_fraction='largest fraction of unreadable image files that are skipped (counted and '
+                     'reported) before preparing a dataset stops with an error',
     data_dir='where prepared datasets live (default: TFDS\'s default, ~/tensorflow_datasets)',
     model='dcgan (convolutional) or mlp (fully connected, for 28x28 digits)',
     resolution='image height and width fed to the models',

@@ -14,6 +14,8 @@ class Config:
   mode: str = 'train'
   dataset: str = 'synthetic_faces'
   data_dir: str | None = None
+  data_manual_dir: str | None = None
+  max_bad_fraction: float = 0.01
   model: str = 'dcgan'
   resolution: int = 32
   channels: int = 3
@@ -92,6 +94,8 @@ def validate(config, num_devices):
     raise UsageError(f'--label_smoothing applies to --loss=bce only, not {config.loss}')
   if not 0 <= config.ema_decay < 1:
     raise UsageError(f'--ema_decay={config.ema_decay}: must be in [0, 1)')
+  if not 0 <= config.max_bad_fraction <= 1:
+    raise UsageError(f'--max_bad_fraction={config.max_bad_fraction}: must be in [0, 1]')
   if not 0 <= config.d_dropout < 1:
     raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',

@@ -73,7 +73,8 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
 @pytest.mark.parametrize('flag, message', [
     ('--batch_size=7', '--batch_size=7 is not divisible by the number of devices (2)'),
     ('--loss=wasserstein', '--loss=wasserstein is not one of bce, lsgan, hinge'),
-    ('--dataset=tfds:mnist', '--dataset=tfds:mnist is not available yet'),
+    ('--dataset=imagenet', 'unknown --dataset=imagenet; available: synthetic_faces'),
+    ('--dataset=folder:/no/such/dir', '/no/such/dir does not exist'),
     ('--resolution=48', '--resolution=48: dcgan needs'),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, flag, message):
