@@ -14,6 +14,7 @@ training never decodes an image twice and never imports TensorFlow.
 import hashlib
 import json
 import os
+import socket
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -125,6 +126,10 @@ def _celeba_small_builder(config):
                                source=found[0] if found else None,
                                max_bad_fraction=config.max_bad_fraction)
   if not builder.is_prepared():
+    if not found and not _reachable(module.URL):  # TFDS would retry for minutes
+      raise UsageError(f'celeba_small is not prepared and {module.URL.split("/")[2]} is not '
+                       'reachable: put processed-celeba-small.zip (or its extracted folder) in '
+                       f'{manual}, or pass --data_manual_dir')
     logging.info('Preparing celeba_small from %s into %s (once)',
                  found[0] if found else module.URL, builder.data_dir)
     tfds.disable_progress_bar()
@@ -138,6 +143,15 @@ def _celeba_small_builder(config):
                        '--data_manual_dir') from None
     _log_skipped(builder.info.metadata.get('skipped', []), 'celeba_small')
   return builder
+
+
+def _reachable(url):
+  """Whether `url`'s host resolves (offline machines fail at once)."""
+  try:
+    socket.getaddrinfo(url.split('/')[2], 443)
+    return True
+  except OSError:
+    return False
 
 
 def _log_skipped(skipped, source):
