@@ -32,12 +32,16 @@ def check_dataset(name):
   """Raises UsageError unless `name` names a source (whether its data is present is checked
   when it is loaded)."""
   kind, _, rest = name.partition(':')
-  if name.partition('/')[0] in ('synthetic_faces', 'celeba_small'):
-    return
-  if kind in ('tfds', 'folder') and rest:
+  if kind in ('tfds', 'folder') and rest or name in _named_sources():
     return
   raise UsageError(f'unknown --dataset={name}; available: synthetic_faces, '
                    'synthetic_faces/small, celeba_small, tfds:NAME[:SPLIT], folder:PATH')
+
+
+def _named_sources():
+  from facegan_jax.data import synthetic_faces_builder
+  configs = synthetic_faces_builder.SyntheticFaces.BUILDER_CONFIGS
+  return ('synthetic_faces', *(f'synthetic_faces/{c.name}' for c in configs), 'celeba_small')
 
 
 def load_images(config, split='train'):
@@ -166,6 +170,10 @@ def _tfds(name, split, shape, config):
     builder = tfds.builder(name, data_dir=config.data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError:
     raise UsageError(f'--dataset=tfds:{name}: TFDS has no dataset {name!r}') from None
+  except ValueError as e:  # e.g. tfds:NAME/CONFIG with a config NAME does not have
+    # TFDS's first line, less its 'Failed to construct dataset ..., builder_kwargs ...: '.
+    reason = str(e).splitlines()[0].rpartition('": ')[2].partition(' Here are')[0]
+    raise UsageError(f'--dataset=tfds:{name}: {reason}') from None
   image_keys = [k for k, f in builder.info.features.items()
                 if isinstance(f, tfds.features.Image)]
   if not image_keys:
@@ -217,7 +225,8 @@ def _html_downloads(builder):
 
 def _folder(path, shape, config):
   """A folder or zip of images, prepared once per content and shape."""
-  files = images.list_images(os.path.expanduser(path))
+  path = os.path.expanduser(path)
+  files = images.list_images(path)
   # The cache key covers what was read: path, names, sizes and times of the files.
   listing = os.path.abspath(path) + ''.join(name for name, _ in files)
   stat = os.stat(path)

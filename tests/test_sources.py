@@ -1,0 +1,305 @@
+"""Dataset sources end to end: celeba_small, folder:PATH and tfds:NAME through load_images.
+
+Every input is made here under tmp_path (PIL images, zipfile) or mocked (TFDS's mock data),
+and host lookups are faked, so nothing is downloaded even on a machine with internet.
+Decoding details (modes, bad files, hostile zips) are in test_images.py.
+"""
+
+import io
+import os
+import socket
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from facegan_jax import data
+from facegan_jax.config import Config, UsageError
+from facegan_jax.data import celeba_small_builder, images, preprocess
+
+# Twelve colours, 20 levels apart in red: a solid JPEG keeps its colour within a few levels,
+# so each decoded image says which file it came from.
+COLORS = np.array([(20 * i, 255 - 20 * i, (40 + 53 * i) % 256) for i in range(12)])
+CELEBA_DIR = 'processed_celeba_small/celeba'
+BAD_NAME = '000007.jpg'  # between good files, so skipping it must keep the others' order
+
+
+def _encode(color, size=(64, 64), fmt='JPEG'):
+  buf = io.BytesIO()
+  Image.new('RGB', size, tuple(int(c) for c in color)).save(buf, fmt)
+  return buf.getvalue()
+
+
+def _celeba_files():
+  """{name: bytes} like the Udacity zip: 12 faces, a corrupt one and a macOS resource file."""
+  names = [f'{i:06d}.jpg' for i in range(1, 14) if f'{i:06d}.jpg' != BAD_NAME]
+  files = {f'{CELEBA_DIR}/{name}': _encode(color) for name, color in zip(names, COLORS)}
+  files[f'{CELEBA_DIR}/{BAD_NAME}'] = b'\xff\xd8\xff\xe0 truncated JPEG'
+  files[f'__MACOSX/{CELEBA_DIR}/._000001.jpg'] = b'\x00\x05\x16\x07 AppleDouble'
+  return files
+
+
+def _write_zip(path, files):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with zipfile.ZipFile(path, 'w') as archive:
+    for name, contents in files.items():
+      archive.writestr(name, contents)
+  return path
+
+
+def _write_tree(root, files):
+  for name, contents in files.items():
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).write_bytes(contents)
+  return root
+
+
+def _config(tmp_path, dataset, **kwargs):
+  return Config(**{'dataset': dataset, 'data_dir': str(tmp_path / 'data'), 'resolution': 32,
+                   'channels': 3, **kwargs})
+
+
+def _usage_error(fn, *args):
+  """The one-line message of the UsageError that fn raises."""
+  with pytest.raises(UsageError) as info:
+    fn(*args)
+  assert '\n' not in str(info.value)
+  return str(info.value)
+
+
+def _assert_colors(batch, colors, tolerance=8):
+  """Each image of `batch` is a solid colour close to the matching row of `colors`."""
+  assert len(batch) == len(colors)
+  means = batch.reshape(len(batch), -1, batch.shape[-1]).astype(float).mean(axis=1)
+  np.testing.assert_allclose(means, colors, atol=tolerance)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+  """No host resolves, as on an offline machine; returns the hosts looked up."""
+  lookups = []
+
+  def getaddrinfo(host, *args, **kwargs):
+    lookups.append(host)
+    raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+
+  monkeypatch.setattr(socket, 'getaddrinfo', getaddrinfo)
+  return lookups
+
+
+@pytest.fixture
+def celeba_zip(tmp_path):
+  """The manual directory, holding a stand-in processed-celeba-small.zip."""
+  manual = tmp_path / 'manual'
+  _write_zip(manual / 'processed-celeba-small.zip', _celeba_files())
+  return manual
+
+
+def _celeba_config(tmp_path, manual, **kwargs):
+  kwargs = {'max_bad_fraction': 0.1, **kwargs}  # 1 bad file of 13
+  return _config(tmp_path, 'celeba_small', data_manual_dir=str(manual), **kwargs)
+
+
+# celeba_small: the Udacity zip or its folder, from the manual directory.
+
+@pytest.mark.parametrize('resolution', [64, 32])
+def test_celeba_small_from_the_manual_zip(tmp_path, celeba_zip, offline, resolution):
+  faces = data.load_images(_celeba_config(tmp_path, celeba_zip, resolution=resolution))
+  assert faces.dtype == np.uint8
+  assert faces.shape == (12, resolution, resolution, 3)  # 13 files, one corrupt
+  _assert_colors(faces, COLORS)  # in file-name order
+  assert not offline  # a manual copy needs no host lookup
+
+
+def test_celeba_small_reuses_the_prepared_dataset(tmp_path, celeba_zip, offline):
+  first = data.load_images(_celeba_config(tmp_path, celeba_zip))
+  os.remove(celeba_zip / 'processed-celeba-small.zip')
+  builder_dir = tmp_path / 'data' / 'celeba_small' / '1.0.0'
+  for cache in builder_dir.glob('facegan-*.npy'):  # read the TFDS records again
+    cache.unlink()
+  again = data.load_images(_celeba_config(tmp_path, celeba_zip))
+  np.testing.assert_array_equal(again, first)
+  small = data.load_images(_celeba_config(tmp_path, celeba_zip, resolution=16))
+  assert small.shape == (12, 16, 16, 3)
+  _assert_colors(small, COLORS)
+  assert not offline
+
+
+def test_celeba_small_lists_skipped_files_in_its_metadata(tmp_path, celeba_zip, offline):
+  data.load_images(_celeba_config(tmp_path, celeba_zip))
+  builder = celeba_small_builder.CelebaSmall(data_dir=str(tmp_path / 'data'))
+  assert builder.is_prepared()
+  skipped = builder.info.metadata['skipped']
+  assert len(skipped) == 1  # not the __MACOSX resource file: it is not listed as an image
+  assert skipped[0].startswith(f'{CELEBA_DIR}/{BAD_NAME}: not a readable image')
+
+
+def test_celeba_small_too_many_bad_files_names_them(tmp_path, celeba_zip, offline):
+  config = _celeba_config(tmp_path, celeba_zip, max_bad_fraction=0)
+  message = _usage_error(data.load_images, config)
+  assert message.startswith('1 of 13 files are not readable images')
+  assert f'{CELEBA_DIR}/{BAD_NAME}' in message
+  assert not celeba_small_builder.CelebaSmall(data_dir=config.data_dir).is_prepared()
+
+
+def test_celeba_small_from_the_extracted_folder_in_the_default_manual_dir(tmp_path, offline):
+  files = {name.replace('__MACOSX/', ''): contents for name, contents in _celeba_files().items()}
+  _write_tree(tmp_path / 'data' / 'downloads' / 'manual', files)
+  faces = data.load_images(_config(tmp_path, 'celeba_small', max_bad_fraction=0.1))
+  assert faces.shape == (12, 32, 32, 3)
+  _assert_colors(faces, COLORS)
+  assert not offline
+
+
+def test_celeba_small_offline_without_a_manual_copy_says_where_to_put_it(tmp_path, offline):
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  start = time.perf_counter()
+  message = _usage_error(data.load_images, _celeba_config(tmp_path, manual))
+  assert time.perf_counter() - start < 5  # no download retries
+  assert offline == ['s3.amazonaws.com']
+  assert str(manual) in message
+  assert '--data_manual_dir' in message
+  assert 'processed-celeba-small.zip' in message
+
+
+def test_celeba_small_failed_download_says_where_to_put_the_zip(tmp_path, monkeypatch):
+  monkeypatch.setattr(socket, 'getaddrinfo', lambda *args, **kwargs: [])  # "resolves"
+
+  def download(self, url):
+    raise ConnectionError(f'no route to {url}')
+
+  monkeypatch.setattr(tfds.download.DownloadManager, 'download', download)
+  config = _config(tmp_path, 'celeba_small')
+  message = _usage_error(data.load_images, config)
+  assert message.startswith('could not download processed-celeba-small.zip (ConnectionError)')
+  assert os.path.join(config.data_dir, 'downloads', 'manual') in message
+
+
+# folder:PATH, a directory tree or a zip.
+
+FOLDER_COLORS = COLORS[:5]
+
+
+def _folder_files(colors=FOLDER_COLORS):
+  """PNGs of varied sizes in nested folders, named so that their order is the colours'."""
+  return {f'{"ab"[i // 3]}/face{i}.png': _encode(color, (24 + 8 * i, 40), 'PNG')
+          for i, color in enumerate(colors)}
+
+
+@pytest.fixture(params=['dir', 'zip'])
+def folder(request, tmp_path):
+  if request.param == 'zip':
+    return _write_zip(tmp_path / 'faces.zip', _folder_files())
+  return _write_tree(tmp_path / 'faces', _folder_files())
+
+
+def test_folder_shapes_and_order(tmp_path, folder):
+  faces = data.load_images(_config(tmp_path, f'folder:{folder}', resolution=16))
+  assert faces.dtype == np.uint8
+  assert faces.shape == (5, 16, 16, 3)
+  _assert_colors(faces, FOLDER_COLORS, tolerance=1)  # PNG is lossless
+
+
+def test_folder_in_grayscale(tmp_path, folder):
+  faces = data.load_images(_config(tmp_path, f'folder:{folder}', resolution=8, channels=1))
+  assert faces.shape == (5, 8, 8, 1)
+  luma = FOLDER_COLORS @ np.array([0.299, 0.587, 0.114])  # PIL's RGB -> L
+  _assert_colors(faces, luma[:, None], tolerance=1)
+
+
+def test_folder_second_load_reads_the_cache(tmp_path, folder, monkeypatch):
+  config = _config(tmp_path, f'folder:{folder}')
+  first = data.load_images(config)
+
+  def decode(contents):
+    raise AssertionError('decoded again instead of reading the cache')
+
+  monkeypatch.setattr(images, 'decode', decode)
+  np.testing.assert_array_equal(data.load_images(config), first)
+  assert len(list((tmp_path / 'data' / 'facegan_folders').glob('*.npy'))) == 1
+
+
+def test_folder_cache_follows_the_contents(tmp_path, folder):
+  config = _config(tmp_path, f'folder:{folder}')
+  assert len(data.load_images(config)) == 5
+  more = _folder_files(COLORS[:6])
+  if folder.suffix == '.zip':
+    _write_zip(folder, more)
+  else:
+    _write_tree(folder, {name: more[name] for name in more.keys() - _folder_files().keys()})
+  faces = data.load_images(config)
+  assert len(faces) == 6
+  _assert_colors(faces, COLORS[:6], tolerance=1)
+
+
+def test_folder_path_under_home(tmp_path, monkeypatch):
+  monkeypatch.setenv('HOME', str(tmp_path))
+  _write_tree(tmp_path / 'faces', _folder_files())
+  faces = data.load_images(_config(tmp_path, 'folder:~/faces', resolution=16))
+  assert faces.shape == (5, 16, 16, 3)
+
+
+# tfds:NAME[:SPLIT], read through TFDS's mock data (10 random examples per split).
+
+@pytest.fixture
+def mock_tfds():
+  with tfds.testing.mock_data(num_examples=10, policy=tfds.testing.MockPolicy.USE_CODE):
+    yield
+
+
+def _mock_images(name, split='train'):
+  """The mocked dataset's images as TFDS serves them (call inside `mock_tfds`)."""
+  source = tfds.builder(name).as_data_source(split)
+  return np.stack([np.asarray(source[i]['image']) for i in range(len(source))])
+
+
+def test_tfds_mnist_as_stored(tmp_path, mock_tfds):
+  digits = data.load_images(_config(tmp_path, 'tfds:mnist', resolution=28, channels=1))
+  assert digits.dtype == np.uint8
+  assert digits.shape == (10, 28, 28, 1)
+  np.testing.assert_array_equal(digits, _mock_images('mnist'))
+
+
+def test_tfds_celeb_a_uses_the_centre_crop(tmp_path, mock_tfds):
+  faces = data.load_images(_config(tmp_path, 'tfds:celeb_a'))
+  raw = _mock_images('celeb_a')
+  assert raw.shape == (10, 218, 178, 3)
+  assert faces.shape == (10, 32, 32, 3)
+  np.testing.assert_array_equal(
+      faces, preprocess.to_model_images(raw, 32, 3, crop=data.CELEB_A_CROP))
+  assert not np.array_equal(faces, preprocess.to_model_images(raw, 32, 3))
+
+
+def test_tfds_split_in_the_name_wins(tmp_path, mock_tfds):
+  config = _config(tmp_path, 'tfds:mnist:test', resolution=28, channels=1)
+  assert data.load_images(config, split='train').shape == (10, 28, 28, 1)
+  cached = (tmp_path / 'data' / 'facegan_tfds' / 'mnist').glob('*/facegan-*.npy')
+  assert [path.name for path in cached] == ['facegan-test.npy']
+
+
+@pytest.mark.parametrize('name, reason', [
+    ('no_such_dataset', "TFDS has no dataset 'no_such_dataset'"),
+    ('mnist/no_such_config', 'BuilderConfig no_such_config not found')])
+def test_tfds_unknown_name(tmp_path, mock_tfds, name, reason):
+  message = _usage_error(data.load_images, _config(tmp_path, f'tfds:{name}'))
+  assert message.startswith(f'--dataset=tfds:{name}: {reason}')
+
+
+# Names.
+
+@pytest.mark.parametrize('name', ['synthetic_faces', 'synthetic_faces/small',
+                                  'synthetic_faces/full', 'celeba_small', 'tfds:x',
+                                  'tfds:celeb_a:test', 'folder:x', 'folder:/a/b.zip'])
+def test_check_dataset_accepts(name):
+  data.check_dataset(name)
+
+
+@pytest.mark.parametrize('name', ['imagenet', 'tfds:', 'folder:', 'celeba_small/x',
+                                  'synthetic_faces/huge', 'synthetic_faces:small'])
+def test_check_dataset_rejects(name):
+  message = _usage_error(data.check_dataset, name)
+  assert message.startswith(f'unknown --dataset={name}; available: synthetic_faces, ')
