@@ -30,7 +30,8 @@ except RuntimeError as e:
 def test_freed_memory_is_reused_without_page_faults():
   # Without the allocator settings every call faults its 64 MB output in again (16,385 faults).
   # With them the heap grows to its high-water mark over the first calls (how many depends on
-  # when XLA's threads free the previous output), then every call reuses it: median 0.
+  # when XLA's threads free the previous output: more on a loaded machine), then every call
+  # reuses it: median 0 over the later calls.
   out = run_python('''
 import resource
 from facegan_jax import runtime
@@ -39,11 +40,12 @@ import jax, jax.numpy as jnp
 x = jnp.ones((256, 32, 32, 64))
 f = jax.jit(lambda x: x * 2 + 1)
 faults = []
-for _ in range(25):
+for _ in range(60):
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   f(x).block_until_ready()
   faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(sorted(faults)[len(faults) // 2], faults)
+later = faults[30:]
+print(sorted(later)[len(later) // 2], faults)
 ''')
   median, faults = out.split(' ', 1)
   assert int(median) < 1000, f'median {median} page faults per call: {faults}'
