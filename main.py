@@ -25,6 +25,9 @@ _HELP = dict(
     max_bad_fraction='largest fraction of unreadable image files that are skipped (counted and '
                      'reported) before preparing a dataset stops with an error',
     data_dir='where prepared datasets live (default: TFDS\'s default, ~/tensorflow_datasets)',
+    input='where batches are drawn: device (the whole dataset on the devices), host (gathered '
+          'on the host, a few steps ahead) or auto (device when the dataset takes at most half '
+          'of the devices\' memory)',
     model='dcgan (convolutional) or mlp (fully connected, for 28x28 digits)',
     resolution='image height and width fed to the models',
     channels='3 (RGB) or 1 (grayscale)',

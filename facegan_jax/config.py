@@ -16,6 +16,7 @@ class Config:
   data_dir: str | None = None
   data_manual_dir: str | None = None
   max_bad_fraction: float = 0.01
+  input: str = 'auto'
   model: str = 'dcgan'
   resolution: int = 32
   channels: int = 3
@@ -62,7 +63,8 @@ PRESETS = {
                       d_dropout=0.3),
 }
 
-CHOICES = dict(mode=('train', 'sample'), model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
+CHOICES = dict(mode=('train', 'sample'), input=('auto', 'device', 'host'), model=('dcgan', 'mlp'),
+               loss=('bce', 'lsgan', 'hinge'),
                # models/layers.py's IMPLS (a test keeps them equal; not imported so that
                # main.py's --help and flag errors need no JAX).
                conv_impl=('auto', 'xla', 'patches', 's2d', 'phase', 'col2im'))

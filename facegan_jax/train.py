@@ -142,16 +142,23 @@ def global_norm(tree):
   return jnp.sqrt(sum(channel_sums(jnp.square(x))[0].sum() for x in jax.tree.leaves(tree)))
 
 
-def make_train_fn(config, setup, mesh):
-  """The compiled step over the mesh: (state, dataset shard, epoch order) -> (state, metrics)."""
+def make_train_fn(config, setup, mesh, host_input=False):
+  """The compiled step over the mesh: (state, dataset shard, epoch order) -> (state, metrics),
+  or with `host_input` (state, uint8 global batch from pipeline.HostBatches) -> the same."""
 
-  def step_on_device(state, dataset, order):
-    real = pipeline.local_batch(
-        dataset, pipeline.batch_indices(order, state.step, config.batch_size))
+  def step(state, real):
     return train_step(state, real, jax.random.split(state.rng)[1], config=config, setup=setup)
 
-  return jax.jit(jax.shard_map(step_on_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS), P()),
-                               out_specs=(P(), P())), donate_argnums=0)
+  def step_on_device(state, dataset, order):
+    return step(state, pipeline.local_batch(
+        dataset, pipeline.batch_indices(order, state.step, config.batch_size)))
+
+  if host_input:
+    fn, in_specs = lambda state, batch: step(state, pipeline.to_float(batch)), (P(), P(DATA_AXIS))
+  else:
+    fn, in_specs = step_on_device, (P(), P(DATA_AXIS), P())
+  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P())),
+                 donate_argnums=0)
 
 
 def data_key(state):
@@ -211,25 +218,33 @@ def train_and_evaluate(config, workdir):
     f.write(config.to_flags() + f'--workdir={workdir}\n')
 
   steps_per_epoch = len(images) // config.batch_size
+  key = data_key(state)  # the order's key, taken now: steps donate the state's buffers
   epoch_order = lambda epoch: jax.device_put(  # noqa: E731
-      pipeline.epoch_order(data_key(state), epoch, len(images)), NamedSharding(mesh, P()))
+      pipeline.epoch_order(key, epoch, len(images)), NamedSharding(mesh, P()))
   first_batch = np.asarray(epoch_order(0)[:min(config.batch_size, 64)])
   visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
   epoch = step // steps_per_epoch
-  order = epoch_order(epoch)
-
-  dataset = pipeline.shard_dataset(images, mesh)
-  train_fn = make_train_fn(config, setup, mesh)
+  host_input = config.input == 'host' or (
+      config.input == 'auto' and not pipeline.fits_on_devices(images, mesh))
+  logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if host_input else
+               'the whole dataset on the devices', images.nbytes / 1e6)
+  if host_input:
+    batches = pipeline.HostBatches(images, epoch_order, config.batch_size, mesh, step)
+    next_inputs = lambda: (next(batches),)  # noqa: E731
+  else:
+    dataset, order = pipeline.shard_dataset(images, mesh), epoch_order(epoch)
+    next_inputs = lambda: (dataset, order)  # noqa: E731
+  train_fn = make_train_fn(config, setup, mesh, host_input)
   sample_fn = make_sample_fn(setup)
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
   timer_start, timer_step, synced = None, step, False
   while step < config.num_steps:
-    if step // steps_per_epoch != epoch:
+    if not host_input and step // steps_per_epoch != epoch:
       epoch = step // steps_per_epoch
       order = epoch_order(epoch)
-    state, metrics = train_fn(state, dataset, order)
+    state, metrics = train_fn(state, *next_inputs())
     step += 1
     if timer_start is None:  # the first call compiles: keep it out of images_per_sec
       jax.block_until_ready(state)
@@ -259,6 +274,8 @@ def train_and_evaluate(config, workdir):
     if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
       timer_start, timer_step, synced = time.perf_counter(), step, False
   ckpts.close()
+  if host_input:
+    batches.close()
   return state
 
 

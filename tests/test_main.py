@@ -93,3 +93,22 @@ def test_resuming_with_other_shapes_is_an_error_that_keeps_the_run(tmp_path, dat
   assert 'trained with --conv_dim=8, this run has --conv_dim=16' in result.stderr
   assert (tmp_path / 'flags.txt').read_text() == flags_before
   assert os.path.exists(tmp_path / 'checkpoints' / '10')
+
+
+def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):
+  # Batch 256 of 1,024 images: epochs turn over every 4 steps, inside both halves.
+  args = TINY + [f'--data_dir={data_dir}', '--batch_size=256', '--log_every=3']
+  host = str(tmp_path / 'host')
+  for num_steps in (6, 12):
+    run = main_py(*args, f'--workdir={host}', '--input=host', f'--num_steps={num_steps}')
+    assert run.returncode == 0, run.stderr[-2000:]
+  log = run.stdout + run.stderr
+  assert 'Input: host' in log and 'Resuming at step 6' in log
+  device = str(tmp_path / 'device')
+  run = main_py(*args, f'--workdir={device}', '--num_steps=12')  # auto: small data, on device
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert 'Input: the whole dataset on the devices' in run.stdout + run.stderr
+  assert [r['step'] for r in metrics(host)] == [3, 6, 9, 12]
+  for ours, theirs in zip(metrics(host), metrics(device)):
+    for key in ('d_loss', 'g_loss', 'd_real', 'd_fake'):
+      assert ours[key] == theirs[key], (ours['step'], key)

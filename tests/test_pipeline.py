@@ -54,3 +54,11 @@ def test_preprocess_center_crops_resizes_and_converts():
   expected = np.asarray(Image.fromarray(wide[:, 10:30]).convert('L').resize(
       (8, 8), Image.Resampling.BICUBIC))
   np.testing.assert_array_equal(gray[0, ..., 0], expected)
+
+
+def test_fits_on_devices_by_size():
+  mesh = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+  assert pipeline.fits_on_devices(np.zeros((64, 8, 8, 3), np.uint8), mesh)
+  # A 10 TB stand-in (a broadcast view: no memory behind it).
+  huge = np.broadcast_to(np.zeros((), np.uint8), (10**7, 1000, 1000))
+  assert not pipeline.fits_on_devices(huge, mesh)

@@ -72,7 +72,7 @@ def _resized(builder, split, shape, crop=None, image_key='image', cache_dir=None
   name = 'x'.join(map(str, shape)) + (f'-crop{crop}' if crop else '')
   cache = os.path.join(cache_dir, f'facegan-{split}-{name}.npy')
   if os.path.exists(cache):
-    return np.load(cache)
+    return np.load(cache, mmap_mode='r')
   source = builder.as_data_source(split=split)
   source_shape = builder.info.features[image_key].shape
   if None not in source_shape and len(source) * np.prod(source_shape) <= _MAX_ORIGINALS_BYTES:
@@ -89,7 +89,7 @@ _MAX_ORIGINALS_BYTES = 2 * 2**30
 
 def _cached(path, make):
   if os.path.exists(path):
-    return np.load(path)
+    return np.load(path, mmap_mode='r')  # read as needed: the host path never holds it all
   array = make()
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + '.tmp.npy'
@@ -238,7 +238,7 @@ def _folder(path, shape, config):
   cache = os.path.join(_data_root(config), 'facegan_folders',
                        f'{key}-{"x".join(map(str, shape))}.npy')
   if os.path.exists(cache):
-    return np.load(cache)
+    return np.load(cache, mmap_mode='r')
   logging.info('Preparing %d image files from %s (once)', len(files), path)
   prepared, skipped = images.prepare(files, shape[0], shape[2],
                                      max_bad_fraction=config.max_bad_fraction)

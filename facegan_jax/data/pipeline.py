@@ -6,9 +6,16 @@ on device: no host work, no transfers, no input stall. Epoch e visits the exampl
 of a permutation that is a pure function of (seed, e), computed once per epoch (a 32k-element
 shuffle costs ~15 ms on CPU, a quarter of a step), so the data position is the step itself and a
 resumed run replays the same batches.
+
+A dataset too large for the devices (more than half their memory) takes the host path instead:
+`HostBatches` gathers the same batches from a memory-mapped array on the host and places them on
+the mesh a few steps ahead.
 """
 
 import functools
+import os
+import queue
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -54,9 +61,86 @@ def local_batch(shard, indices):
   mine = (local >= 0) & (local < shard_size)
   rows = jnp.where(mine[:, None, None, None], shard[jnp.clip(local, 0, shard_size - 1)], 0)
   rows = jax.lax.psum_scatter(rows, DATA_AXIS, scatter_dimension=0, tiled=True)
-  return rows.astype(jnp.float32) / 127.5 - 1.0
+  return to_float(rows)
 
 
 def to_uint8(images):
   """[-1, 1] floats -> uint8, the inverse of local_batch's scaling."""
   return np.asarray(jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255)).astype(np.uint8)
+
+
+def to_float(batch):
+  """uint8 images -> float32 in [-1, 1], as local_batch scales them."""
+  return batch.astype(jnp.float32) / 127.5 - 1.0
+
+
+def fits_on_devices(images, mesh, fraction=0.5):
+  """Whether each device's shard of `images` takes at most `fraction` of its memory.
+
+  Accelerators report their memory; CPU devices share the host's available memory.
+  """
+  device = mesh.devices.flat[0]
+  stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
+  if stats and stats.get('bytes_limit'):
+    limit = stats['bytes_limit']
+  else:
+    limit = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    limit //= mesh.devices.size  # host memory is shared by all CPU devices
+  return images.nbytes / mesh.devices.size <= fraction * limit
+
+
+class HostBatches:
+  """Global batches gathered on the host and placed on the mesh, a few steps ahead.
+
+  The input path for datasets too large to keep on the devices: the same batches as the
+  on-device path (the same epoch order and batch_indices), so results do not depend on the
+  path. `images` may be a memory-mapped .npy; a background thread reads ahead `prefetch`
+  batches while the devices compute.
+  """
+
+  def __init__(self, images, order_of_epoch, batch_size, mesh, start_step, prefetch=2):
+    self._images, self._order_of_epoch = images, order_of_epoch
+    self._batch_size, self._step = batch_size, start_step
+    self._sharding = NamedSharding(mesh, P(DATA_AXIS))
+    self._steps_per_epoch = len(images) // batch_size
+    self._queue = queue.Queue(maxsize=prefetch)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._fill, daemon=True)
+    self._thread.start()
+
+  def _fill(self):
+    epoch, order = None, None
+    step = self._step
+    try:
+      while not self._stop.is_set():
+        if step // self._steps_per_epoch != epoch:
+          epoch = step // self._steps_per_epoch
+          order = np.asarray(self._order_of_epoch(epoch))
+        position = step % self._steps_per_epoch
+        rows = order[position * self._batch_size:(position + 1) * self._batch_size]
+        batch = jax.device_put(np.asarray(self._images[rows]), self._sharding)
+        self._put(batch)
+        step += 1
+    except Exception as e:  # noqa: BLE001  (handed to the consumer, raised there)
+      self._put(e)
+
+  def _put(self, item):
+    while not self._stop.is_set():
+      try:
+        self._queue.put(item, timeout=0.1)
+        return
+      except queue.Full:
+        continue
+
+  def __next__(self):
+    item = self._queue.get()
+    if isinstance(item, Exception):
+      raise item
+    return item
+
+  def __iter__(self):
+    return self
+
+  def close(self):
+    self._stop.set()
+    self._thread.join()
