@@ -289,6 +289,32 @@ def test_tfds_unknown_name(tmp_path, mock_tfds, name, reason):
   assert message.startswith(f'--dataset=tfds:{name}: {reason}')
 
 
+def test_tfds_download_that_returned_an_html_page(tmp_path, monkeypatch):
+  # What Google Drive serves for celeb_a's files once their download quota is used up.
+  def download_and_prepare(self, **kwargs):
+    downloads = tmp_path / 'data' / 'downloads'
+    downloads.mkdir(parents=True)
+    (downloads / 'ucexport_id_0B7EVK8r0v71pZjFTYXZWM3FlRnM').write_text(
+        '<!DOCTYPE html><html><title>Google Drive - Quota exceeded</title></html>')
+    raise ValueError('File is not a zip file')
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', download_and_prepare)
+  message = _usage_error(data.load_images, _config(tmp_path, 'tfds:celeb_a'))
+  assert message.startswith('tfds:celeb_a: the download returned an HTML page instead of the '
+                            'archive')
+  assert 'quota' in message and str(tmp_path / 'data' / 'downloads' / 'manual') in message
+
+
+def test_tfds_preparation_that_needs_tensorflow(tmp_path, monkeypatch):
+  def download_and_prepare(self, **kwargs):
+    raise ModuleNotFoundError("No module named 'tensorflow'", name='tensorflow')
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', download_and_prepare)
+  message = _usage_error(data.load_images, _config(tmp_path, 'tfds:mnist', resolution=28,
+                                                   channels=1))
+  assert message.startswith('preparing tfds:mnist needs tensorflow once (pip install tensorflow)')
+
+
 # Names.
 
 @pytest.mark.parametrize('name', ['synthetic_faces', 'synthetic_faces/small',
