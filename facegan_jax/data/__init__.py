@@ -229,26 +229,26 @@ def _folder(path, shape, config):
   files = images.list_images(path)
   # The cache key covers what was read: path, names, sizes and times of the files.
   listing = os.path.abspath(path) + ''.join(name for name, _ in files)
-  stat = os.stat(path)
-  listing += f'{stat.st_size}-{stat.st_mtime_ns}' if os.path.isfile(path) else ''
-  if os.path.isdir(path):
-    listing += ''.join(f'{s.st_size}-{s.st_mtime_ns}' for s in (
-        os.stat(os.path.join(path, name)) for name, _ in files))
+  stats = ([os.stat(path)] if os.path.isfile(path)
+           else [os.stat(os.path.join(path, name)) for name, _ in files])
+  listing += ''.join(f'{s.st_size}-{s.st_mtime_ns}' for s in stats)
   key = hashlib.sha256(listing.encode()).hexdigest()[:16]
   cache = os.path.join(_data_root(config), 'facegan_folders',
                        f'{key}-{"x".join(map(str, shape))}.npy')
-  if os.path.exists(cache):
-    return np.load(cache, mmap_mode='r')
-  logging.info('Preparing %d image files from %s (once)', len(files), path)
-  prepared, skipped = images.prepare(files, shape[0], shape[2],
-                                     max_bad_fraction=config.max_bad_fraction)
-  skipped = [f'{name}: {why}' for name, why in skipped]
-  _log_skipped(skipped, path)
-  os.makedirs(os.path.dirname(cache), exist_ok=True)
-  with open(cache[:-4] + '.json', 'w') as f:
-    json.dump(dict(source=os.path.abspath(path), images=len(prepared), skipped=skipped), f,
-              indent=1)
-  return _cached(cache, lambda: prepared)
+
+  def prepare():
+    logging.info('Preparing %d image files from %s (once)', len(files), path)
+    prepared, skipped = images.prepare(files, shape[0], shape[2],
+                                       max_bad_fraction=config.max_bad_fraction)
+    skipped = [f'{name}: {why}' for name, why in skipped]
+    _log_skipped(skipped, path)
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache[:-4] + '.json', 'w') as f:
+      json.dump(dict(source=os.path.abspath(path), images=len(prepared), skipped=skipped), f,
+                indent=1)
+    return prepared
+
+  return _cached(cache, prepare)
 
 
 def _read_all(source, image_key, shape=None, crop=None, chunk=2048):

@@ -116,7 +116,7 @@ class HostBatches:
         if step // self._steps_per_epoch != epoch:
           epoch = step // self._steps_per_epoch
           order = np.asarray(self._order_of_epoch(epoch))
-        position = step % self._steps_per_epoch
+        position = step % self._steps_per_epoch  # batch_indices, on the host
         rows = order[position * self._batch_size:(position + 1) * self._batch_size]
         batch = jax.device_put(np.asarray(self._images[rows]), self._sharding)
         self._put(batch)
