@@ -144,7 +144,7 @@ def global_norm(tree):
 
 def make_train_fn(config, setup, mesh, host_input=False):
   """The compiled step over the mesh: (state, dataset shard, epoch order) -> (state, metrics),
-  or with `host_input` (state, uint8 global batch from pipeline.HostBatches) -> the same."""
+  or with `host_input` (state, uint8 global batch from pipeline.host_batches) -> the same."""
 
   def step(state, real):
     return train_step(state, real, jax.random.split(state.rng)[1], config=config, setup=setup)
@@ -229,7 +229,8 @@ def train_and_evaluate(config, workdir):
   logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if host_input else
                'the whole dataset on the devices', images.nbytes / 1e6)
   if host_input:
-    batches = pipeline.HostBatches(images, epoch_order, config.batch_size, mesh, step)
+    batches = pipeline.host_batches(images, epoch_order, config.batch_size, mesh, step,
+                                    config.num_steps)
     next_inputs = lambda: (next(batches),)  # noqa: E731
   else:
     dataset, order = pipeline.shard_dataset(images, mesh), epoch_order(epoch)
@@ -274,8 +275,6 @@ def train_and_evaluate(config, workdir):
     if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
       timer_start, timer_step, synced = time.perf_counter(), step, False
   ckpts.close()
-  if host_input:
-    batches.close()
   return state
 
 

@@ -248,6 +248,8 @@ def test_folder_recursion_hidden_files_and_order(tmp_path):
            if fmt == 'WEBP' else _solid(GREEN, fmt=fmt))
   _write(tmp_path / '.hidden.png', _solid(RED))
   _write(tmp_path / 'b' / '._c.jpg', b'AppleDouble')
+  _write(tmp_path / '.git' / 'x.png', _solid(RED))
+  _write(tmp_path / '__MACOSX' / 'b' / 'a.jpeg', _solid(RED))
   _write(tmp_path / 'b' / 'notes.txt', b'text')
   _write(tmp_path / 'b' / 'photo.gif', b'GIF89a')
   files = images.list_images(str(tmp_path))
@@ -265,6 +267,7 @@ def test_zip_recursion_hidden_files_and_order(tmp_path):
       'faces/a.jpg': _solid(RED, fmt='JPEG'),
       '__MACOSX/faces/._a.jpg': b'AppleDouble',
       'faces/.DS_Store': b'',
+      'faces/.thumbs/a.png': _solid(RED),
       'faces/readme.txt': b'text',
       'top.png': _solid(GREEN),
   }, zipfile.ZIP_DEFLATED)

@@ -49,7 +49,10 @@ def list_images(path: str) -> list[File]:
 
 
 def _is_image(name):
-  return name.lower().endswith(SUFFIXES) and not os.path.basename(name).startswith('.')
+  """Whether `name` (relative to the root) is an image file, not in a hidden or macOS folder."""
+  parts = name.replace('\\', '/').split('/')
+  return (name.lower().endswith(SUFFIXES)
+          and not any(part.startswith('.') or part == '__MACOSX' for part in parts))
 
 
 def _read_file(path):
@@ -60,7 +63,7 @@ def _read_file(path):
 def _list_folder(root):
   files, others = [], 0
   for dirpath, dirnames, filenames in os.walk(root):
-    dirnames.sort()
+    dirnames[:] = sorted(d for d in dirnames if not d.startswith('.') and d != '__MACOSX')
     for filename in filenames:
       path = os.path.join(dirpath, filename)
       if _is_image(filename) and os.path.isfile(path):

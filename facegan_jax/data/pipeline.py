@@ -8,15 +8,14 @@ shuffle costs ~15 ms on CPU, a quarter of a step), so the data position is the s
 resumed run replays the same batches.
 
 A dataset too large for the devices (more than half their memory) takes the host path instead:
-`HostBatches` gathers the same batches from a memory-mapped array on the host and places them on
-the mesh a few steps ahead.
+`host_batches` reads the same batches with grain from a memory-mapped array on the host, each
+process its own rows, and places them on the mesh a few steps ahead.
 """
 
 import functools
 import os
-import queue
-import threading
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,58 +88,30 @@ def fits_on_devices(images, mesh, fraction=0.5):
   return images.nbytes / mesh.devices.size <= fraction * limit
 
 
-class HostBatches:
-  """Global batches gathered on the host and placed on the mesh, a few steps ahead.
+def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps, prefetch=2):
+  """An iterator of global batches from `images` on the host, placed on the mesh ahead of use.
 
-  The input path for datasets too large to keep on the devices: the same batches as the
-  on-device path (the same epoch order and batch_indices), so results do not depend on the
-  path. `images` may be a memory-mapped .npy; a background thread reads ahead `prefetch`
-  batches while the devices compute.
+  The input path for datasets too large to keep on the devices, through grain: the same
+  batches as the on-device path (the same epoch order and batch_indices), so results do not
+  depend on the path. `images` may be a memory-mapped .npy. Each process reads only its own
+  rows of every global batch (per-process sharding); grain's threads read `prefetch` batches
+  ahead and a prefetch thread places them on the mesh while the devices compute.
   """
+  steps_per_epoch = len(images) // batch_size
+  num_processes, process = jax.process_count(), jax.process_index()
+  local_size = batch_size // num_processes
+  sharding = NamedSharding(mesh, P(DATA_AXIS))
+  orders = functools.lru_cache(maxsize=2)(lambda epoch: np.asarray(order_of_epoch(epoch)))
 
-  def __init__(self, images, order_of_epoch, batch_size, mesh, start_step, prefetch=2):
-    self._images, self._order_of_epoch = images, order_of_epoch
-    self._batch_size, self._step = batch_size, start_step
-    self._sharding = NamedSharding(mesh, P(DATA_AXIS))
-    self._steps_per_epoch = len(images) // batch_size
-    self._queue = queue.Queue(maxsize=prefetch)
-    self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._fill, daemon=True)
-    self._thread.start()
+  def read(step):  # batch_indices, on the host, for this process's part of the batch
+    start = step % steps_per_epoch * batch_size + process * local_size
+    return np.asarray(images[orders(step // steps_per_epoch)[start:start + local_size]])
 
-  def _fill(self):
-    epoch, order = None, None
-    step = self._step
-    try:
-      while not self._stop.is_set():
-        if step // self._steps_per_epoch != epoch:
-          epoch = step // self._steps_per_epoch
-          order = np.asarray(self._order_of_epoch(epoch))
-        position = step % self._steps_per_epoch  # batch_indices, on the host
-        rows = order[position * self._batch_size:(position + 1) * self._batch_size]
-        batch = jax.device_put(np.asarray(self._images[rows]), self._sharding)
-        self._put(batch)
-        step += 1
-    except Exception as e:  # noqa: BLE001  (handed to the consumer, raised there)
-      self._put(e)
+  def place(rows):
+    return jax.make_array_from_process_local_data(sharding, rows, (batch_size,) + rows.shape[1:])
 
-  def _put(self, item):
-    while not self._stop.is_set():
-      try:
-        self._queue.put(item, timeout=0.1)
-        return
-      except queue.Full:
-        continue
-
-  def __next__(self):
-    item = self._queue.get()
-    if isinstance(item, Exception):
-      raise item
-    return item
-
-  def __iter__(self):
-    return self
-
-  def close(self):
-    self._stop.set()
-    self._thread.join()
+  dataset = grain.MapDataset.range(start_step, num_steps).map(read).to_iter_dataset(
+      grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch))
+  dataset = grain.experimental.ThreadPrefetchIterDataset(
+      dataset.map(place), prefetch_buffer_size=prefetch)
+  return iter(dataset)
