@@ -15,7 +15,6 @@ process its own rows, and places them on the mesh a few steps ahead.
 import functools
 import os
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,6 +96,8 @@ def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps
   rows of every global batch (per-process sharding); grain's threads read `prefetch` batches
   ahead and a prefetch thread places them on the mesh while the devices compute.
   """
+  import grain  # noqa: PLC0415  (1.3 s to import; only this path needs it)
+
   steps_per_epoch = len(images) // batch_size
   num_processes, process = jax.process_count(), jax.process_index()
   local_size = batch_size // num_processes
