@@ -51,7 +51,10 @@ _HELP = dict(
     log_every='steps between metrics.jsonl lines and progress logs',
     sample_every='steps between sample grids in workdir/samples/',
     checkpoint_every='steps between checkpoints',
-    keep_checkpoints='checkpoints to keep',
+    keep_checkpoints='checkpoints to keep (older ones are deleted once a newer one is saved)',
+    init_checkpoint='when the workdir has no checkpoint: start from the weights (G, D, '
+                    'BatchNorm statistics, EMA) of this run\'s workdir, its checkpoints/ or one '
+                    'checkpoints/STEP; optimizers and step start afresh',
     num_samples='--mode=sample: how many images to write',
     sample_seed='seed of the latents of samples (training grids and --mode=sample)',
 )
@@ -78,13 +81,13 @@ def main(argv):
   # JAX is imported only now: --help and flag errors do not wait for it, and the CPU runtime
   # settings (facegan_jax/runtime.py) are in place before it starts.
   runtime.configure()
-  from facegan_jax import sample, train
+  from facegan_jax import checkpoint, sample, train
   try:
     if config.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
     else:
       sample.sample(config, FLAGS.workdir)
-  except (config_lib.UsageError, FloatingPointError) as e:
+  except (config_lib.UsageError, FloatingPointError, checkpoint.CheckpointError) as e:
     sys.exit(f'error: {e}')
 
 

@@ -40,6 +40,7 @@ class Config:
   sample_every: int = 500
   checkpoint_every: int = 500
   keep_checkpoints: int = 3
+  init_checkpoint: str | None = None
   num_samples: int = 64
   sample_seed: int = 0
 

@@ -19,7 +19,7 @@ def sample(config, workdir, batch_size=256):
   if not os.path.isdir(ckpt_dir):
     raise UsageError(f'no checkpoints in {workdir}: train first (--mode=train)')
   setup = train.make_setup(config)
-  ckpts = checkpoint.Checkpoints(ckpt_dir, keep=config.keep_checkpoints, config=config)
+  ckpts = checkpoint.Checkpoints(ckpt_dir, config=config, read_only=True)
   device = jax.devices()[0]
   sharding = NamedSharding(jax.make_mesh((1,), ('data',), devices=[device]), P())
   shapes = jax.eval_shape(functools.partial(train.init_state, config, setup))

@@ -15,7 +15,8 @@ from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from facegan_jax import checkpoint, losses, models, visualize
+from facegan_jax import checkpoint, losses, models, preemption, visualize
+from facegan_jax import health as health_lib
 from facegan_jax import config as config_lib
 from facegan_jax import data
 from facegan_jax.data import pipeline
@@ -128,11 +129,23 @@ def train_step(state, real, rng, *, config, setup):
       d_loss=d_loss, g_loss=g_loss,
       d_real=jax.nn.sigmoid(real_logits).mean(), d_fake=jax.nn.sigmoid(fake_logits).mean()),
       DATA_AXIS)
+  metrics['diversity'] = batch_spread(fake) / batch_spread(real)
   metrics.update(d_grad_norm=global_norm(d_grads), g_grad_norm=global_norm(g_grads))
   new_state = state.replace(
       step=state.step + 1, g_params=new_g_params, g_stats=g_stats, d_params=new_d_params,
       d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, ema_params=ema_params)
   return new_state, metrics
+
+
+def batch_spread(images):
+  """Per-pixel standard deviation over the global batch, averaged over pixels (inside
+  shard_map; sums as matrix-vector products, exact on any number of devices)."""
+  flat = images.reshape(images.shape[0], -1)
+  ones = jnp.ones((flat.shape[0],), flat.dtype)
+  n = flat.shape[0] * jax.lax.axis_size(DATA_AXIS)
+  mean = jax.lax.psum(ones @ flat, DATA_AXIS) / n
+  mean_square = jax.lax.psum(ones @ (flat * flat), DATA_AXIS) / n
+  return jnp.sqrt(jnp.maximum(mean_square - mean * mean, 0.0)).mean()
 
 
 def global_norm(tree):
@@ -181,13 +194,46 @@ def make_mesh(config):
 
 
 def restore_or_init(config, setup, ckpts, mesh):
-  """Latest checkpoint in the workdir if there is one, else a fresh state."""
+  """The state to start from, and where it came from. In this order:
+
+  1. the newest undamaged checkpoint in the workdir (resume: the whole state);
+  2. else --init_checkpoint (a run's workdir, its checkpoints/ or one step in it): its weights,
+     BatchNorm statistics and EMA generator, with fresh optimizers, step 0 and this run's seed;
+  3. else a fresh state from --seed.
+  """
   replicated = NamedSharding(mesh, P())
   init = functools.partial(init_state, config, setup)
-  state = ckpts.restore(checkpoint.abstract_like(jax.eval_shape(init), replicated))
-  if state is None:
-    return jax.jit(init, out_shardings=replicated)(), False
-  return state, True
+  abstract = checkpoint.abstract_like(jax.eval_shape(init), replicated)
+  state = ckpts.restore(abstract)
+  if state is not None:
+    return state, f'Resuming at step {int(state.step)}'
+  fresh = jax.jit(init, out_shardings=replicated)()
+  if not config.init_checkpoint:
+    return fresh, 'Starting at step 0'
+  directory, step = _checkpoint_location(config.init_checkpoint)
+  source = checkpoint.Checkpoints(directory, config=config, read_only=True)
+  loaded = source.restore(abstract, step=step, what='--init_checkpoint')
+  source.close()
+  if loaded is None:
+    raise config_lib.UsageError(f'--init_checkpoint={config.init_checkpoint}: no undamaged '
+                                f'checkpoint in {directory}')
+  state = fresh.replace(g_params=loaded.g_params, g_stats=loaded.g_stats,
+                        d_params=loaded.d_params, d_stats=loaded.d_stats,
+                        ema_params=loaded.ema_params)
+  return state, (f'Starting at step 0 from the weights of step {int(loaded.step)} in '
+                 f'{directory}')
+
+
+def _checkpoint_location(path):
+  """(checkpoints directory, step or None for the newest) named by --init_checkpoint."""
+  path = os.path.abspath(path)
+  if os.path.basename(path).isdigit() and os.path.isdir(path):
+    return os.path.dirname(path), int(os.path.basename(path))
+  if os.path.isdir(os.path.join(path, 'checkpoints')):
+    return os.path.join(path, 'checkpoints'), None
+  if os.path.isdir(path):
+    return path, None
+  raise config_lib.UsageError(f'--init_checkpoint={path} does not exist')
 
 
 def sample_params(config, state):
@@ -203,14 +249,13 @@ def train_and_evaluate(config, workdir):
   setup = make_setup(config)
   ckpts = checkpoint.Checkpoints(os.path.join(workdir, 'checkpoints'),
                                  keep=config.keep_checkpoints, config=config)
-  state, resumed = restore_or_init(config, setup, ckpts, mesh)
+  state, origin = restore_or_init(config, setup, ckpts, mesh)
   step = int(state.step)
   images = data.load_images(config, 'train')
   if len(images) < config.batch_size:
     raise config_lib.UsageError(f'{config.dataset} has {len(images)} training images, fewer '
                                 f'than --batch_size={config.batch_size}')
-  logging.info('%s at step %d on %d %s device(s); %d training images',
-               'Resuming' if resumed else 'Starting', step, num_devices,
+  logging.info('%s on %d %s device(s); %d training images', origin, num_devices,
                jax.default_backend(), len(images))
   # Written once the flags are known to work with this workdir: a --flagfile that reruns it.
   os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
@@ -240,42 +285,73 @@ def train_and_evaluate(config, workdir):
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
+  truncate_metrics(metrics_path, step)  # lines a killed run logged after its last checkpoint
+  health = health_lib.Health()
+
   timer_start, timer_step, synced = None, step, False
-  while step < config.num_steps:
-    if not host_input and step // steps_per_epoch != epoch:
-      epoch = step // steps_per_epoch
-      order = epoch_order(epoch)
-    state, metrics = train_fn(state, *next_inputs())
-    step += 1
-    if timer_start is None:  # the first call compiles: keep it out of images_per_sec
-      jax.block_until_ready(state)
-      timer_start, timer_step = time.perf_counter(), step
-    last = step == config.num_steps
-    if step % config.log_every == 0 or last:
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      bad = [k for k, v in metrics.items() if not np.isfinite(v)]
-      if bad:
-        raise FloatingPointError(f'non-finite {", ".join(bad)} at step {step}; '
-                                 'lower the learning rates or check the data')
-      elapsed = time.perf_counter() - timer_start
-      if step > timer_step:
-        metrics['images_per_sec'] = (step - timer_step) * config.batch_size / elapsed
-        metrics['steps_per_sec'] = (step - timer_step) / elapsed
-      log_metrics(metrics_path, step, config.num_steps, metrics)
-      synced = True
-    if step % config.sample_every == 0 or last:
-      fake = sample_fn(sample_params(config, state), state.g_stats, fixed_z)
-      visualize.save_grid(pipeline.to_uint8(fake),
-                          os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
-      visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
-      synced = True
-    if step % config.checkpoint_every == 0 or last:
-      ckpts.save(state, step)  # blocks until the state is copied off the devices
-      synced = True
-    if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
-      timer_start, timer_step, synced = time.perf_counter(), step, False
+  try:
+    with preemption.StopSignals() as stop:
+      while step < config.num_steps:
+        if not host_input and step // steps_per_epoch != epoch:
+          epoch = step // steps_per_epoch
+          order = epoch_order(epoch)
+        state, metrics = train_fn(state, *next_inputs())
+        step += 1
+        if timer_start is None:  # the first call compiles: keep it out of images_per_sec
+          jax.block_until_ready(state)
+          timer_start, timer_step = time.perf_counter(), step
+        last = step == config.num_steps
+        if step % config.log_every == 0 or last:
+          metrics = checked(metrics, step)
+          elapsed = time.perf_counter() - timer_start
+          if step > timer_step:
+            metrics['images_per_sec'] = (step - timer_step) * config.batch_size / elapsed
+            metrics['steps_per_sec'] = (step - timer_step) / elapsed
+          log_metrics(metrics_path, step, config.num_steps, health.update(step, metrics))
+          synced = True
+        if step % config.sample_every == 0 or last:
+          fake = sample_fn(sample_params(config, state), state.g_stats, fixed_z)
+          visualize.save_grid(pipeline.to_uint8(fake),
+                              os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
+          visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
+          synced = True
+        if step % config.checkpoint_every == 0 or last or stop.requested:
+          checked(metrics, step)  # never save the state of a step with a non-finite metric
+          ckpts.save(state, step)  # blocks until the state is copied off the devices
+          synced = True
+        if stop.requested:
+          break
+        if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
+          timer_start, timer_step, synced = time.perf_counter(), step, False
+  except BaseException:
+    ckpts.close(quiet=True)  # let a save in flight finish; the error above is the one to report
+    raise
   ckpts.close()
+  if stop.requested:
+    logging.info('Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to '
+                 'resume.', stop.requested, step, ckpts.directory)
   return state
+
+
+def checked(metrics, step):
+  """The step's metrics as floats; FloatingPointError naming any that is not finite."""
+  metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+  if bad:
+    raise FloatingPointError(f'non-finite {", ".join(bad)} at step {step}; '
+                             'lower the learning rates or check the data')
+  return metrics
+
+
+def truncate_metrics(path, step):
+  """Drops metrics.jsonl lines after `step` (a resumed run logs them again, identically)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+  with open(path + '.tmp', 'w') as f:
+    f.writelines(lines)
+  os.replace(path + '.tmp', path)
 
 
 def log_metrics(path, step, num_steps, metrics):
