@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +40,16 @@ _DISK_FULL = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk q
 
 class CheckpointError(Exception):
   """A checkpoint could not be written; reported to the user as one line."""
+
+
+def _quiet_closed_loop_errors(hook=sys.unraisablehook):
+  """After a failed save, tensorstore's pending writes complete into orbax's closed asyncio
+  loop and report 'Event loop is closed' tracebacks through sys.unraisablehook: noise around
+  the one-line error the user gets. Drop those; pass everything else on."""
+  def unraisablehook(info):
+    if not (info.exc_type is RuntimeError and str(info.exc_value) == 'Event loop is closed'):
+      hook(info)
+  sys.unraisablehook = unraisablehook
 
 
 def file_hashes(root):
@@ -117,6 +128,8 @@ class Checkpoints:
     self.directory = os.path.abspath(directory)
     self.config, self.read_only = config, read_only
     self._sealing = collections.deque()  # steps being saved, oldest first
+    if not read_only:
+      _quiet_closed_loop_errors()
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -125,7 +138,8 @@ class Checkpoints:
             async_options=ocp.AsyncOptions(post_finalization_callback=self._seal)),
         item_handlers=dict(state=ocp.StandardCheckpointHandler(),
                            config=ocp.JsonCheckpointHandler()))
-    self.last_saved = self.manager.latest_step()
+    self.last_saved = self.manager.latest_step()  # the last finished save
+    self._in_flight = None
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -148,29 +162,34 @@ class Checkpoints:
     """
     bad = non_finite(state)
     if bad:
+      kept = self._in_flight if self._in_flight is not None else self.last_saved
       raise FloatingPointError(
-          f'non-finite values in {", ".join(bad[:3])} at step {step}; not saved '
-          f'(the last checkpoint, {self.last_saved}, is kept)')
+          f'non-finite values in {", ".join(bad[:3])} at step {step}; not saved'
+          + (f' (checkpoint {kept} is kept)' if kept is not None else ''))
     self._sealing.append(step)
-    self._guard(lambda: self.manager.save(step, args=ocp.args.Composite(
+    self._guard(step, lambda: self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         config=ocp.args.JsonSave(vars(self.config) if self.config else {}))))
 
   def wait(self):
     """Blocks until the last save has finished; raises CheckpointError if it failed."""
-    self._guard(self.manager.wait_until_finished)
+    self._guard(None, self.manager.wait_until_finished)
 
-  def _guard(self, fn):
+  def _guard(self, step, fn):
+    """Runs `fn` (which first finishes the save in flight); tracks the last finished step."""
     try:
       fn()
     except Exception as e:  # noqa: BLE001  (orbax's errors vary: one line for the user)
-      failed = self._sealing[0] if self._sealing else '?'
+      failed = self._in_flight if self._in_flight is not None else step
       self._sealing.clear()
+      self._in_flight = None
       intact = (f'checkpoint {self.last_saved} is intact' if self.last_saved is not None
-                else 'no earlier checkpoint')
+                else 'there is no earlier checkpoint')
       raise CheckpointError(f'saving checkpoint {failed} to {self.directory} failed: '
                             f'{describe(e)}; {intact}') from None
-    self.last_saved = self.manager.latest_step()
+    if self._in_flight is not None:
+      self.last_saved = self._in_flight
+    self._in_flight = step
 
   def restore(self, abstract_state, step=None, what='checkpoint'):
     """The newest undamaged state (or the one at `step`), laid out like `abstract_state`.

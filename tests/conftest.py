@@ -1,5 +1,6 @@
 """Shared test helpers: tiny configs and multi-device runs in a subprocess."""
 
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,33 @@ def run_python(code, devices=1, timeout=240):
   if result.returncode:
     pytest.fail(f'subprocess failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}')
   return result.stdout
+
+
+# A tiny dcgan run through main.py: compiles in seconds, steps in milliseconds.
+TINY = ['--dataset=synthetic_faces/small', '--resolution=16', '--conv_dim=8', '--z_dim=8',
+        '--batch_size=16', '--log_every=5', '--sample_every=10', '--checkpoint_every=10',
+        '--ema_decay=0.9']
+
+
+def main_env(devices=1):
+  return dict(os.environ, JAX_PLATFORMS='cpu',
+              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+
+
+def main_py(*args, devices=1):
+  """Runs main.py with `args` to completion; returns the CompletedProcess (text output)."""
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args],
+                        env=main_env(devices), capture_output=True, text=True, timeout=300,
+                        cwd=ROOT)
+
+
+def metrics(workdir):
+  """The rows of workdir/metrics.jsonl."""
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A --data_dir shared by a module's runs (synthetic_faces/small renders in ~2 s)."""
+  return str(tmp_path_factory.mktemp('data'))

@@ -1,36 +1,11 @@
 """main.py end to end: every workdir output, resume, sampling, and one-line flag errors."""
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
-
-TINY = ['--dataset=synthetic_faces/small', '--resolution=16', '--conv_dim=8', '--z_dim=8',
-        '--batch_size=16', '--log_every=5', '--sample_every=10', '--checkpoint_every=10',
-        '--ema_decay=0.9']
-
-
-def main_py(*args, devices=1):
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
-  return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], env=env,
-                        capture_output=True, text=True, timeout=300, cwd=ROOT)
-
-
-def metrics(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('data'))
-
+from tests.conftest import TINY, main_py, metrics
 
 def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')

@@ -1,0 +1,207 @@
+"""Runs that survive anything: killed, stopped, damaged, out of disk or NaN, the finished run is
+bit for bit the run that was never interrupted, and no checkpoint is lost or non-finite."""
+
+import glob
+import os
+import random
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from tests.conftest import ROOT, TINY, main_env, main_py, metrics
+
+LOSSES = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm', 'diversity')
+
+
+def start(*args, devices=1):
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, 'main.py'), *args],
+                          env=main_env(devices), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def wait_for(pattern, process, timeout=120):
+  """Polls until a path matching `pattern` exists; False if `process` ended first."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if glob.glob(pattern):
+      return True
+    if process.poll() is not None:
+      return bool(glob.glob(pattern))
+    time.sleep(0.002)
+  raise TimeoutError(pattern)
+
+
+def log(run):
+  return run.stdout + run.stderr
+
+
+def saved_state(workdir, step):
+  """A checkpoint's state on this process's first device, whatever devices saved it."""
+  path = os.path.join(workdir, 'checkpoints', str(step), 'state')
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  return checkpointer.restore(path, target)
+
+
+def assert_same_run(ours, theirs, last_step):
+  """Bit-identical final checkpoints and identical metrics at every logged step."""
+  a, b = saved_state(ours, last_step), saved_state(theirs, last_step)
+  flat_a, flat_b = ocp.tree.to_flat_dict(a), ocp.tree.to_flat_dict(b)
+  assert flat_a.keys() == flat_b.keys()
+  for name in flat_a:
+    np.testing.assert_array_equal(np.asarray(flat_a[name]), np.asarray(flat_b[name]),
+                                  err_msg=str(name))
+  rows_a, rows_b = metrics(ours), metrics(theirs)
+  assert [r['step'] for r in rows_a] == [r['step'] for r in rows_b]
+  for row_a, row_b in zip(rows_a, rows_b):
+    assert {k: row_a[k] for k in LOSSES} == {k: row_b[k] for k in LOSSES}, row_a['step']
+
+
+def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir):
+  args = TINY + [f'--data_dir={data_dir}', '--num_steps=60', '--checkpoint_every=5']
+  straight = str(tmp_path / 'straight')
+  assert main_py(*args, f'--workdir={straight}').returncode == 0
+  seed = random.randrange(10**6)
+  rng = random.Random(seed)
+  for attempt in range(2):
+    workdir = str(tmp_path / f'killed{attempt}')
+    after, delay = rng.choice(range(5, 55, 5)), rng.uniform(0, 0.05)
+    run = start(*args, f'--workdir={workdir}')
+    assert wait_for(os.path.join(workdir, 'checkpoints', str(after)), run)
+    time.sleep(delay)
+    run.kill()
+    run.communicate()
+    rerun = main_py(*args, f'--workdir={workdir}')
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    resumed = int(log(rerun).split('Resuming at step ')[1].split()[0])
+    assert resumed >= after, (seed, after, delay)
+    assert_same_run(workdir, straight, 60)
+    assert not glob.glob(os.path.join(workdir, 'checkpoints', '*tmp*'))
+  # --mode=sample from the resumed run gives the same images as from the straight one.
+  for workdir in (straight, workdir):
+    assert main_py(*args, f'--workdir={workdir}', '--mode=sample', '--num_samples=8',
+                   '--sample_seed=5').returncode == 0
+  np.testing.assert_array_equal(np.load(os.path.join(straight, 'samples.npz'))['images'],
+                                np.load(os.path.join(workdir, 'samples.npz'))['images'])
+
+
+def test_sigterm_on_two_devices_saves_exits_0_and_resumes_bit_identically(tmp_path, data_dir):
+  args = TINY + [f'--data_dir={data_dir}', '--num_steps=400', '--checkpoint_every=100',
+                 '--log_every=20', '--sample_every=1000']
+  straight = str(tmp_path / 'straight')
+  assert main_py(*args, f'--workdir={straight}', devices=2).returncode == 0
+  stopped = str(tmp_path / 'stopped')
+  run = start(*args, f'--workdir={stopped}', devices=2)
+  assert wait_for(os.path.join(stopped, 'metrics.jsonl'), run)  # training, past compiling
+  time.sleep(random.uniform(0, 0.2))
+  run.send_signal(signal.SIGTERM)
+  output, _ = run.communicate(timeout=60)
+  assert run.returncode == 0, output[-2000:]
+  stop_step = int(output.split('Stopped by SIGTERM at step ')[1].split(';')[0])
+  assert stop_step < 400 and os.path.isdir(os.path.join(stopped, 'checkpoints', str(stop_step)))
+  rerun = main_py(*args, f'--workdir={stopped}', devices=2)
+  assert rerun.returncode == 0 and f'Resuming at step {stop_step}' in log(rerun)
+  assert_same_run(stopped, straight, 400)
+
+
+def test_sigkill_during_an_async_save_resumes_from_the_last_finished(tmp_path, data_dir):
+  args = TINY + [f'--data_dir={data_dir}', '--num_steps=400', '--checkpoint_every=1',
+                 '--keep_checkpoints=2', '--sample_every=1000', '--log_every=100']
+  for attempt in range(5):  # a save takes tens of ms: the kill lands in one almost always
+    workdir = str(tmp_path / f'run{attempt}')
+    run = start(*args, f'--workdir={workdir}')
+    wait_for(os.path.join(workdir, 'checkpoints', '3'), run)
+    wait_for(os.path.join(workdir, 'checkpoints', '*.orbax-checkpoint-tmp*'), run)
+    run.kill()
+    run.communicate()
+    if glob.glob(os.path.join(workdir, 'checkpoints', '*.orbax-checkpoint-tmp*')):
+      break
+  else:
+    raise AssertionError('no kill landed inside a save in 5 attempts')
+  finished = max(int(os.path.basename(p)) for p in glob.glob(f'{workdir}/checkpoints/[0-9]*')
+                 if os.path.basename(p).isdigit())
+  rerun = main_py(*args, f'--workdir={workdir}', f'--num_steps={finished + 2}')
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert f'Resuming at step {finished}' in log(rerun)
+  assert not glob.glob(os.path.join(workdir, 'checkpoints', '*tmp*'))
+
+
+def test_damaged_checkpoints_fall_back_and_keep_the_last_n(tmp_path, data_dir):
+  workdir = str(tmp_path / 'run')
+  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=30',
+                 '--checkpoint_every=5', '--keep_checkpoints=3']
+  assert main_py(*args).returncode == 0
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  assert sorted(os.listdir(checkpoints)) == ['20', '25', '30']  # 6 saves, the last 3 kept
+
+  def largest_file(step):
+    files = glob.glob(os.path.join(checkpoints, str(step), 'state', '**', '*'), recursive=True)
+    return max((f for f in files if os.path.isfile(f)), key=os.path.getsize)
+
+  def flip_a_byte(path):
+    data = bytearray(open(path, 'rb').read())
+    data[len(data) // 2] ^= 0x01
+    open(path, 'wb').write(bytes(data))
+
+  damages = [flip_a_byte, lambda p: os.truncate(p, os.path.getsize(p) // 2), os.remove]
+  for i, damage in enumerate(damages):
+    damaged = largest_file(30)
+    damage(damaged)
+    rerun = main_py(*args)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f'Checkpoint {checkpoints}/30 is damaged' in log(rerun)
+    assert 'Resuming at step 25' in log(rerun)
+    # Set aside, not deleted; the run went on and saved step 30 again.
+    aside = os.path.join(workdir, 'damaged_checkpoints', '30' + '+' * i)
+    assert os.path.isdir(aside)
+    assert sorted(os.listdir(checkpoints)) == ['20', '25', '30']
+  rows = metrics(workdir)
+  assert [r['step'] for r in rows] == list(range(5, 31, 5))  # no duplicated lines
+
+
+def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir):
+  workdir = str(tmp_path / 'run')
+  # conv_dim 32: the checkpoint's largest file is ~0.5 MB, over the limit set below; the
+  # run's other files (logs, pictures) stay under it.
+  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--conv_dim=32']
+  assert main_py(*args, '--num_steps=10').returncode == 0
+
+  def small_files_only():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+  full = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args,
+                         '--num_steps=20'], env=main_env(), capture_output=True, text=True,
+                        cwd=ROOT, preexec_fn=small_files_only, timeout=300)
+  assert full.returncode == 1
+  assert full.stderr.strip().splitlines()[-1] == (
+      f'error: saving checkpoint 20 to {workdir}/checkpoints failed: file too large for the '
+      'file system; checkpoint 10 is intact')
+  assert 'Traceback' not in full.stderr
+  rerun = main_py(*args, '--num_steps=20')
+  assert rerun.returncode == 0 and 'Resuming at step 10' in log(rerun)
+
+
+def test_nan_stops_with_exit_1_and_saves_no_non_finite_state(tmp_path, data_dir):
+  workdir = str(tmp_path / 'run')
+  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--checkpoint_every=2']
+  assert main_py(*args, '--num_steps=10').returncode == 0
+  absurd = main_py(*args, '--num_steps=30', '--lr_d=1e38', '--lr_g=1e38')
+  assert absurd.returncode == 1
+  last = absurd.stderr.strip().splitlines()[-1]
+  # The NaN comes at step 11 or 12; it is caught by the next log or checkpoint step.
+  assert re.fullmatch(r'error: non-finite (\w+, )*g_loss(, \w+)* at step 1[12]; lower the '
+                      r'learning rates or check the data', last), last
+  for step in os.listdir(os.path.join(workdir, 'checkpoints')):
+    state = ocp.tree.to_flat_dict(saved_state(workdir, step))
+    assert all(np.isfinite(np.asarray(x)).all() for x in state.values()), step
+  assert sorted(map(int, os.listdir(os.path.join(workdir, 'checkpoints')))) == [6, 8, 10]
