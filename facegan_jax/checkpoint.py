@@ -213,8 +213,8 @@ class Checkpoints:
     return None
 
   def _check_shapes(self, step, abstract_state, what):
-    saved = self.manager.item_metadata(step)
-    config = saved['config'] or {}
+    config = self.manager.restore(step, args=ocp.args.Composite(
+        config=ocp.args.JsonRestore())).config or {}
     if self.config is not None:
       for name in SHAPE_FIELDS:
         if name in config and config[name] != getattr(self.config, name):
@@ -222,7 +222,8 @@ class Checkpoints:
               f'{what} {step} in {self.directory} was trained with --{name}={config[name]}, '
               f'this run has --{name}={getattr(self.config, name)}; use another --workdir '
               'or the same flags')
-    ours, theirs = leaf_names(abstract_state), leaf_names(saved['state'])
+    ours = leaf_names(abstract_state)
+    theirs = leaf_names(self.manager.item_metadata(step)['state'])
     for name in sorted(set(ours) | set(theirs)):
       mine, its = ours.get(name), theirs.get(name)
       if mine is None or its is None or tuple(mine.shape) != tuple(its.shape):

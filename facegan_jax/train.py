@@ -317,7 +317,10 @@ def train_and_evaluate(config, workdir):
           synced = True
         if step % config.checkpoint_every == 0 or last or stop.requested:
           checked(metrics, step)  # never save the state of a step with a non-finite metric
+          started = time.perf_counter()
           ckpts.save(state, step)  # blocks until the state is copied off the devices
+          logging.info('Saving checkpoint %d (%.2f s blocking, the rest in the background)',
+                       step, time.perf_counter() - started)
           synced = True
         if stop.requested:
           break

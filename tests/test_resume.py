@@ -205,3 +205,26 @@ def test_nan_stops_with_exit_1_and_saves_no_non_finite_state(tmp_path, data_dir)
     state = ocp.tree.to_flat_dict(saved_state(workdir, step))
     assert all(np.isfinite(np.asarray(x)).all() for x in state.values()), step
   assert sorted(map(int, os.listdir(os.path.join(workdir, 'checkpoints')))) == [6, 8, 10]
+
+
+def test_init_checkpoint_starts_from_another_runs_weights(tmp_path, data_dir):
+  source = str(tmp_path / 'source')
+  args = TINY + [f'--data_dir={data_dir}', '--num_steps=10']
+  assert main_py(*args, f'--workdir={source}').returncode == 0
+  target = str(tmp_path / 'target')
+  run = main_py(*args, f'--workdir={target}', f'--init_checkpoint={source}', '--num_steps=5')
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert (f'Starting at step 0 from the weights of step 10 in {source}/checkpoints'
+          in log(run))
+  theirs, ours = saved_state(source, 10), saved_state(target, 5)
+  assert int(ours['step']) == 5 and int(ours['g_opt'][0]['count']) == 5
+  # The workdir's own checkpoint comes first: a rerun resumes it and ignores the flag.
+  rerun = main_py(*args, f'--workdir={target}', f'--init_checkpoint={source}')
+  assert rerun.returncode == 0 and 'Resuming at step 5' in log(rerun)
+  del theirs
+  other = main_py(*args, f'--workdir={tmp_path / "other"}', '--conv_dim=16',
+                  f'--init_checkpoint={source}/checkpoints/10')
+  assert other.returncode == 1
+  assert other.stderr.strip().splitlines()[-1] == (
+      f'error: --init_checkpoint 10 in {source}/checkpoints was trained with --conv_dim=8, '
+      'this run has --conv_dim=16; use another --workdir or the same flags')
