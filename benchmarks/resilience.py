@@ -1,0 +1,128 @@
+"""How well runs survive interruption: random SIGKILLs, SIGTERM latency, checkpoint save time.
+
+  python benchmarks/resilience.py [--kill_points=10] [--preset=dcgan64]
+
+1. Kill points (a tiny dcgan, 1 device): one uninterrupted run, then --kill_points runs killed
+   with SIGKILL at a random moment after a random checkpoint and rerun to the end. Prints how
+   many finished bit-identical to the uninterrupted run (every array of the final checkpoint).
+2. --preset on synthetic_faces: main.py's logged blocking time of each checkpoint save, and the
+   time from SIGTERM to the process's exit (it finishes the step, saves, exits 0).
+"""
+
+import glob
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from facegan_jax import config as config_lib  # noqa: E402
+
+flags.DEFINE_integer('kill_points', 10, 'random SIGKILL points to try (0 = skip)')
+flags.DEFINE_string('preset', 'dcgan64', 'preset for the save and SIGTERM timings ("" = skip)')
+flags.DEFINE_integer('seed', None, 'seed of the kill points (default: random, printed)')
+FLAGS = flags.FLAGS
+
+TINY = ['--dataset=synthetic_faces/small', '--resolution=16', '--conv_dim=8', '--z_dim=8',
+        '--batch_size=16', '--log_every=5', '--sample_every=1000', '--checkpoint_every=5',
+        '--ema_decay=0.9', '--num_steps=60']
+
+
+def main_py(*args, wait=True):
+  command = [sys.executable, os.path.join(ROOT, 'main.py'), *args]
+  if not wait:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=ROOT)
+  return subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+
+
+def final_arrays(workdir):
+  import jax  # noqa: PLC0415  (only this part needs JAX in this process)
+  import numpy as np  # noqa: PLC0415
+  import orbax.checkpoint as ocp  # noqa: PLC0415
+  path = os.path.join(workdir, 'checkpoints', '60', 'state')
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  flat = ocp.tree.to_flat_dict(checkpointer.restore(path, target))
+  return {name: np.asarray(x) for name, x in flat.items()}
+
+
+def kill_points(root, count, seed):
+  rng = random.Random(seed)
+  straight = os.path.join(root, 'straight')
+  main_py(*TINY, f'--workdir={straight}')
+  expected = final_arrays(straight)
+  identical = 0
+  for i in range(count):
+    workdir = os.path.join(root, f'killed{i}')
+    after, delay = rng.choice(range(5, 55, 5)), rng.uniform(0, 0.05)
+    run = main_py(*TINY, f'--workdir={workdir}', wait=False)
+    while not os.path.isdir(os.path.join(workdir, 'checkpoints', str(after))):
+      time.sleep(0.002)
+    time.sleep(delay)
+    run.kill()
+    run.communicate()
+    saves = sorted(glob.glob(os.path.join(workdir, 'checkpoints', '*')))
+    rerun = main_py(*TINY, f'--workdir={workdir}')
+    resumed = re.search(r'Resuming at step (\d+)', rerun.stdout + rerun.stderr)
+    got = final_arrays(workdir)
+    same = got.keys() == expected.keys() and all(
+        (got[k] == expected[k]).all() for k in expected)
+    identical += same
+    print(f'kill {i + 1}: {delay * 1000:.0f} ms after checkpoint {after} '
+          f'(on disk: {", ".join(os.path.basename(s) for s in saves)}); resumed at '
+          f'{resumed.group(1) if resumed else "?"}; {"identical" if same else "DIFFERENT"}')
+    shutil.rmtree(workdir)
+  print(f'{identical} of {count} killed runs finished bit-identical (seed {seed})')
+
+
+def preset_timings(root, preset):
+  workdir = os.path.join(root, preset)
+  config = config_lib.preset(preset)
+  args = config.to_flags().split() + [f'--workdir={workdir}', '--num_steps=1000000',
+                                      '--checkpoint_every=3', '--log_every=3',
+                                      '--sample_every=1000000']
+  run = main_py(*args, wait=False)
+  lines = []
+  for line in run.stdout:  # three saves, then SIGTERM in the middle of a step
+    lines.append(line)
+    if sum('Saving checkpoint' in seen for seen in lines) == 3:
+      break
+  signalled = time.perf_counter()
+  run.send_signal(signal.SIGTERM)
+  rest, _ = run.communicate()
+  exited = time.perf_counter() - signalled
+  blocking = [float(m) for m in re.findall(r'Saving checkpoint \d+ \(([\d.]+) s blocking',
+                                           ''.join(lines) + rest)]
+  stopped = re.search(r'Stopped by SIGTERM at step (\d+)', rest)
+  print(f'{preset}: checkpoint saves block for {", ".join(f"{b:.2f}" for b in blocking)} s; '
+        f'SIGTERM to exit {exited:.2f} s (exit status {run.returncode}, stopped at step '
+        f'{stopped.group(1) if stopped else "?"})')
+
+
+def main(argv):
+  del argv
+  seed = FLAGS.seed if FLAGS.seed is not None else random.randrange(10**6)
+  root = tempfile.mkdtemp()
+  try:
+    if FLAGS.kill_points:
+      kill_points(root, FLAGS.kill_points, seed)
+    if FLAGS.preset:
+      preset_timings(root, FLAGS.preset)
+  finally:
+    shutil.rmtree(root)
+
+
+if __name__ == '__main__':
+  app.run(main)
