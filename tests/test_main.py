@@ -20,29 +20,23 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
   assert {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm',
           'images_per_sec'} <= set(rows[-1])
 
-  # Rerunning the same command with more steps resumes from step 10...
+  # Rerunning the same command with more steps resumes from step 10 (that it lands where an
+  # uninterrupted run does is tested in test_resume.py).
   resumed = main_py(*args, '--num_steps=20')
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert 'Resuming at step 10' in resumed.stdout + resumed.stderr
   assert [r['step'] for r in metrics(workdir)] == [5, 10, 15, 20]
-  # ...and lands where one uninterrupted run does.
-  straight = str(tmp_path / 'straight')
-  assert main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={straight}',
-                 '--num_steps=20').returncode == 0
-  for key in ('d_loss', 'g_loss', 'd_real', 'd_fake'):
-    assert metrics(straight)[-1][key] == metrics(workdir)[-1][key], key
 
   # flags.txt reruns the run as a --flagfile.
-  rerun = main_py(f'--flagfile={workdir}/flags.txt', '--num_steps=20')
+  rerun = main_py(f'--flagfile={workdir}/flags.txt', '--num_steps=25')
   assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert 'Resuming at step 20' in rerun.stdout + rerun.stderr
 
   sample_args = args + ['--mode=sample', '--num_samples=5', '--sample_seed=3']
   assert main_py(*sample_args).returncode == 0
   images = np.load(os.path.join(workdir, 'samples.npz'))['images']
   assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
   assert os.path.exists(os.path.join(workdir, 'samples.png'))
-  assert main_py(*sample_args).returncode == 0
-  np.testing.assert_array_equal(np.load(os.path.join(workdir, 'samples.npz'))['images'], images)
 
 
 @pytest.mark.parametrize('flag, message', [
