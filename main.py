@@ -78,6 +78,10 @@ def main(argv):
   # Libraries (orbax, TFDS, JAX) log a lot at INFO; keep their warnings and errors only.
   handler.addFilter(lambda r: r.levelno >= std_logging.WARNING
                     or '/facegan_jax/' in r.pathname)
+  try:
+    config_lib.validate(config)
+  except config_lib.UsageError as e:
+    sys.exit(f'error: {e}')
   # JAX is imported only now: --help and flag errors do not wait for it, and the CPU runtime
   # settings (facegan_jax/runtime.py) are in place before it starts.
   runtime.configure()

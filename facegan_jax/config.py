@@ -75,12 +75,16 @@ def preset(name, **overrides):
   return Config(**{**PRESETS[name], **overrides})
 
 
-def validate(config, num_devices):
-  """Raises UsageError with a one-line message for the first problem found."""
+def validate(config, num_devices=None):
+  """Raises UsageError with a one-line message for the first problem found.
+
+  main.py calls it before JAX starts (so a bad flag fails at once) and the training loop again
+  with the number of devices.
+  """
   for name, allowed in CHOICES.items():
     if getattr(config, name) not in allowed:
       raise UsageError(f'--{name}={getattr(config, name)} is not one of {", ".join(allowed)}')
-  if config.batch_size < 1 or config.batch_size % num_devices:
+  if config.batch_size < 1 or (num_devices and config.batch_size % num_devices):
     raise UsageError(f'--batch_size={config.batch_size} is not divisible by the number of '
                      f'devices ({num_devices})')
   if config.model == 'dcgan':

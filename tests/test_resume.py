@@ -136,11 +136,11 @@ def test_sigkill_during_an_async_save_resumes_from_the_last_finished(tmp_path, d
 
 def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
-  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=30',
-                 '--checkpoint_every=5', '--keep_checkpoints=3']
+  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=40',
+                 '--checkpoint_every=5', '--keep_checkpoints=4']
   assert main_py(*args).returncode == 0
   checkpoints = os.path.join(workdir, 'checkpoints')
-  assert sorted(os.listdir(checkpoints)) == ['20', '25', '30']  # 6 saves, the last 3 kept
+  assert sorted(os.listdir(checkpoints), key=int) == ['25', '30', '35', '40']  # 8 saves
 
   def largest_file(step):
     files = glob.glob(os.path.join(checkpoints, str(step), 'state', '**', '*'), recursive=True)
@@ -151,27 +151,26 @@ def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path,
     data[len(data) // 2] ^= 0x01
     open(path, 'wb').write(bytes(data))
 
-  damages = [flip_a_byte, lambda p: os.truncate(p, os.path.getsize(p) // 2), os.remove]
-  for i, damage in enumerate(damages):
-    damaged = largest_file(30)
-    damage(damaged)
-    rerun = main_py(*args)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f'Checkpoint {checkpoints}/30 is damaged' in log(rerun)
-    assert 'Resuming at step 25' in log(rerun)
-    # Set aside, not deleted; the run went on and saved step 30 again.
-    aside = os.path.join(workdir, 'damaged_checkpoints', '30' + '+' * i)
-    assert os.path.isdir(aside)
-    assert sorted(os.listdir(checkpoints)) == ['20', '25', '30']
+  flip_a_byte(largest_file(40))
+  os.truncate(largest_file(35), os.path.getsize(largest_file(35)) // 2)
+  os.remove(largest_file(30))
+  rerun = main_py(*args)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  for step in (40, 35, 30):
+    assert f'Checkpoint {checkpoints}/{step} is damaged' in log(rerun), step
+    # Set aside, not deleted.
+    assert os.path.isdir(os.path.join(workdir, 'damaged_checkpoints', str(step)))
+  assert 'Resuming at step 25' in log(rerun)
+  assert sorted(os.listdir(checkpoints), key=int) == ['25', '30', '35', '40']
   rows = metrics(workdir)
-  assert [r['step'] for r in rows] == list(range(5, 31, 5))  # no duplicated lines
+  assert [r['step'] for r in rows] == list(range(5, 41, 5))  # no duplicated lines
 
   # Another run starts from this one's weights (fresh optimizers and step)...
   target = str(tmp_path / 'target')
   init = [f'--workdir={target}', f'--init_checkpoint={workdir}', '--num_steps=5']
   run = main_py(*args, *init)
   assert run.returncode == 0, run.stderr[-2000:]
-  assert f'Starting at step 0 from the weights of step 30 in {checkpoints}' in log(run)
+  assert f'Starting at step 0 from the weights of step 40 in {checkpoints}' in log(run)
   assert int(saved_state(target, 5)['g_opt'][0]['count']) == 5
   # ...but not with other shapes.
   other = main_py(*args, f'--workdir={tmp_path / "other"}', '--conv_dim=16',
@@ -184,16 +183,16 @@ def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path,
 
 def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
-  # conv_dim 32: the checkpoint's largest file is ~0.5 MB, over the limit set below; the
-  # run's other files (logs, pictures) stay under it.
-  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--conv_dim=32']
+  # The checkpoint's largest file is ~50 kB, over the limit set below; the run's other files
+  # (logs, pictures) stay under it.
+  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}']
   assert main_py(*args, '--num_steps=10').returncode == 0
 
-  # main.py with a 200 kB limit on file sizes: a write past it fails with EFBIG (SIGXFSZ
+  # main.py with a 30 kB limit on file sizes: a write past it fails with EFBIG (SIGXFSZ
   # ignored), as a full disk fails with ENOSPC.
   small_files_only = (
       'import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
-      'resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); '
+      'resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000)); '
       'sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")')
   full = subprocess.run([sys.executable, '-c', small_files_only, os.path.join(ROOT, 'main.py'),
                          *args, '--num_steps=20'], env=main_env(), capture_output=True,
@@ -209,17 +208,14 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_pa
 
 def test_nan_stops_with_exit_1_and_saves_no_non_finite_state(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
-  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--checkpoint_every=2']
-  assert main_py(*args, '--num_steps=10').returncode == 0
-  absurd = main_py(*args, '--num_steps=30', '--lr_d=1e38', '--lr_g=1e38')
+  # An absurd learning rate: step 2's update leaves an infinite BatchNorm variance in D while
+  # step 2's losses (computed before the update) are still finite.
+  absurd = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=30',
+                   '--checkpoint_every=1', '--lr_d=1e10', '--lr_g=1e10')
   assert absurd.returncode == 1
-  last = absurd.stderr.strip().splitlines()[-1]
-  # The NaN comes at step 11 or 12; it is caught by the next log or checkpoint step.
-  assert re.fullmatch(r'error: non-finite (\w+, )*g_loss(, \w+)* at step 1[12]; lower the '
-                      r'learning rates or check the data', last), last
-  for step in os.listdir(os.path.join(workdir, 'checkpoints')):
-    state = ocp.tree.to_flat_dict(saved_state(workdir, step))
-    assert all(np.isfinite(np.asarray(x)).all() for x in state.values()), step
-  assert sorted(map(int, os.listdir(os.path.join(workdir, 'checkpoints')))) == [6, 8, 10]
-
-
+  assert absurd.stderr.strip().splitlines()[-1] == (
+      'error: non-finite values in d_stats.bns.0.var.value at step 2; not saved (checkpoint 1 '
+      'is kept)')
+  assert os.listdir(os.path.join(workdir, 'checkpoints')) == ['1']
+  state = ocp.tree.to_flat_dict(saved_state(workdir, 1))
+  assert all(np.isfinite(np.asarray(x)).all() for x in state.values())
