@@ -93,6 +93,12 @@ def main(argv):
       sample.sample(config, FLAGS.workdir)
   except (config_lib.UsageError, FloatingPointError, checkpoint.CheckpointError) as e:
     sys.exit(f'error: {e}')
+  except OSError as e:
+    if e.errno not in checkpoint.DISK_FULL:
+      raise
+    where = e.filename or FLAGS.workdir
+    sys.exit(f'error: writing {where} failed: {checkpoint.DISK_FULL[e.errno]}; with space '
+             'again, rerun the command to resume from the last checkpoint')
 
 
 if __name__ == '__main__':

@@ -34,7 +34,7 @@ SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'g_first
 MANIFEST = 'manifest.sha256.json'
 # Files orbax rewrites when it commits the directory, after the manifest: bookkeeping only.
 UNHASHED = ('_CHECKPOINT_METADATA', 'commit_success.txt', MANIFEST)
-_DISK_FULL = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded',
+DISK_FULL = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded',
               errno.EFBIG: 'file too large for the file system'}
 
 
@@ -92,11 +92,11 @@ def describe(error):
   """One line for an exception from a save: disk full spelled out, else its first line."""
   seen = error
   while seen is not None:
-    if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
-      return _DISK_FULL[seen.errno]
+    if isinstance(seen, OSError) and seen.errno in DISK_FULL:
+      return DISK_FULL[seen.errno]
     seen = seen.__cause__ or seen.__context__
   text = str(error)
-  for code, words in _DISK_FULL.items():  # tensorstore reports errno in its message
+  for code, words in DISK_FULL.items():  # tensorstore reports errno in its message
     if os.strerror(code) in text:
       return words
   return (text.strip().splitlines() or [type(error).__name__])[0][:300]

@@ -194,16 +194,26 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_pa
       'import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
       'resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000)); '
       'sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")')
+  env = dict(main_env(), JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=str(10**12))  # no writes
   full = subprocess.run([sys.executable, '-c', small_files_only, os.path.join(ROOT, 'main.py'),
-                         *args, '--num_steps=20'], env=main_env(), capture_output=True,
-                        text=True, cwd=ROOT, timeout=300)
-  assert full.returncode == 1
+                         *args, '--num_steps=20'], env=env, capture_output=True, text=True,
+                        cwd=ROOT, timeout=300)
+  assert full.returncode == 1, full.stderr[-3000:]
   assert full.stderr.strip().splitlines()[-1] == (
       f'error: saving checkpoint 20 to {workdir}/checkpoints failed: file too large for the '
       'file system; checkpoint 10 is intact')
   assert 'Traceback' not in full.stderr
   rerun = main_py(*args, '--num_steps=20')
   assert rerun.returncode == 0 and 'Resuming at step 10' in log(rerun)
+  # Any other file that cannot be written (here real_batch.png, ~10 kB) is one line too.
+  tiny = small_files_only.replace('30_000', '3_000')
+  full = subprocess.run([sys.executable, '-c', tiny, os.path.join(ROOT, 'main.py'), *args,
+                         '--num_steps=30'], env=env, capture_output=True, text=True, cwd=ROOT,
+                        timeout=300)
+  assert full.returncode == 1, full.stderr[-3000:]
+  assert full.stderr.strip().splitlines()[-1] == (
+      f'error: writing {workdir} failed: file too large for the file system; with space again, '
+      'rerun the command to resume from the last checkpoint')
 
 
 def test_nan_stops_with_exit_1_and_saves_no_non_finite_state(tmp_path, data_dir):
