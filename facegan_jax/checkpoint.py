@@ -24,6 +24,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -110,15 +111,15 @@ def leaf_names(tree):
   return {name(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-@jax.jit
-def _finite(state):
-  return jax.tree.map(lambda x: jnp.isfinite(x).all(), state)
-
-
 def non_finite(state):
-  """Names of the floating-point arrays of `state` that hold a NaN or an infinity."""
-  floats = jax.tree.map(lambda x: x if jnp.issubdtype(x.dtype, jnp.floating) else None, state)
-  return [name for name, ok in leaf_names(jax.device_get(_finite(floats))).items() if not ok]
+  """Names of the floating-point arrays of `state` that hold a NaN or an infinity.
+
+  Checked on this process's copy with numpy (~25 ms for the dcgan64 state on CPU; a jitted
+  check would first compile for ~1 s).
+  """
+  return [name for name, x in leaf_names(state).items()
+          if jnp.issubdtype(x.dtype, jnp.floating)
+          and not np.isfinite(np.asarray(x.addressable_data(0))).all()]
 
 
 class Checkpoints:

@@ -229,3 +229,21 @@ def test_nan_stops_with_exit_1_and_saves_no_non_finite_state(tmp_path, data_dir)
   assert os.listdir(os.path.join(workdir, 'checkpoints')) == ['1']
   state = ocp.tree.to_flat_dict(saved_state(workdir, 1))
   assert all(np.isfinite(np.asarray(x)).all() for x in state.values())
+
+
+def test_a_second_sigint_exits_at_once(tmp_path, data_dir):
+  workdir = str(tmp_path / 'run')
+  run = start(*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=100000',
+              '--checkpoint_every=100000', '--log_every=1000')
+  for line in run.stdout:
+    if 'Input:' in line:  # about to train
+      break
+  time.sleep(1.0)
+  run.send_signal(signal.SIGINT)
+  for line in run.stdout:
+    if line.startswith('SIGINT: finishing this step'):
+      run.send_signal(signal.SIGINT)  # before the save (tens of ms) is done
+      break
+  output, _ = run.communicate(timeout=60)
+  assert run.returncode == 128 + signal.SIGINT, output[-2000:]
+  assert 'Second SIGINT: exiting now without saving' in output
