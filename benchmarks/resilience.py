@@ -91,7 +91,7 @@ def preset_timings(root, preset):
   workdir = os.path.join(root, preset)
   config = config_lib.preset(preset)
   args = config.to_flags().split() + [f'--workdir={workdir}', '--num_steps=1000000',
-                                      '--checkpoint_every=3', '--log_every=3',
+                                      '--checkpoint_every=3',
                                       '--sample_every=1000000']
   run = main_py(*args, wait=False)
   lines = []

@@ -1,5 +1,6 @@
 """The train state, the data-parallel train step, and the training loop."""
 
+import collections
 import functools
 import json
 import os
@@ -289,6 +290,7 @@ def train_and_evaluate(config, workdir):
   health = health_lib.Health()
 
   timer_start, timer_step, synced = None, step, False
+  in_flight = collections.deque()
   try:
     with preemption.StopSignals() as stop:
       while step < config.num_steps:
@@ -297,6 +299,11 @@ def train_and_evaluate(config, workdir):
           order = epoch_order(epoch)
         state, metrics = train_fn(state, *next_inputs())
         step += 1
+        # At most two steps queued ahead of the devices: a stop request waits for one step,
+        # not for every step dispatched since the last log.
+        in_flight.append(metrics)
+        if len(in_flight) > 2:
+          jax.block_until_ready(in_flight.popleft())
         if timer_start is None:  # the first call compiles: keep it out of images_per_sec
           jax.block_until_ready(state)
           timer_start, timer_step = time.perf_counter(), step
