@@ -15,7 +15,8 @@ from facegan_jax import runtime
 _DEFAULTS = config_lib.Config()
 _HELP = dict(
     mode='train: train (resuming from the workdir\'s latest checkpoint); sample: write '
-         'samples.npz and samples.png from the latest checkpoint',
+         'samples.npz and samples.png from the latest checkpoint; eval: metrics of the latest '
+         'checkpoint into eval.json',
     dataset='synthetic_faces (embedded, no download), synthetic_faces/small (1,024 images, for '
             'smoke runs), celeba_small (the Udacity zip), tfds:NAME[:SPLIT] (a TFDS image '
             'dataset, e.g. tfds:celeb_a, tfds:mnist) or folder:PATH (a directory tree or .zip '
@@ -56,6 +57,7 @@ _HELP = dict(
                     'BatchNorm statistics, EMA) of this run\'s workdir, its checkpoints/ or one '
                     'checkpoints/STEP; optimizers and step start afresh',
     num_samples='--mode=sample: how many images to write',
+    eval_samples='--mode=eval: how many generated and how many real images to compare',
     sample_seed='seed of the latents of samples (training grids and --mode=sample)',
 )
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
@@ -86,11 +88,14 @@ def main(argv):
   # settings (facegan_jax/runtime.py) are in place before it starts.
   runtime.configure()
   from facegan_jax import checkpoint, sample, train
+  from facegan_jax.evaluation import evaluate
   try:
     if config.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
-    else:
+    elif config.mode == 'sample':
       sample.sample(config, FLAGS.workdir)
+    else:
+      evaluate.evaluate(config, FLAGS.workdir)
   except (config_lib.UsageError, FloatingPointError, checkpoint.CheckpointError) as e:
     sys.exit(f'error: {e}')
   except OSError as e:

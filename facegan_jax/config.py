@@ -42,6 +42,7 @@ class Config:
   keep_checkpoints: int = 3
   init_checkpoint: str | None = None
   num_samples: int = 64
+  eval_samples: int = 2048
   sample_seed: int = 0
 
   def to_flags(self):
@@ -64,7 +65,7 @@ PRESETS = {
                       d_dropout=0.3),
 }
 
-CHOICES = dict(mode=('train', 'sample'), input=('auto', 'device', 'host'), model=('dcgan', 'mlp'),
+CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'), model=('dcgan', 'mlp'),
                loss=('bce', 'lsgan', 'hinge'),
                # models/layers.py's IMPLS (a test keeps them equal; not imported so that
                # main.py's --help and flag errors need no JAX).
@@ -106,7 +107,7 @@ def validate(config, num_devices=None):
   if not 0 <= config.d_dropout < 1:
     raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',
-               'conv_dim', 'keep_checkpoints', 'num_samples'):
+               'conv_dim', 'keep_checkpoints', 'num_samples', 'eval_samples'):
     if getattr(config, name) < 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
   for name in ('lr_g', 'lr_d'):

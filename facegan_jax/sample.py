@@ -13,8 +13,9 @@ from facegan_jax.config import UsageError
 from facegan_jax.data import pipeline
 
 
-def sample(config, workdir, batch_size=256):
-  """Writes workdir/samples.npz (key `images`, uint8 NHWC) and samples.png."""
+def load_latest(config, workdir):
+  """(state, generate): the latest checkpoint's state on one device and a function z -> uint8
+  images from its generator (the EMA one when trained with --ema_decay)."""
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(ckpt_dir):
     raise UsageError(f'no checkpoints in {workdir}: train first (--mode=train)')
@@ -27,13 +28,22 @@ def sample(config, workdir, batch_size=256):
   ckpts.close()
   if state is None:
     raise UsageError(f'no checkpoints in {ckpt_dir}: train first (--mode=train)')
-  generate = train.make_sample_fn(setup)
+  generate_fn = train.make_sample_fn(setup)
   params = train.sample_params(config, state)
+
+  def generate(z, batch_size=256):
+    return np.concatenate([pipeline.to_uint8(generate_fn(params, state.g_stats,
+                                                         z[i:i + batch_size]))
+                           for i in range(0, len(z), batch_size)])
+  return state, generate
+
+
+def sample(config, workdir):
+  """Writes workdir/samples.npz (key `images`, uint8 NHWC) and samples.png."""
+  state, generate = load_latest(config, workdir)
   z = jax.random.normal(jax.random.PRNGKey(config.sample_seed),
                         (config.num_samples, config.z_dim))
-  images = np.concatenate([
-      pipeline.to_uint8(generate(params, state.g_stats, z[i:i + batch_size]))
-      for i in range(0, config.num_samples, batch_size)])
+  images = generate(z)
   np.savez(os.path.join(workdir, 'samples.npz'), images=images)
   visualize.save_grid(images[:256], os.path.join(workdir, 'samples.png'))
   logging.info('Wrote %d samples from step %d to %s/samples.npz and samples.png',

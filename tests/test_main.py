@@ -1,5 +1,6 @@
 """main.py end to end: every workdir output, resume, sampling, and one-line flag errors."""
 
+import json
 import os
 
 import numpy as np
@@ -37,6 +38,17 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
   images = np.load(os.path.join(workdir, 'samples.npz'))['images']
   assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
   assert os.path.exists(os.path.join(workdir, 'samples.png'))
+
+  evaluated = main_py(*args, '--mode=eval', '--eval_samples=64')
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  with open(os.path.join(workdir, 'eval.json')) as f:
+    record = json.load(f)
+  assert {k: record[k] for k in ('step', 'dataset', 'resolution', 'n_real', 'n_fake',
+                                 'generator')} == dict(
+      step=25, dataset='synthetic_faces/small', resolution=16, n_real=64, n_fake=64,
+      generator='ema')
+  assert record['metrics']['swd']['value'] > 0 and record['metrics']['swd']['levels'] == [16]
+  assert 'SWD' in evaluated.stdout
 
 
 @pytest.mark.parametrize('flag, message', [
