@@ -2,8 +2,8 @@
 
   PYTHONPATH=. .venv/bin/python benchmarks/profile_step.py [--preset=dcgan64] [--steps=3]
 
-Times --steps steps, then traces as many of `train.make_train_fn` on synthetic data with jax.profiler, then prints
-the ops with the most time per step (op kind, output shape, the JAX op it came from) and the
+Times --steps steps, then traces as many of `train.make_train_fn` on synthetic data with
+jax.profiler, then prints the ops with the most time per step (op kind, output shape, the JAX op it came from) and the
 page faults per step. On CPU, convolutions run by XLA's own emitter appear only by their
 dispatch, so the rest of the step (wall time minus the listed ops) is mostly convolution.
 """

@@ -46,16 +46,11 @@ def main_py(*args, wait=True):
 
 
 def final_arrays(workdir):
-  import jax  # noqa: PLC0415  (only this part needs JAX in this process)
-  import numpy as np  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415  (only this part needs JAX in this process)
   import orbax.checkpoint as ocp  # noqa: PLC0415
-  path = os.path.join(workdir, 'checkpoints', '60', 'state')
-  checkpointer = ocp.StandardCheckpointer()
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        checkpointer.metadata(path).item_metadata.tree)
-  flat = ocp.tree.to_flat_dict(checkpointer.restore(path, target))
-  return {name: np.asarray(x) for name, x in flat.items()}
+  from facegan_jax import checkpoint  # noqa: PLC0415
+  state = checkpoint.read_state(os.path.join(workdir, 'checkpoints', '60'))
+  return {name: np.asarray(x) for name, x in ocp.tree.to_flat_dict(state).items()}
 
 
 def kill_points(root, count, seed):

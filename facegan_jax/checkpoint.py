@@ -142,9 +142,6 @@ class Checkpoints:
     self.last_saved = self.manager.latest_step()  # the last finished save
     self._in_flight = None
 
-  def latest_step(self):
-    return self.manager.latest_step()
-
   def _seal(self):
     """In orbax's save thread, before the rename: the manifest of the step being saved."""
     step = self._sealing.popleft()
@@ -268,3 +265,13 @@ def abstract_like(state_shapes, sharding):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       state_shapes)
 
+
+def read_state(step_dir):
+  """The state saved in checkpoint directory `step_dir`, as a tree of arrays on this process's
+  first device, whatever devices saved it (for comparing and inspecting checkpoints)."""
+  path = os.path.join(step_dir, 'state')
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  return checkpointer.restore(path, target)

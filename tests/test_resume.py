@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from facegan_jax import checkpoint
 from tests.conftest import ROOT, TINY, main_env, main_py, metrics
 
 LOSSES = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm', 'diversity')
@@ -42,13 +42,7 @@ def log(run):
 
 
 def saved_state(workdir, step):
-  """A checkpoint's state on this process's first device, whatever devices saved it."""
-  path = os.path.join(workdir, 'checkpoints', str(step), 'state')
-  checkpointer = ocp.StandardCheckpointer()
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        checkpointer.metadata(path).item_metadata.tree)
-  return checkpointer.restore(path, target)
+  return checkpoint.read_state(os.path.join(workdir, 'checkpoints', str(step)))
 
 
 def assert_same_run(ours, theirs, last_step):

@@ -3,10 +3,10 @@ GAN, appendix D): a distance between two image sets that needs no pretrained net
 
 Each image is split into a Laplacian pyramid down to 16x16; from every level, 128 random 7x7
 neighbourhoods per image become descriptors, each set normalised per level and colour channel
-by its own mean and standard deviation (as the paper's code does: SWD compares the structure of
-the patches, not global colour or contrast). Per level, the distance is the mean over 4 x 128 random unit
-directions of the 1-D Wasserstein-1 distance between the projected descriptor sets (sorted
-and compared). Reported x 1e3, per level (finest first) and averaged, as in the paper.
+by its own mean and standard deviation (as the paper's code does: SWD compares the structure
+of the patches, not global colour or contrast). Per level, the distance is the mean over
+4 x 128 random unit directions of the 1-D Wasserstein-1 distance between the projected
+descriptor sets (sorted and compared). Reported x 1e3, per level (finest first) and averaged, as in the paper.
 """
 
 import concurrent.futures
@@ -60,7 +60,7 @@ def _normalized(patches):
 def _sorted_projections(x, dirs):
   """(directions, M) float32 projections of x (M, D), each row sorted; the sorts are most
   of SWD's time, so the rows are sorted on all cores (numpy's sort releases the GIL)."""
-  projected = (dirs.T.astype(np.float32) @ x.T).astype(np.float32)
+  projected = dirs.T.astype(np.float32) @ x.T  # x is float32 (_normalized)
   blocks = np.array_split(projected, os.cpu_count() or 1)  # views of row blocks
   with concurrent.futures.ThreadPoolExecutor(len(blocks)) as pool:
     list(pool.map(lambda block: block.sort(axis=1), blocks))  # in place
