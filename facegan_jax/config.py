@@ -69,7 +69,8 @@ CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'
                model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
                # models/layers.py's IMPLS (a test keeps them equal; not imported so that
                # main.py's --help and flag errors need no JAX).
-               conv_impl=('auto', 'xla', 'patches', 's2d', 'phase', 'col2im'))
+               conv_impl=('auto', 'xla', 'patches', 's2d', 'winograd', 'phase', 'col2im',
+                          'winograd_phase'))
 
 
 def preset(name, **overrides):

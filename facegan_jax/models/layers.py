@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facegan_jax.models import winograd
 from facegan_jax.models.batchnorm import add_bias
 
 DIMS = ('NHWC', 'HWIO', 'NHWC')
@@ -69,6 +70,10 @@ def _down_s2d(x, kernel):
   return _conv(_space_to_depth(_pad_down(x)), _s2d_kernel(kernel))
 
 
+def _down_winograd(x, kernel):
+  return winograd.conv2x2(_space_to_depth(_pad_down(x)), _s2d_kernel(kernel))
+
+
 # ---------------------------------------------------------------------------------------------
 # ConvTranspose2d(4, 2, 1): (B, H, W, C) -> (B, 2H, 2W, O).
 
@@ -95,12 +100,16 @@ def _up_xla(x, kernel):
       dimension_numbers=DIMS)
 
 
-def _up_phase(x, kernel):
+def _up_phase(x, kernel, conv=_conv):
   h, w = x.shape[1:3]
   xp = _pad1(x)
-  phases = [[_conv(xp[:, a:a + h + 1, b:b + w + 1], _phase_kernel(kernel, a, b))
+  phases = [[conv(xp[:, a:a + h + 1, b:b + w + 1], _phase_kernel(kernel, a, b))
              for b in range(2)] for a in range(2)]
   return _interleave(jnp.stack([jnp.stack(p, axis=3) for p in phases], axis=3))
+
+
+def _up_winograd_phase(x, kernel):
+  return _up_phase(x, kernel, conv=winograd.conv2x2)
 
 
 def _s2d_adjoint_kernel(kernel):
@@ -111,12 +120,16 @@ def _s2d_adjoint_kernel(kernel):
   return k.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, c, 4 * o)
 
 
-def _up_s2d(x, kernel):
+def _up_s2d(x, kernel, conv=_conv):
   """The s2d down form's adjoint: a 2x2 convolution of the padded input to the four output
   phases of an (H + 1) x (W + 1) space-to-depth grid, whose border half-cells are cropped."""
-  y = _conv(_pad1(x), _s2d_adjoint_kernel(kernel))
+  y = conv(_pad1(x), _s2d_adjoint_kernel(kernel))
   y = _interleave(y.reshape(*y.shape[:3], 2, 2, -1))
   return y[:, 1:-1, 1:-1]
+
+
+def _up_winograd(x, kernel):
+  return _up_s2d(x, kernel, conv=winograd.conv2x2)
 
 
 def _up_col2im(x, kernel):
@@ -131,35 +144,41 @@ def _up_col2im(x, kernel):
   return _interleave(jnp.stack([jnp.stack(p, axis=3) for p in phases], axis=3))
 
 
-DOWN_FORMS = dict(xla=_down_xla, patches=_down_patches, s2d=_down_s2d)
-UP_FORMS = dict(xla=_up_xla, phase=_up_phase, s2d=_up_s2d, col2im=_up_col2im)
+DOWN_FORMS = dict(xla=_down_xla, patches=_down_patches, s2d=_down_s2d, winograd=_down_winograd)
+UP_FORMS = dict(xla=_up_xla, phase=_up_phase, s2d=_up_s2d, col2im=_up_col2im,
+                winograd=_up_winograd, winograd_phase=_up_winograd_phase)
 
 
 def auto_down_form(x, kernel):
   """The forward form `impl='auto'` uses for Conv2d(4, 2, 1) on the default backend.
 
-  Off CPU, XLA's own (cuDNN). On CPU (benchmarks/layer_forms.py, forward, batch 64, ms, XLA's
-  first): XLA's strided convolution is the fastest on feature maps (64->128 @32 25.9 vs 32.2
-  s2d), s2d on images, whose 3 channels make a thin contraction (3->64 @64 6.1 vs 4.1).
+  Off CPU, XLA's own (cuDNN). On CPU (benchmarks/layer_forms.py, forward, batch 64, ms): the
+  Winograd form on feature maps (64->128 @32 21.0 vs XLA's 23.4; 128->256 @16 29.4 vs 40.3;
+  256->512 @8 17.2 vs 21.9), s2d on images, whose 3 channels make a thin contraction (3->64
+  @64 3.6 vs 5.7 XLA, 7.1 Winograd).
   """
   del kernel
   if jax.default_backend() != 'cpu':
     return 'xla'
-  return 's2d' if x.shape[-1] <= 4 else 'xla'
+  return 's2d' if x.shape[-1] <= 4 else 'winograd'
 
 
 def auto_up_form(x, kernel):
   """The forward form `impl='auto'` uses for ConvTranspose2d(4, 2, 1) on the default backend.
 
-  Off CPU, XLA's own (cuDNN). On CPU (benchmarks/layer_forms.py, forward, batch 64, ms, XLA's
-  first): s2d (128->64 @16 38.9 vs 28.8; 64->3 @32 8.5 vs 7.4; 64->32 @8 3.7 vs 2.1) except on
-  small, wide inputs, where its grid's extra row and column cost more than XLA's own form
-  saves (512->256 @4 27.5 vs 36.4; 256->128 @8 28.9 vs 30.0).
+  Off CPU, XLA's own (cuDNN). On CPU (benchmarks/layer_forms.py, forward, batch 64, ms): on
+  small, wide inputs Winograd per output phase (512->256 @4 20.0 vs XLA's 27.3; 256->128 @8
+  23.0 vs 28.5), where the s2d grid's extra row and column cost more than they save; Winograd
+  on the s2d grid for wide inputs at 16 and up (128->64 @16 26.9 vs s2d 27.8, XLA 38.9); s2d
+  on narrow layers (64->3 @32 6.5 vs 8.2 XLA, 10.4 Winograd; 64->32 @8 2.0 vs 3.0 XLA).
   """
+  del kernel
   if jax.default_backend() != 'cpu':
     return 'xla'
   size, channels = x.shape[1], x.shape[-1]
-  return 'xla' if size <= 8 and channels >= 256 else 's2d'
+  if channels >= 256 and size <= 8:
+    return 'winograd_phase'
+  return 'winograd' if channels >= 128 and size >= 16 else 's2d'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +189,7 @@ def auto_up_form(x, kernel):
 # convolution too; through the adjoint each runs in the other layer's fastest forward form.
 # Kernel gradients come from XLA's weight gradient of the strided convolution, the fastest of the
 # forms measured (for the transposed layer: taken at its output gradient, with its input as
-# cotangent).
+# cotangent); autodiff of the Winograd form is ~1.4-1.8x slower there (128->256 @16: 45 vs 26 ms).
 
 
 def _swap_io(kernel):
