@@ -12,6 +12,7 @@ import pytest
 
 from facegan_jax import config as config_lib
 from facegan_jax.models import layers
+from tests.conftest import run_python
 
 
 def _dot(a, b):
@@ -79,17 +80,19 @@ def _check(op, impl, x, w, g, ref, ref_grads):
   np.testing.assert_allclose(dw, want_dw, atol=1e-5 * np.sqrt(g[..., 0].size), rtol=1e-5)
 
 
-# Odd sizes occur in D for the 28x28 digit models (28 -> 14 -> 7) and at 7 -> 3.
+# Odd sizes occur in D for the 28x28 digit models (28 -> 14 -> 7) and at 7 -> 3. 128 channels
+# take auto's Winograd kernel gradient on CPU (here at an odd output size, 3x3).
 @pytest.mark.parametrize('impl', sorted(layers.DOWN_FORMS) + ['auto'])
 @pytest.mark.parametrize('x_shape, c_out', [((2, 8, 8, 3), 5), ((3, 4, 6, 6), 2),
-                                            ((2, 7, 7, 4), 3)])
+                                            ((2, 7, 7, 4), 3), ((2, 6, 6, 128), 3)])
 def test_conv_4x2_equals_textbook(impl, x_shape, c_out):
   x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], s[1] // 2, s[2] // 2))
   _check(layers.conv_4x2, impl, x, w, g, conv_ref, conv_ref_grads)
 
 
 @pytest.mark.parametrize('impl', sorted(layers.UP_FORMS) + ['auto'])
-@pytest.mark.parametrize('x_shape, c_out', [((2, 4, 4, 6), 3), ((3, 7, 5, 2), 4)])
+@pytest.mark.parametrize('x_shape, c_out', [((2, 4, 4, 6), 3), ((3, 7, 5, 2), 4),
+                                            ((2, 3, 3, 4), 128)])
 def test_conv_transpose_4x2_equals_textbook(impl, x_shape, c_out):
   x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], 2 * s[1], 2 * s[2]))
   _check(layers.conv_transpose_4x2, impl, x, w, g, conv_transpose_ref, conv_transpose_ref_grads)
@@ -106,3 +109,42 @@ def test_references_match_each_other():
 
 def test_config_offers_every_form():
   assert config_lib.CHOICES['conv_impl'] == layers.IMPLS
+
+
+def test_layers_on_two_devices_equal_one():
+  """Under shard_map on a 2-device data axis, auto's forms and kernel gradients, the Winograd
+  ones included (128+ channels), give the one-device outputs and gradients, with kernels
+  varying over the axis (as in the train step) or replicated (summed by the layer)."""
+  out = run_python('''
+import jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from facegan_jax.models import layers
+from tests.conftest import run_python
+mesh = jax.make_mesh((2,), ('data',))
+def check(op, impl, x_shape, kernel_shape, varying):
+  x, k, _ = (jax.random.normal(jax.random.key(i), s) for i, s in
+             enumerate((x_shape, kernel_shape, ())))
+  y, vjp = jax.vjp(lambda x, k: op(x, k, 'xla'), x, k)
+  g = jax.random.normal(jax.random.key(3), y.shape)
+  def fwd_bwd(x, k, g):
+    if varying:
+      k = jax.lax.pcast(k, 'data', to='varying')
+    y, vjp = jax.vjp(lambda x, k: op(x, k, impl), x, k)
+    dx, dk = vjp(g)
+    return y, dx, jax.lax.psum(dk, 'data') if varying else dk
+  sharded = NamedSharding(mesh, P('data'))
+  got = jax.jit(jax.shard_map(fwd_bwd, mesh=mesh, in_specs=(P('data'), P(), P('data')),
+                              out_specs=(P('data'), P('data'), P())))(
+      jax.device_put(x, sharded), k, jax.device_put(g, sharded))
+  for a, b in zip(got, (y,) + vjp(g)):
+    err = float(jnp.abs(a - b).max() / jnp.abs(b).max())
+    assert err < 1e-5, (op.__name__, impl, x_shape, err)
+for varying in (True, False):
+  for impl in ('auto', 'winograd', 'winograd_phase'):
+    check(layers.conv_transpose_4x2, impl, (4, 4, 4, 256), (4, 4, 256, 128), varying)
+    check(layers.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64), varying)
+  for impl in ('auto', 'winograd'):
+    check(layers.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256), varying)
+print('ok')
+''', devices=2)
+  assert out.strip().endswith('ok')

@@ -187,18 +187,40 @@ def auto_up_form(x, kernel):
 # gradient. XLA's autodiff of a transposed convolution (of any of its forms) is 6-20x slower on
 # CPU than PyTorch's, and its input gradient of the strided convolution is a slow transposed
 # convolution too; through the adjoint each runs in the other layer's fastest forward form.
-# Kernel gradients come from XLA's weight gradient of the strided convolution, the fastest of the
-# forms measured (for the transposed layer: taken at its output gradient, with its input as
-# cotangent); autodiff of the Winograd form is ~1.4-1.8x slower there (128->256 @16: 45 vs 26 ms).
+# Kernel gradients are the strided layer's (for the transposed layer: taken at its output
+# gradient, with its input as cotangent), by XLA or in the Winograd form, per shape.
 
 
 def _swap_io(kernel):
   return kernel.transpose(0, 1, 3, 2)
 
 
+def _sum_over_unshared_axes(grad, param):
+  """grad summed over the mesh axes it varies over and `param` does not (under shard_map: a
+  replicated kernel's gradient from each device's share of the batch), as autodiff would."""
+  axes = tuple(a for a in jax.typeof(grad).manual_axis_type.varying
+               if a not in jax.typeof(param).manual_axis_type.varying)
+  return jax.lax.psum(grad, axes) if axes else grad
+
+
+def _s2d_kernel_inverse(s2d_kernel):
+  """(2, 2, 4C, O) -> (4, 4, C, O), undoing `_s2d_kernel`."""
+  c, o = s2d_kernel.shape[2] // 4, s2d_kernel.shape[3]
+  k = s2d_kernel.reshape(2, 2, 2, 2, c, o).transpose(0, 2, 1, 3, 4, 5)
+  return k.reshape(4, 4, c, o)
+
+
 def _down_kernel_grad(x, kernel, g):
+  """The strided layer's kernel gradient. On CPU, in the Winograd form for inputs of 128
+  channels and more (benchmarks/layer_forms.py: 128->256 @16 23.9 vs 27.8 ms; 256->512 @8
+  21.8 vs 26.0), XLA's elsewhere (64->128 @32 31.8 vs 33.0, within noise; 3->64 @64 11.3 vs
+  10.0)."""
+  g = g.astype(x.dtype)
+  if jax.default_backend() == 'cpu' and x.shape[-1] >= 128:
+    s2d_grad = winograd.conv2x2_kernel_grad(_space_to_depth(_pad_down(x)), g)
+    return _sum_over_unshared_axes(_s2d_kernel_inverse(s2d_grad), kernel)
   _, kernel_vjp = jax.vjp(lambda k: _down_xla(x, k), kernel)
-  return kernel_vjp(g.astype(x.dtype))[0]
+  return kernel_vjp(g)[0]
 
 
 def _with_backward(forward, backward):
