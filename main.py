@@ -58,6 +58,11 @@ _HELP = dict(
                     'checkpoints/STEP; optimizers and step start afresh',
     num_samples='--mode=sample: how many images to write',
     eval_samples='--mode=eval: how many generated and how many real images to compare',
+    inception_weights='--mode=eval: pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth (or an '
+                      '.npz of its arrays) for FID, KID and precision/recall; read without '
+                      'running pickle code',
+    fid_resize='--mode=eval: how images reach 299x299 for Inception: pytorch_fid (bilinear, '
+               'its default) or clean_fid (PIL bicubic)',
     sample_seed='seed of the latents of samples (training grids and --mode=sample)',
 )
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,

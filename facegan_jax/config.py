@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 
 class UsageError(ValueError):
@@ -43,6 +44,8 @@ class Config:
   init_checkpoint: str | None = None
   num_samples: int = 64
   eval_samples: int = 2048
+  inception_weights: str | None = None
+  fid_resize: str = 'pytorch_fid'
   sample_seed: int = 0
 
   def to_flags(self):
@@ -67,6 +70,7 @@ PRESETS = {
 
 CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'),
                model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
+               fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
                # models/layers.py's IMPLS (a test keeps them equal; not imported so that
                # main.py's --help and flag errors need no JAX).
                conv_impl=('auto', 'xla', 'patches', 's2d', 'winograd', 'phase', 'col2im',
@@ -111,6 +115,8 @@ def validate(config, num_devices=None):
                'conv_dim', 'keep_checkpoints', 'num_samples', 'eval_samples'):
     if getattr(config, name) < 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
+  if config.inception_weights and not os.path.isfile(config.inception_weights):
+    raise UsageError(f'--inception_weights={config.inception_weights}: no such file')
   for name in ('lr_g', 'lr_d'):
     if not getattr(config, name) > 0:
       raise UsageError(f'--{name}={getattr(config, name)}: must be positive')

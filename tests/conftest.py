@@ -56,11 +56,14 @@ def main_env(devices=1):
               XLA_FLAGS=xla_flags(devices))
 
 
-def main_py(*args, devices=1):
-  """Runs main.py with `args` to completion; returns the CompletedProcess (text output)."""
+def main_py(*args, devices=1, **env):
+  """Runs main.py with `args` to completion; returns the CompletedProcess (text output).
+
+  `env` overrides environment variables, e.g. XLA_FLAGS.
+  """
   return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args],
-                        env=main_env(devices), capture_output=True, text=True, timeout=300,
-                        cwd=ROOT)
+                        env={**main_env(devices), **env}, capture_output=True, text=True,
+                        timeout=300, cwd=ROOT)
 
 
 def metrics(workdir):

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY, main_py, metrics
+from tests.test_inception import random_inception_npz
+
 
 def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
@@ -39,16 +41,29 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
   assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
   assert os.path.exists(os.path.join(workdir, 'samples.png'))
 
-  evaluated = main_py(*args, '--mode=eval', '--eval_samples=64')
+  # Random Inception weights (tests/test_inception.py): FID, KID and P&R are computed and
+  # carry their provenance. Inception runs ~3x slower without XLA's optimisations than it
+  # compiles faster, so this run keeps them.
+  weights = random_inception_npz(str(tmp_path / 'inception.npz'))
+  evaluated = main_py(*args, '--mode=eval', '--eval_samples=16',
+                      f'--inception_weights={weights}', XLA_FLAGS='',
+                      XDG_CACHE_HOME=str(tmp_path / 'cache'))
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
   with open(os.path.join(workdir, 'eval.json')) as f:
     record = json.load(f)
   assert {k: record[k] for k in ('step', 'dataset', 'resolution', 'n_real', 'n_fake',
                                  'generator')} == dict(
-      step=25, dataset='synthetic_faces/small', resolution=16, n_real=64, n_fake=64,
+      step=25, dataset='synthetic_faces/small', resolution=16, n_real=16, n_fake=16,
       generator='ema')
   assert record['metrics']['swd']['value'] > 0 and record['metrics']['swd']['levels'] == [16]
-  assert 'SWD' in evaluated.stdout
+  for name in ('fid', 'kid', 'precision', 'recall'):
+    value = record['metrics'][name]
+    assert np.isfinite(value['value']), name
+    assert value['resize'] == 'pytorch_fid' and len(value['weights_sha256']) == 64
+  assert record['metrics']['fid']['value'] > 0
+  assert not record['metrics']['fid']['real_features_cached']
+  for name in ('SWD', 'FID', 'KID', 'P / R'):
+    assert name in evaluated.stdout
 
 
 @pytest.mark.parametrize('flag, message', [
@@ -93,3 +108,10 @@ def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):
   for ours, theirs in zip(metrics(host), metrics(device)):
     for key in ('d_loss', 'g_loss', 'd_real', 'd_fake'):
       assert ours[key] == theirs[key], (ours['step'], key)
+
+
+def test_eval_without_inception_weights_file_is_one_line(tmp_path):
+  missing = main_py(*TINY, f'--workdir={tmp_path}', '--mode=eval',
+                    '--inception_weights=/no/such.pth')
+  assert missing.stderr.strip().splitlines()[-1] == (
+      'error: --inception_weights=/no/such.pth: no such file')

@@ -1,0 +1,108 @@
+"""FID, KID and precision/recall on the FID Inception network's pool3 features.
+
+Features are computed data-parallel over every local device (the batch split on a `data`
+mesh axis); each image's features do not depend on how many devices there are, and the
+statistics are taken from all of them on the host in float64. The real images' features are
+cached per (dataset, resolution, split, image subset, weight-file hash, resize mode).
+"""
+
+import hashlib
+import os
+import zipfile
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from facegan_jax.config import UsageError
+from facegan_jax.evaluation import distances
+from facegan_jax.evaluation import inception
+from facegan_jax.evaluation import torch_weights
+
+WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
+               'pt_inception-2015-12-05-6726825d.pth')
+BATCH_PER_DEVICE = 25
+
+
+def file_sha256(path):
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def load_network(path):
+  """(FIDInception with the weights at `path`, the file's SHA-256).
+
+  `path` is pytorch-fid's .pth (read by torch_weights, no pickle code runs) or an .npz of the
+  same arrays by the same names (np.load without pickles).
+  """
+  if not os.path.isfile(path):
+    raise UsageError(f'--inception_weights={path}: no such file (download {WEIGHTS_URL})')
+  try:
+    if path.endswith('.npz'):
+      with np.load(path, allow_pickle=False) as f:
+        state_dict = dict(f)
+    else:
+      state_dict = torch_weights.load(path)
+    model = inception.FIDInception()
+    inception.load_state_dict(model, state_dict)
+  except (ValueError, EOFError, OSError, zipfile.BadZipFile, KeyError) as e:
+    raise UsageError(f'--inception_weights={path}: not the FID Inception weights ({e})') from e
+  return model, file_sha256(path)
+
+
+def features(model, images, resize_mode):
+  """(N, 2048) float32 pool3 features of uint8 (N, H, W, 3) images."""
+  if images.shape[-1] == 1:
+    images = np.repeat(images, 3, axis=-1)
+  devices = jax.local_device_count()
+  mesh = jax.make_mesh((devices,), ('data',))
+  batch = devices * min(BATCH_PER_DEVICE, -(-len(images) // devices))
+  sharded = NamedSharding(mesh, P('data'))
+  on_device = resize_mode == 'pytorch_fid'
+
+  @jax.jit
+  def forward(model, x):
+    return model(inception.resize(x, resize_mode) if on_device else x)
+
+  out = []
+  for start in range(0, len(images), batch):
+    chunk = np.asarray(images[start:start + batch])
+    pad = batch - len(chunk)
+    chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+    x = chunk if on_device else np.asarray(inception.resize(chunk, resize_mode))
+    out.append(np.asarray(forward(model, jax.device_put(x, sharded)))[:batch - pad])
+  return np.concatenate(out)
+
+
+def cached_real_features(model, images, resize_mode, key):
+  """features(model, images, resize_mode), read from or written to the cache under `key`."""
+  cache_dir = os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
+                           'facegan_jax', 'fid_features')
+  name = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:24]
+  path = os.path.join(cache_dir, f'{name}.npz')
+  if os.path.exists(path):
+    with np.load(path) as cached:
+      if cached['features'].shape[0] == len(images):
+        return cached['features'], True
+  out = features(model, images, resize_mode)
+  os.makedirs(cache_dir, exist_ok=True)
+  tmp = f'{path}.tmp{os.getpid()}.npz'
+  np.savez(tmp, features=out, key=repr(sorted(key.items())))
+  os.replace(tmp, path)
+  return out, False
+
+
+def metrics(real, fake, seed=0):
+  """FID, KID (x1e3, mean and std over subsets) and precision/recall (k=3)."""
+  real, fake = real.astype(np.float64), fake.astype(np.float64)
+  mu_r, sigma_r = distances.mean_and_covariance(real)
+  mu_f, sigma_f = distances.mean_and_covariance(fake)
+  kid_mean, kid_std = distances.kernel_inception_distance(
+      real, fake, subset_size=min(1000, len(real), len(fake)), seed=seed)
+  precision, recall = distances.precision_recall(real, fake, k=3)
+  return dict(fid=float(distances.frechet_distance(mu_r, sigma_r, mu_f, sigma_f)),
+              kid=1e3 * float(kid_mean), kid_std=1e3 * float(kid_std),
+              precision=float(precision), recall=float(recall))
