@@ -94,6 +94,6 @@ def table(record):
                  f', weights {metrics["fid"]["weights_sha256"][:12]}')
     lines.append(f'{"KID":<8} {metrics["kid"]["value"]:>9.2f}  x1e3, std '
                  f'{metrics["kid"]["std"]:.2f}')
-    lines.append(f'{"P / R":<8} {metrics["precision"]["value"]:>4.2f} {metrics["recall"]["value"]:>4.2f}'
-                 '  precision / recall, k=3')
+    precision, recall = metrics['precision']['value'], metrics['recall']['value']
+    lines.append(f'{"P / R":<8} {precision:>4.2f} {recall:>4.2f}  precision / recall, k=3')
   return '\n'.join(lines)

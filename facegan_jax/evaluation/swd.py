@@ -6,7 +6,8 @@ neighbourhoods per image become descriptors, each set normalised per level and c
 by its own mean and standard deviation (as the paper's code does: SWD compares the structure
 of the patches, not global colour or contrast). Per level, the distance is the mean over
 4 x 128 random unit directions of the 1-D Wasserstein-1 distance between the projected
-descriptor sets (sorted and compared). Reported x 1e3, per level (finest first) and averaged, as in the paper.
+descriptor sets (sorted and compared). Reported x 1e3, per level (finest first) and averaged,
+as in the paper.
 """
 
 import concurrent.futures

@@ -41,7 +41,8 @@ class _Tensor:
     flat = storages[self.storage.key]
     itemsize = flat.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
-        flat[self.offset:], shape=tuple(self.size), strides=tuple(s * itemsize for s in self.stride))
+        flat[self.offset:], shape=tuple(self.size),
+        strides=tuple(s * itemsize for s in self.stride))
     return view.copy()
 
 
