@@ -6,6 +6,7 @@ statistics are taken from all of them on the host in float64. The real images' f
 cached per (dataset, resolution, split, image subset, weight-file hash, resize mode).
 """
 
+import functools
 import hashlib
 import os
 import zipfile
@@ -62,19 +63,22 @@ def features(model, images, resize_mode):
   batch = devices * min(BATCH_PER_DEVICE, -(-len(images) // devices))
   sharded = NamedSharding(mesh, P('data'))
   on_device = resize_mode == 'pytorch_fid'
-
-  @jax.jit
-  def forward(model, x):
-    return model(inception.resize(x, resize_mode) if on_device else x)
-
   out = []
   for start in range(0, len(images), batch):
     chunk = np.asarray(images[start:start + batch])
     pad = batch - len(chunk)
     chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
     x = chunk if on_device else np.asarray(inception.resize(chunk, resize_mode))
-    out.append(np.asarray(forward(model, jax.device_put(x, sharded)))[:batch - pad])
+    x = jax.device_put(x, sharded)
+    out.append(np.asarray(_forward(model, x, resize_mode if on_device else None))[:batch - pad])
   return np.concatenate(out)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _forward(model, x, resize_mode):
+  """Pool3 features of x: uint8 images resized here by `resize_mode`, or, when it is None,
+  images already resized on the host. One compilation serves the real and the fake images."""
+  return model(x if resize_mode is None else inception.resize(x, resize_mode))
 
 
 def cached_real_features(model, images, resize_mode, key):
@@ -84,7 +88,7 @@ def cached_real_features(model, images, resize_mode, key):
   name = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:24]
   path = os.path.join(cache_dir, f'{name}.npz')
   if os.path.exists(path):
-    with np.load(path) as cached:
+    with np.load(path, allow_pickle=False) as cached:
       if cached['features'].shape[0] == len(images):
         return cached['features'], True
   out = features(model, images, resize_mode)

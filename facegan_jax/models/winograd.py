@@ -35,6 +35,12 @@ def _transform(matrix, xs_of_axis1, axis2):
                     for r in rows])
 
 
+def _input_tiles(x, t, s):
+  """The T x S input tiles of x: 3x3 windows at stride 2, transformed to (3, 3, B, T, S, C)."""
+  return _transform(B_T, [x[:, l:l + 2 * t:2] for l in range(3)],
+                    lambda r, l: r[:, :, l:l + 2 * s:2])
+
+
 def conv2x2(x, kernel):
   """VALID 2x2 stride-1 convolution: x (B, H + 1, W + 1, C), kernel (2, 2, C, O) ->
   (B, H, W, O). An odd H or W is computed one larger on a zero row or column, then cropped."""
@@ -43,9 +49,7 @@ def conv2x2(x, kernel):
     x = jnp.pad(x, ((0, 0), (0, (h - 1) % 2), (0, (w - 1) % 2), (0, 0)))
     return conv2x2(x, kernel)[:, :h - 1, :w - 1]
   t, s = (h - 1) // 2, (w - 1) // 2
-  # Input tiles: 3x3 windows at stride 2, transformed to (3, 3, B, T, S, C).
-  v = _transform(B_T, [x[:, l:l + 2 * t:2] for l in range(3)],
-                 lambda r, l: r[:, :, l:l + 2 * s:2])
+  v = _input_tiles(x, t, s)
   u = _transform(G, [kernel[0], kernel[1]], lambda r, l: r[l])  # (3, 3, C, O)
   m = jnp.einsum('ijbtsc,ijco->ijbtso', v, u)
   y = _transform(A_T, [m[i] for i in range(3)], lambda r, l: r[l])  # (2, 2, B, T, S, O)
@@ -64,8 +68,7 @@ def conv2x2_kernel_grad(x, g):
     return conv2x2_kernel_grad(jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),
                                jnp.pad(g, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))))
   t, s = h // 2, w // 2
-  v = _transform(B_T, [x[:, l:l + 2 * t:2] for l in range(3)],
-                 lambda r, l: r[:, :, l:l + 2 * s:2])
+  v = _input_tiles(x, t, s)
   # The output transform's adjoint (A = G's pattern) maps each 2x2 gradient tile to 3x3.
   g = g.reshape(b, t, 2, s, 2, -1)
   dm = _transform(G, [g[:, :, 0], g[:, :, 1]], lambda r, l: r[:, :, :, l])
