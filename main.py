@@ -57,12 +57,18 @@ _HELP = dict(
                     'BatchNorm statistics, EMA) of this run\'s workdir, its checkpoints/ or one '
                     'checkpoints/STEP; optimizers and step start afresh',
     num_samples='--mode=sample: how many images to write',
-    eval_samples='--mode=eval: how many generated and how many real images to compare',
+    eval_samples='--mode=eval and --eval_every: how many generated and how many real images to '
+                 'compare',
     inception_weights='--mode=eval: pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth (or an '
                       '.npz of its arrays) for FID, KID and precision/recall; read without '
                       'running pickle code',
     fid_resize='--mode=eval: how images reach 299x299 for Inception: pytorch_fid (bilinear, '
                'its default) or clean_fid (PIL bicubic)',
+    eval_every='steps between evaluations during training (0 = off): the --mode=eval metrics '
+               'of the current generator, appended to metrics.jsonl with their provenance',
+    best_metric='with --eval_every: also keep the checkpoint with the lowest value of this '
+                'metric in workdir/best_checkpoint (swd, domain_fd, attr_w1, attr_tv for '
+                'synthetic_faces; fid, kid with --inception_weights)',
     sample_seed='seed of the latents of samples (training grids and --mode=sample)',
 )
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,

@@ -46,6 +46,8 @@ class Config:
   eval_samples: int = 2048
   inception_weights: str | None = None
   fid_resize: str = 'pytorch_fid'
+  eval_every: int = 0
+  best_metric: str = ''
   sample_seed: int = 0
 
   def to_flags(self):
@@ -71,6 +73,8 @@ PRESETS = {
 CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'),
                model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
                fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
+               # Lower is better for each (evaluation/periodic.py keeps the lowest).
+               best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'fid', 'kid'),
                # models/layers.py's IMPLS (a test keeps them equal; not imported so that
                # main.py's --help and flag errors need no JAX).
                conv_impl=('auto', 'xla', 'patches', 's2d', 'winograd', 'phase', 'col2im',
@@ -117,6 +121,16 @@ def validate(config, num_devices=None):
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
   if config.inception_weights and not os.path.isfile(config.inception_weights):
     raise UsageError(f'--inception_weights={config.inception_weights}: no such file')
+  if config.eval_every < 0:
+    raise UsageError(f'--eval_every={config.eval_every}: must be 0 (off) or positive')
+  best = config.best_metric
+  if best and not config.eval_every:
+    raise UsageError(f'--best_metric={best} needs --eval_every')
+  if best in ('domain_fd', 'attr_w1', 'attr_tv') and not config.dataset.startswith(
+      'synthetic_faces'):
+    raise UsageError(f'--best_metric={best} is defined for synthetic_faces only')
+  if best in ('fid', 'kid') and not config.inception_weights:
+    raise UsageError(f'--best_metric={best} needs --inception_weights')
   for name in ('lr_g', 'lr_d'):
     if not getattr(config, name) > 0:
       raise UsageError(f'--{name}={getattr(config, name)}: must be positive')

@@ -10,7 +10,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from facegan_jax import checkpoint, train, visualize
 from facegan_jax.config import UsageError
-from facegan_jax.data import pipeline
 
 
 def load_latest(config, workdir):
@@ -28,14 +27,8 @@ def load_latest(config, workdir):
   ckpts.close()
   if state is None:
     raise UsageError(f'no checkpoints in {ckpt_dir}: train first (--mode=train)')
-  generate_fn = train.make_sample_fn(setup)
-  params = train.sample_params(config, state)
-
-  def generate(z, batch_size=256):
-    return np.concatenate([pipeline.to_uint8(generate_fn(params, state.g_stats,
-                                                         z[i:i + batch_size]))
-                           for i in range(0, len(z), batch_size)])
-  return state, generate
+  return state, functools.partial(train.generate_images, train.make_sample_fn(setup),
+                                  train.sample_params(config, state), state.g_stats)
 
 
 def sample(config, workdir):

@@ -185,6 +185,12 @@ def make_sample_fn(setup):
       z, train=False))
 
 
+def generate_images(sample_fn, params, stats, z, batch_size=256):
+  """uint8 images of G (`make_sample_fn`) for latents z, in batches."""
+  return np.concatenate([pipeline.to_uint8(sample_fn(params, stats, z[i:i + batch_size]))
+                         for i in range(0, len(z), batch_size)])
+
+
 def make_mesh(config):
   devices = jax.devices()
   if config.num_devices > len(devices):
@@ -288,6 +294,10 @@ def train_and_evaluate(config, workdir):
 
   truncate_metrics(metrics_path, step)  # lines a killed run logged after its last checkpoint
   health = health_lib.Health()
+  periodic = None
+  if config.eval_every:
+    from facegan_jax.evaluation import periodic as periodic_lib  # imports this module
+    periodic = periodic_lib.PeriodicEval(config, workdir, metrics_path)
 
   timer_start, timer_step, synced = None, step, False
   in_flight = collections.deque()
@@ -322,6 +332,10 @@ def train_and_evaluate(config, workdir):
                               os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
           visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
           synced = True
+        if periodic and (step % config.eval_every == 0 or last) and not stop.requested:
+          periodic(state, step, functools.partial(
+              generate_images, sample_fn, sample_params(config, state), state.g_stats))
+          synced = True
         if step % config.checkpoint_every == 0 or last or stop.requested:
           checked(metrics, step)  # never save the state of a step with a non-finite metric
           started = time.perf_counter()
@@ -334,9 +348,13 @@ def train_and_evaluate(config, workdir):
         if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
           timer_start, timer_step, synced = time.perf_counter(), step, False
   except BaseException:
-    ckpts.close(quiet=True)  # let a save in flight finish; the error above is the one to report
+    for manager in (ckpts, periodic):  # let saves in flight finish; report the error above
+      if manager:
+        manager.close(quiet=True)
     raise
   ckpts.close()
+  if periodic:
+    periodic.close()
   if stop.requested:
     logging.info('Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to '
                  'resume.', stop.requested, step, ckpts.directory)

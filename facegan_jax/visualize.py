@@ -40,7 +40,7 @@ def plot_losses(metrics_path, path):
   if not os.path.exists(metrics_path):
     return
   with open(metrics_path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+    rows = [row for row in map(json.loads, filter(str.strip, f)) if 'd_loss' in row]
   if not rows:
     return
   steps = [r['step'] for r in rows]

@@ -61,6 +61,36 @@ def load_images(config, split='train'):
   return _resized(builder, split, shape)
 
 
+def load_attributes(config, split='train'):
+  """synthetic_faces' stored generating attributes of `split`: float32 (N, len(ATTRIBUTES)),
+  row i belonging to image i of load_images, columns in synthetic_faces.ATTRIBUTES order."""
+  from facegan_jax.data import synthetic_faces
+  if config.dataset.partition('/')[0] != 'synthetic_faces':
+    raise UsageError(f'--dataset={config.dataset} has no stored attributes')
+  builder = _synthetic_faces_builder(config.dataset, config.data_dir)
+
+  def read():
+    source = builder.as_data_source(split=split)
+    return np.array([[source[i]['attributes'][name] for name in synthetic_faces.ATTRIBUTES]
+                     for i in range(len(source))], np.float32)
+  return _cached(os.path.join(builder.data_dir, f'facegan-{split}-attributes.npy'), read)
+
+
+def version(config):
+  """What identifies the data behind `config.dataset`, for provenance: its TFDS builder's
+  version, or for a folder the hash of its file listing (names, sizes, times)."""
+  kind, _, rest = config.dataset.partition(':')
+  if kind == 'folder':
+    return 'files-' + _folder_key(os.path.expanduser(rest))
+  if kind == 'tfds':
+    return str(tfds.builder(rest.partition(':')[0], data_dir=config.data_dir).version)
+  if config.dataset == 'celeba_small':
+    from facegan_jax.data import celeba_small_builder
+    return str(celeba_small_builder.CelebaSmall.VERSION)
+  from facegan_jax.data import synthetic_faces_builder
+  return str(synthetic_faces_builder.SyntheticFaces.VERSION)
+
+
 def _resized(builder, split, shape, crop=None, image_key='image', cache_dir=None):
   """The split's images at `shape`, cached per shape in `cache_dir` (default: the builder's).
 
@@ -227,12 +257,7 @@ def _folder(path, shape, config):
   """A folder or zip of images, prepared once per content and shape."""
   path = os.path.expanduser(path)
   files = images.list_images(path)
-  # The cache key covers what was read: path, names, sizes and times of the files.
-  listing = os.path.abspath(path) + ''.join(name for name, _ in files)
-  stats = ([os.stat(path)] if os.path.isfile(path)
-           else [os.stat(os.path.join(path, name)) for name, _ in files])
-  listing += ''.join(f'{s.st_size}-{s.st_mtime_ns}' for s in stats)
-  key = hashlib.sha256(listing.encode()).hexdigest()[:16]
+  key = _folder_key(path, files)
   cache = os.path.join(_data_root(config), 'facegan_folders',
                        f'{key}-{"x".join(map(str, shape))}.npy')
 
@@ -249,6 +274,16 @@ def _folder(path, shape, config):
     return prepared
 
   return _cached(cache, prepare)
+
+
+def _folder_key(path, files=None):
+  """The cache key of a folder source: covers what is read (path, names, sizes and times)."""
+  files = images.list_images(path) if files is None else files
+  listing = os.path.abspath(path) + ''.join(name for name, _ in files)
+  stats = ([os.stat(path)] if os.path.isfile(path)
+           else [os.stat(os.path.join(path, name)) for name, _ in files])
+  listing += ''.join(f'{s.st_size}-{s.st_mtime_ns}' for s in stats)
+  return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
 def _read_all(source, image_key, shape=None, crop=None, chunk=2048):

@@ -17,40 +17,20 @@ from absl import logging
 from facegan_jax import data
 from facegan_jax import sample as sample_lib
 from facegan_jax.config import UsageError
+from facegan_jax.evaluation import face_attributes
 from facegan_jax.evaluation import fid
 from facegan_jax.evaluation import swd
+
+
+def has_domain_metric(config):
+  """Whether `config`'s dataset has the synthetic_faces attribute network's metrics."""
+  return config.dataset.partition('/')[0] == 'synthetic_faces'
 
 
 def evaluate(config, workdir):
   """Computes the metrics of `config`'s latest checkpoint; returns the eval.json record."""
   state, generate = sample_lib.load_latest(config, workdir)
-  real = data.load_images(config, 'train')
-  n = config.eval_samples
-  if len(real) < n:
-    raise UsageError(f'--eval_samples={n} but {config.dataset} has only {len(real)} training '
-                     'images')
-  # A fixed subset of the reals and fixed latents: reruns give the same numbers.
-  subset = np.sort(np.random.default_rng(config.sample_seed).choice(len(real), n, replace=False))
-  real = np.asarray(real[subset])
-  started = time.perf_counter()
-  fake = generate(jax.random.normal(jax.random.PRNGKey(config.sample_seed), (n, config.z_dim)))
-  generated = time.perf_counter() - started
-  per_level, mean = swd.swd(real, fake, seed=config.sample_seed)
-  swd_done = time.perf_counter()
-  record = dict(
-      step=int(state.step), dataset=config.dataset, resolution=config.resolution,
-      n_real=n, n_fake=n, generator='ema' if config.ema_decay > 0 else 'raw',
-      sample_seed=config.sample_seed,
-      metrics=dict(swd=dict(
-          value=mean, per_level=per_level,
-          levels=[config.resolution // 2**i for i in range(len(per_level))],
-          settings='x1e3; Laplacian pyramid to 16x16, 128 7x7 patches per image and level, '
-                   '4x128 random directions, per-set channel normalisation')),
-      seconds=dict(generate=generated, swd=swd_done - started - generated))
-  if config.inception_weights:
-    record['metrics'].update(_inception_metrics(config, real, fake, subset))
-    record['seconds']['inception'] = time.perf_counter() - swd_done
-  record['seconds']['total'] = time.perf_counter() - started
+  record = Evaluator(config)(int(state.step), generate)
   with open(os.path.join(workdir, 'eval.json'), 'w') as f:
     json.dump(record, f, indent=1)
   print(table(record))
@@ -58,25 +38,83 @@ def evaluate(config, workdir):
   return record
 
 
-def _inception_metrics(config, real, fake, subset):
-  """FID, KID and precision/recall records, each with the network and resize provenance."""
-  model, digest = fid.load_network(config.inception_weights)
-  key = dict(dataset=config.dataset, resolution=config.resolution, split='train',
-             subset=hashlib.sha256(subset.tobytes()).hexdigest()[:16], weights=digest,
-             resize=config.fid_resize)
-  real_features, cached = fid.cached_real_features(model, real, config.fid_resize, key)
-  fake_features = fid.features(model, fake, config.fid_resize)
-  values = fid.metrics(real_features, fake_features, seed=config.sample_seed)
-  network = dict(network='FID Inception-v3 (2015-12-05) pool3, 2048 features',
-                 weights_sha256=digest, resize=config.fid_resize, real_features_cached=cached)
-  return dict(
-      fid=dict(value=values['fid'], **network),
-      kid=dict(value=values['kid'], std=values['kid_std'], settings='x1e3; cubic polynomial '
-               'kernel, 100 subsets of min(1000, n)', **network),
-      precision=dict(value=values['precision'], settings='k=3 (Kynkaanniemi et al. 2019)',
-                     **network),
-      recall=dict(value=values['recall'], settings='k=3 (Kynkaanniemi et al. 2019)',
-                  **network))
+class Evaluator:
+  """Metrics of generators against a fixed subset of the training images.
+
+  The real side is prepared once (the subset, the feature networks, the real features), so a
+  training run evaluates every --eval_every steps at the cost of the fakes alone (SWD aside).
+  """
+
+  def __init__(self, config):
+    self.config = config
+    real = data.load_images(config, 'train')
+    n = config.eval_samples
+    if len(real) < n:
+      raise UsageError(f'--eval_samples={n} but {config.dataset} has only {len(real)} training '
+                       'images')
+    # A fixed subset of the reals and fixed latents: reruns give the same numbers.
+    self.subset = np.sort(np.random.default_rng(config.sample_seed).choice(
+        len(real), n, replace=False))
+    self.real = np.asarray(real[self.subset])
+    self.z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (n, config.z_dim))
+    self.provenance = dict(
+        dataset=config.dataset, dataset_version=data.version(config),
+        resolution=config.resolution, n_real=n, n_fake=n,
+        generator='ema' if config.ema_decay > 0 else 'raw', sample_seed=config.sample_seed)
+    self.attributes = None
+    if has_domain_metric(config):
+      net, quality = face_attributes.load_or_train(config)
+      self.attributes = (net, quality, face_attributes.read_images(net, self.real,
+                                                                   config.channels))
+    self.inception = None
+    if config.inception_weights:
+      model, digest = fid.load_network(config.inception_weights)
+      key = dict(dataset=config.dataset, version=self.provenance['dataset_version'],
+                 resolution=config.resolution, split='train',
+                 subset=hashlib.sha256(self.subset.tobytes()).hexdigest()[:16], weights=digest,
+                 resize=config.fid_resize)
+      real_features, cached = fid.cached_real_features(model, self.real, config.fid_resize, key)
+      self.inception = (model, digest, real_features, cached)
+
+  def __call__(self, step, generate):
+    """The record of the generator `generate` (z -> uint8 images) at training step `step`."""
+    config, seconds = self.config, {}
+    started = time.perf_counter()
+    fake = generate(self.z)
+    seconds['generate'] = time.perf_counter() - started
+    per_level, mean = swd.swd(self.real, fake, seed=config.sample_seed)
+    metrics = dict(swd=dict(
+        value=mean, per_level=per_level,
+        levels=[config.resolution // 2**i for i in range(len(per_level))],
+        settings='x1e3; Laplacian pyramid to 16x16, 128 7x7 patches per image and level, '
+                 '4x128 random directions, per-set channel normalisation'))
+    seconds['swd'] = time.perf_counter() - started - sum(seconds.values())
+    if self.attributes is not None:
+      metrics.update(face_attributes.metrics(*self.attributes, fake, config.channels))
+      seconds['domain'] = time.perf_counter() - started - sum(seconds.values())
+    if self.inception is not None:
+      metrics.update(self._inception_metrics(fake))
+      seconds['inception'] = time.perf_counter() - started - sum(seconds.values())
+    seconds['total'] = time.perf_counter() - started
+    return dict(step=step, **self.provenance, metrics=metrics,
+                seconds={k: round(v, 2) for k, v in seconds.items()})
+
+  def _inception_metrics(self, fake):
+    """FID, KID and precision/recall records, each with the network and resize provenance."""
+    config = self.config
+    model, digest, real_features, cached = self.inception
+    fake_features = fid.features(model, fake, config.fid_resize)
+    values = fid.metrics(real_features, fake_features, seed=config.sample_seed)
+    network = dict(network='FID Inception-v3 (2015-12-05) pool3, 2048 features',
+                   weights_sha256=digest, resize=config.fid_resize, real_features_cached=cached)
+    return dict(
+        fid=dict(value=values['fid'], **network),
+        kid=dict(value=values['kid'], std=values['kid_std'], settings='x1e3; cubic polynomial '
+                 'kernel, 100 subsets of min(1000, n)', **network),
+        precision=dict(value=values['precision'], settings='k=3 (Kynkaanniemi et al. 2019)',
+                       **network),
+        recall=dict(value=values['recall'], settings='k=3 (Kynkaanniemi et al. 2019)',
+                    **network))
 
 
 def table(record):
@@ -89,6 +127,15 @@ def table(record):
                      zip(swd_record['levels'], swd_record['per_level']))
   lines.append(f'{"SWD":<8} {swd_record["value"]:>9.2f}  {detail}')
   metrics = record['metrics']
+  if 'domain_fd' in metrics:
+    w1, tv = metrics['attr_w1'], metrics['attr_tv']
+    lines.append(f'{"domainFD":<8} {metrics["domain_fd"]["value"]:>9.2f}  attribute net, test '
+                 f'R^2 {metrics["domain_fd"]["test_mean_r2"]:.2f}')
+    worst = sorted(w1['per_attribute'].items(), key=lambda kv: -kv[1])[:3]
+    lines.append(f'{"attr W1":<8} {w1["value"]:>9.3f}  std units; worst '
+                 + ', '.join(f'{k} {v:.2f}' for k, v in worst))
+    lines.append(f'{"attr TV":<8} {tv["value"]:>9.3f}  '
+                 + ', '.join(f'{k} {v:.2f}' for k, v in tv['per_attribute'].items()))
   if 'fid' in metrics:
     lines.append(f'{"FID":<8} {metrics["fid"]["value"]:>9.2f}  resize {metrics["fid"]["resize"]}'
                  f', weights {metrics["fid"]["weights_sha256"][:12]}')

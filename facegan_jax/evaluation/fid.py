@@ -13,11 +13,11 @@ import zipfile
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from facegan_jax.config import UsageError
 from facegan_jax.evaluation import distances
 from facegan_jax.evaluation import inception
+from facegan_jax.evaluation import parallel
 from facegan_jax.evaluation import torch_weights
 
 WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
@@ -58,20 +58,11 @@ def features(model, images, resize_mode):
   """(N, 2048) float32 pool3 features of uint8 (N, H, W, 3) images."""
   if images.shape[-1] == 1:
     images = np.repeat(images, 3, axis=-1)
-  devices = jax.local_device_count()
-  mesh = jax.make_mesh((devices,), ('data',))
-  batch = devices * min(BATCH_PER_DEVICE, -(-len(images) // devices))
-  sharded = NamedSharding(mesh, P('data'))
-  on_device = resize_mode == 'pytorch_fid'
-  out = []
-  for start in range(0, len(images), batch):
-    chunk = np.asarray(images[start:start + batch])
-    pad = batch - len(chunk)
-    chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-    x = chunk if on_device else np.asarray(inception.resize(chunk, resize_mode))
-    x = jax.device_put(x, sharded)
-    out.append(np.asarray(_forward(model, x, resize_mode if on_device else None))[:batch - pad])
-  return np.concatenate(out)
+  if resize_mode == 'pytorch_fid':  # resized on the devices
+    return parallel.map_batches(lambda x: _forward(model, x, resize_mode), images,
+                                BATCH_PER_DEVICE)
+  return parallel.map_batches(lambda x: _forward(model, x, None), images, BATCH_PER_DEVICE,
+                              prepare=lambda chunk: inception.resize(chunk, resize_mode))
 
 
 @functools.partial(jax.jit, static_argnums=2)

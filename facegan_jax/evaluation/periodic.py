@@ -1,0 +1,67 @@
+"""--eval_every and --best_metric: the --mode=eval metrics during training, and the best state.
+
+Every evaluation appends one line to metrics.jsonl, `{"step": S, "eval": RECORD}` with RECORD
+as in eval.json (values and provenance), so a resumed run drops and recomputes it like the
+training lines. With --best_metric, the state of the step with the lowest value so far is also
+saved to workdir/best_checkpoint (the same sealed orbax checkpoints as workdir/checkpoints, one
+kept, the previous one deleted only once the new one is complete), besides the last
+--keep_checkpoints.
+"""
+
+import json
+import os
+
+from absl import logging
+
+from facegan_jax import checkpoint
+from facegan_jax.evaluation import evaluate
+
+BEST_DIR = 'best_checkpoint'
+
+
+def eval_rows(metrics_path):
+  """The evaluation lines of metrics.jsonl."""
+  if not os.path.exists(metrics_path):
+    return []
+  with open(metrics_path) as f:
+    return [row for row in map(json.loads, filter(str.strip, f)) if 'eval' in row]
+
+
+class PeriodicEval:
+  """Evaluates the generator of a training state and keeps the best state."""
+
+  def __init__(self, config, workdir, metrics_path):
+    """Prepares the real side (see evaluate.Evaluator); the best value so far is read from
+    metrics.jsonl, which the caller has already truncated to the restored step."""
+    self.config, self.metrics_path = config, metrics_path
+    self.evaluator = evaluate.Evaluator(config)
+    self.best, self.best_ckpts = None, None
+    if config.best_metric:
+      self.best_ckpts = checkpoint.Checkpoints(os.path.join(workdir, BEST_DIR), keep=1,
+                                               config=config)
+      self.best = min((row['eval']['metrics'][config.best_metric]['value']
+                       for row in eval_rows(metrics_path)), default=None)
+
+  def __call__(self, state, step, generate):
+    """Evaluates `generate` (z -> uint8 images, state's generator) and logs the record."""
+    record = self.evaluator(step, generate)
+    with open(self.metrics_path, 'a') as f:
+      f.write(json.dumps(dict(step=step, eval=record)) + '\n')
+    metrics = record['metrics']
+    logging.info('eval at step %d (%.0f s): %s', step, record['seconds']['total'],
+                 ', '.join(f'{name} {m["value"]:.3f}' for name, m in metrics.items()))
+    if self.best_ckpts is None:
+      return
+    value = metrics[self.config.best_metric]['value']
+    if self.best is not None and value >= self.best:
+      return
+    self.best = value
+    # A resumed run that reaches a step again reaches the same state: keep the saved one.
+    if step not in self.best_ckpts.manager.all_steps():
+      self.best_ckpts.save(state, step)
+    logging.info('best %s so far: %.4f at step %d (%s)', self.config.best_metric, value, step,
+                 self.best_ckpts.directory)
+
+  def close(self, quiet=False):
+    if self.best_ckpts is not None:
+      self.best_ckpts.close(quiet=quiet)
