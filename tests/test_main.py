@@ -3,9 +3,11 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
+from facegan_jax import checkpoint
 from tests.conftest import TINY, main_py, metrics
 from tests.test_inception import random_inception_npz
 
@@ -51,10 +53,10 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
   with open(os.path.join(workdir, 'eval.json')) as f:
     record = json.load(f)
-  assert {k: record[k] for k in ('step', 'dataset', 'resolution', 'n_real', 'n_fake',
-                                 'generator')} == dict(
-      step=25, dataset='synthetic_faces/small', resolution=16, n_real=16, n_fake=16,
-      generator='ema')
+  assert {k: record[k] for k in ('step', 'dataset', 'dataset_version', 'resolution', 'n_real',
+                                 'n_fake', 'generator')} == dict(
+      step=25, dataset='synthetic_faces/small', dataset_version='1.0.0', resolution=16,
+      n_real=16, n_fake=16, generator='ema')
   assert record['metrics']['swd']['value'] > 0 and record['metrics']['swd']['levels'] == [16]
   for name in ('fid', 'kid', 'precision', 'recall'):
     value = record['metrics'][name]
@@ -62,7 +64,10 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
     assert value['resize'] == 'pytorch_fid' and len(value['weights_sha256']) == 64
   assert record['metrics']['fid']['value'] > 0
   assert not record['metrics']['fid']['real_features_cached']
-  for name in ('SWD', 'FID', 'KID', 'P / R'):
+  for name in ('domain_fd', 'attr_w1', 'attr_tv'):  # synthetic_faces' attribute network
+    value = record['metrics'][name]
+    assert value['value'] > 0 and len(value['weights_sha256']) == 64, name
+  for name in ('SWD', 'domainFD', 'attr W1', 'attr TV', 'FID', 'KID', 'P / R'):
     assert name in evaluated.stdout
 
 
@@ -72,12 +77,40 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
     ('--dataset=imagenet', 'unknown --dataset=imagenet; available: synthetic_faces'),
     ('--dataset=folder:/no/such/dir', '/no/such/dir does not exist'),
     ('--resolution=48', '--resolution=48: dcgan needs'),
+    ('--best_metric=swd', '--best_metric=swd needs --eval_every'),
+    ('--best_metric=fid --eval_every=5', '--best_metric=fid needs --inception_weights'),
+    ('--best_metric=domain_fd --eval_every=5 --dataset=celeba_small',
+     '--best_metric=domain_fd is defined for synthetic_faces only'),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, flag, message):
-  result = main_py(*TINY, f'--workdir={tmp_path}', flag, devices=2)
+  result = main_py(*TINY, f'--workdir={tmp_path}', *flag.split(), devices=2)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(f'error: {message}')
   assert 'Traceback' not in result.stderr
+
+
+def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path, data_dir):
+  args = TINY + [f'--data_dir={data_dir}', f'--workdir={tmp_path}', '--eval_every=10',
+                 '--eval_samples=64', '--best_metric=swd', '--keep_checkpoints=4']
+  for num_steps in (20, 40):  # the second run resumes at 20 with the best value so far
+    run = main_py(*args, f'--num_steps={num_steps}')
+    assert run.returncode == 0, run.stderr[-2000:]
+  rows = [row for row in metrics(str(tmp_path)) if 'eval' in row]
+  assert [row['step'] for row in rows] == [10, 20, 30, 40]
+  for row in rows:
+    record = row['eval']
+    assert record['step'] == row['step'] and record['n_fake'] == record['n_real'] == 64
+    assert record['dataset'] == 'synthetic_faces/small' and record['dataset_version']
+  values = [row['eval']['metrics']['swd']['value'] for row in rows]
+  assert len(set(values)) == 4  # the generator changed between evaluations
+  best = rows[int(np.argmin(values))]['step']
+  assert os.listdir(tmp_path / 'best_checkpoint') == [str(best)]
+  assert os.path.exists(tmp_path / 'losses.png')
+  # The best state is the one the regular checkpoint of that step holds.
+  kept = checkpoint.read_state(str(tmp_path / 'best_checkpoint' / str(best)))
+  regular = checkpoint.read_state(str(tmp_path / 'checkpoints' / str(best)))
+  for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(regular), strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_resuming_with_other_shapes_is_an_error_that_keeps_the_run(tmp_path, data_dir):

@@ -60,7 +60,7 @@ class AttributeNet(nnx.Module):
                            for a, b in zip(widths, widths[1:])])
     for down in self.downs:  # He init: the DCGAN default of N(0, 0.02) trains slowly here
       fan_in = np.prod(down.kernel.shape[:3])
-      down.kernel.value = down.kernel.value * (np.sqrt(2 / fan_in) / 0.02)
+      down.kernel[...] = down.kernel[...] * (np.sqrt(2 / fan_in) / 0.02)
     side = RESOLUTION // 2**len(self.downs)
     self.hidden = nnx.Linear(side * side * widths[-1], FEATURES, rngs=rngs)
     self.out = nnx.Linear(FEATURES, len(CONTINUOUS) + sum(CATEGORICAL.values()), rngs=rngs)
