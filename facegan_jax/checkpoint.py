@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -46,11 +47,14 @@ class CheckpointError(Exception):
 def _quiet_closed_loop_errors(hook=sys.unraisablehook):
   """After a failed save, tensorstore's pending writes complete into orbax's closed asyncio
   loop and report 'Event loop is closed' tracebacks through sys.unraisablehook: noise around
-  the one-line error the user gets. Drop those; pass everything else on."""
+  the one-line error the user gets. Drop those (and never-awaited coroutine warnings); pass
+  everything else on."""
   def unraisablehook(info):
     if not (info.exc_type is RuntimeError and str(info.exc_value) == 'Event loop is closed'):
       hook(info)
   sys.unraisablehook = unraisablehook
+  # The same writes can leave orbax coroutines that never ran, reported at exit (under load).
+  warnings.filterwarnings('ignore', r'coroutine .* was never awaited', RuntimeWarning)
 
 
 def file_hashes(root):
