@@ -38,10 +38,36 @@ class BasicConv(nnx.Module):
     self.stride, self.padding = stride, tuple((p, p) for p in padding)
 
   def __call__(self, x):
-    y = jax.lax.conv_general_dilated(x, self.kernel[...], (self.stride,) * 2, self.padding,
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if MATMUL_CONVS and jax.default_backend() == 'cpu':
+      y = _conv_as_matmul(x, self.kernel[...], self.stride, self.padding)
+    else:
+      y = jax.lax.conv_general_dilated(x, self.kernel[...], (self.stride,) * 2, self.padding,
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     inv = self.scale[...] * jax.lax.rsqrt(self.var[...] + 1e-3)
     return jax.nn.relu(y * inv + (self.bias[...] - self.mean[...] * inv))
+
+
+# On CPU, convolutions as im2col matmuls: 9.8 vs 7.1 images/s at batch 25 on 2 cores (the
+# same features to 3e-5 of 62); reduce_window pools as slices measured no faster.
+MATMUL_CONVS = True
+
+
+def _windows(x, kh, kw, stride, padding):
+  """The kh*kw shifted, strided views of x (N, H, W, C) padded by `padding`, one per tap."""
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  ho = (x.shape[1] - kh) // stride + 1
+  wo = (x.shape[2] - kw) // stride + 1
+  return [x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+          for i in range(kh) for j in range(kw)]
+
+
+def _conv_as_matmul(x, kernel, stride, padding):
+  """The convolution as one matmul over the taps stacked on the channel axis (im2col): XLA on
+  CPU runs matmuls at ~3x the speed of its convolutions (see PERF_NOTES)."""
+  kh, kw, cin, cout = kernel.shape
+  taps = _windows(x, kh, kw, stride, padding)
+  patches = taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+  return jnp.dot(patches, kernel.reshape(kh * kw * cin, cout))
 
 
 def _pool(x, kind, stride, padding):
