@@ -4,7 +4,6 @@ bit for bit the run that was never interrupted, and no checkpoint is lost or non
 import glob
 import os
 import random
-import re
 import signal
 import subprocess
 import sys

@@ -1,7 +1,5 @@
 """The train step: it learns, and it is the same on one and two devices."""
 
-import numpy as np
-
 from tests.conftest import run_python
 
 TRAIN_SNIPPET = '''
