@@ -40,6 +40,8 @@ _HELP = dict(
     d_dropout='dropout rate in the mlp discriminator',
     conv_impl='form of the stride-2 (transposed) convolutions: auto (the fastest measured '
               'on the backend), xla (XLA\'s own ops) or a form from models/layers.py',
+    precision='fp32, or bf16: bfloat16 compute with float32 parameters, optimizer state, '
+              'BatchNorm statistics and losses (for GPUs and TPUs; slow on CPUs)',
     loss='bce (non-saturating), lsgan or hinge',
     label_smoothing='target for real images in D\'s bce loss (one-sided; 1.0 = off)',
     lr_g='generator Adam learning rate',
@@ -49,6 +51,9 @@ _HELP = dict(
     ema_decay='decay of the EMA generator used for samples (0 = off)',
     seed='seed of initialisation, data order and latents: a run is a function of its flags',
     num_devices='devices to use (0 = all local devices)',
+    steps_per_call='training steps per compiled call (a lax.scan on the devices; the same '
+                   'results): amortises dispatch for small models on accelerators. num_steps '
+                   'and the *_every flags must be multiples of it',
     log_every='steps between metrics.jsonl lines and progress logs',
     sample_every='steps between sample grids in workdir/samples/',
     checkpoint_every='steps between checkpoints',

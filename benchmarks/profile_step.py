@@ -48,8 +48,9 @@ def main(argv):
   shape = (4 * config.batch_size, config.resolution, config.resolution, config.channels)
   images = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
   dataset = pipeline.shard_dataset(images, mesh)
-  order = jax.device_put(pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images)),
-                         NamedSharding(mesh, P()))
+  order = jax.device_put(  # this epoch's order and the next's (the same here)
+      np.stack([pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images))] * 2),
+      NamedSharding(mesh, P()))
   step_fn = train.make_train_fn(config, setup, mesh)
   state = jax.jit(lambda: train.init_state(config, setup),
                   out_shardings=NamedSharding(mesh, P()))()

@@ -28,6 +28,7 @@ class Config:
   g_first_bn: bool = False
   d_dropout: float = 0.3
   conv_impl: str = 'auto'
+  precision: str = 'fp32'
   loss: str = 'bce'
   label_smoothing: float = 1.0
   lr_g: float = 2e-4
@@ -37,6 +38,7 @@ class Config:
   ema_decay: float = 0.0
   seed: int = 0
   num_devices: int = 0
+  steps_per_call: int = 1
   log_every: int = 50
   sample_every: int = 500
   checkpoint_every: int = 500
@@ -71,6 +73,7 @@ PRESETS = {
 }
 
 CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'),
+               precision=('fp32', 'bf16'),  # models.COMPUTE_DTYPES
                model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
                fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
                # Lower is better for each (evaluation/periodic.py keeps the lowest).
@@ -79,6 +82,21 @@ CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'
                # main.py's --help and flag errors need no JAX).
                conv_impl=('auto', 'xla', 'patches', 's2d', 'winograd', 'phase', 'col2im',
                           'winograd_phase'))
+
+
+def check_steps_per_call(config, step, steps_per_epoch, host_input):
+  """--steps_per_call for this run (it starts at `step`); UsageError when it cannot apply."""
+  k = config.steps_per_call
+  if k == 1:
+    return k
+  if host_input:
+    raise UsageError(f'--steps_per_call={k} draws batches on the devices, but this dataset is '
+                     'read from the host (--input); use --steps_per_call=1')
+  if k > steps_per_epoch:
+    raise UsageError(f'--steps_per_call={k} is more than an epoch ({steps_per_epoch} steps)')
+  if step % k:
+    raise UsageError(f'--steps_per_call={k}: the workdir is at step {step}, not a multiple')
+  return k
 
 
 def preset(name, **overrides):
@@ -119,6 +137,12 @@ def validate(config, num_devices=None):
                'conv_dim', 'keep_checkpoints', 'num_samples', 'eval_samples'):
     if getattr(config, name) < 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
+  if config.steps_per_call < 1:
+    raise UsageError(f'--steps_per_call={config.steps_per_call}: must be at least 1')
+  for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'eval_every'):
+    if getattr(config, name) % config.steps_per_call:
+      raise UsageError(f'--{name}={getattr(config, name)} is not a multiple of '
+                       f'--steps_per_call={config.steps_per_call}')
   if config.inception_weights and not os.path.isfile(config.inception_weights):
     raise UsageError(f'--inception_weights={config.inception_weights}: no such file')
   if config.eval_every < 0:

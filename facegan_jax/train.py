@@ -2,7 +2,6 @@
 
 import collections
 import functools
-import json
 import os
 import time
 from typing import Any
@@ -16,7 +15,7 @@ from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from facegan_jax import checkpoint, losses, models, preemption, visualize
+from facegan_jax import checkpoint, logbook, losses, models, preemption, visualize
 from facegan_jax import health as health_lib
 from facegan_jax import config as config_lib
 from facegan_jax import data
@@ -157,20 +156,38 @@ def global_norm(tree):
 
 
 def make_train_fn(config, setup, mesh, host_input=False):
-  """The compiled step over the mesh: (state, dataset shard, epoch order) -> (state, metrics),
-  or with `host_input` (state, uint8 global batch from pipeline.host_batches) -> the same."""
+  """The compiled call over the mesh: (state, dataset shard, orders of this epoch and the next)
+  -> (state, metrics) after --steps_per_call steps, or with `host_input` (state, uint8 global
+  batch from pipeline.host_batches) -> the same after one step. Metrics are the last step's."""
 
   def step(state, real):
     return train_step(state, real, jax.random.split(state.rng)[1], config=config, setup=setup)
 
-  def step_on_device(state, dataset, order):
-    return step(state, pipeline.local_batch(
-        dataset, pipeline.batch_indices(order, state.step, config.batch_size)))
+  def steps_on_device(state, dataset, orders):
+    # orders[0] is the order of the call's first epoch, orders[1] of the next: a call of at
+    # most one epoch's steps spans no more.
+    steps_per_epoch = orders.shape[1] // config.batch_size
+    first_epoch = state.step // steps_per_epoch
+
+    def one(state):
+      state = jax.lax.optimization_barrier(state)
+      order = orders[state.step // steps_per_epoch - first_epoch]
+      state, metrics = step(state, pipeline.local_batch(
+          dataset, pipeline.batch_indices(order, state.step, config.batch_size)))
+      return jax.lax.optimization_barrier((state, metrics))
+
+    # Unrolled: XLA on CPU runs a while loop's body ~27x slower than the same ops unrolled
+    # (udacity32: 37 vs ~1,000 images/s with lax.scan). The barriers keep each step's fusions
+    # its own: with the test suite's XLA flags K steps are bit for bit K calls of one (with
+    # XLA's default CPU optimisation the last bits of some fused ops can differ).
+    for _ in range(config.steps_per_call):
+      state, metrics = one(state)
+    return state, metrics
 
   if host_input:
     fn, in_specs = lambda state, batch: step(state, pipeline.to_float(batch)), (P(), P(DATA_AXIS))
   else:
-    fn, in_specs = step_on_device, (P(), P(DATA_AXIS), P())
+    fn, in_specs = steps_on_device, (P(), P(DATA_AXIS), P())
   return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P())),
                  donate_argnums=0)
 
@@ -271,13 +288,14 @@ def train_and_evaluate(config, workdir):
 
   steps_per_epoch = len(images) // config.batch_size
   key = data_key(state)  # the order's key, taken now: steps donate the state's buffers
-  epoch_order = lambda epoch: jax.device_put(  # noqa: E731
-      pipeline.epoch_order(key, epoch, len(images)), NamedSharding(mesh, P()))
+  epoch_order = functools.lru_cache(maxsize=3)(lambda epoch: jax.device_put(
+      pipeline.epoch_order(key, epoch, len(images)), NamedSharding(mesh, P())))
   first_batch = np.asarray(epoch_order(0)[:min(config.batch_size, 64)])
   visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
   epoch = step // steps_per_epoch
   host_input = config.input == 'host' or (
       config.input == 'auto' and not pipeline.fits_on_devices(images, mesh))
+  calls = config_lib.check_steps_per_call(config, step, steps_per_epoch, host_input)
   logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if host_input else
                'the whole dataset on the devices', images.nbytes / 1e6)
   if host_input:
@@ -285,14 +303,16 @@ def train_and_evaluate(config, workdir):
                                     config.num_steps)
     next_inputs = lambda: (next(batches),)  # noqa: E731
   else:
-    dataset, order = pipeline.shard_dataset(images, mesh), epoch_order(epoch)
-    next_inputs = lambda: (dataset, order)  # noqa: E731
+    dataset = pipeline.shard_dataset(images, mesh)
+    orders = lambda epoch: jnp.stack([epoch_order(epoch), epoch_order(epoch + 1)])  # noqa: E731
+    epoch_orders = orders(epoch)
+    next_inputs = lambda: (dataset, epoch_orders)  # noqa: E731
   train_fn = make_train_fn(config, setup, mesh, host_input)
   sample_fn = make_sample_fn(setup)
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
-  truncate_metrics(metrics_path, step)  # lines a killed run logged after its last checkpoint
+  logbook.truncate(metrics_path, step)  # lines a killed run logged after its last checkpoint
   health = health_lib.Health()
   periodic = None
   if config.eval_every:
@@ -306,11 +326,11 @@ def train_and_evaluate(config, workdir):
       while step < config.num_steps:
         if not host_input and step // steps_per_epoch != epoch:
           epoch = step // steps_per_epoch
-          order = epoch_order(epoch)
+          epoch_orders = orders(epoch)
         state, metrics = train_fn(state, *next_inputs())
-        step += 1
-        # At most two steps queued ahead of the devices: a stop request waits for one step,
-        # not for every step dispatched since the last log.
+        step += calls
+        # At most two calls queued ahead of the devices: a stop request waits for one call,
+        # not for every call dispatched since the last log.
         in_flight.append(metrics)
         if len(in_flight) > 2:
           jax.block_until_ready(in_flight.popleft())
@@ -319,12 +339,12 @@ def train_and_evaluate(config, workdir):
           timer_start, timer_step = time.perf_counter(), step
         last = step == config.num_steps
         if step % config.log_every == 0 or last:
-          metrics = checked(metrics, step)
+          metrics = logbook.checked(metrics, step)
           elapsed = time.perf_counter() - timer_start
           if step > timer_step:
             metrics['images_per_sec'] = (step - timer_step) * config.batch_size / elapsed
             metrics['steps_per_sec'] = (step - timer_step) / elapsed
-          log_metrics(metrics_path, step, config.num_steps, health.update(step, metrics))
+          logbook.append(metrics_path, step, config.num_steps, health.update(step, metrics))
           synced = True
         if step % config.sample_every == 0 or last:
           fake = sample_fn(sample_params(config, state), state.g_stats, fixed_z)
@@ -337,7 +357,7 @@ def train_and_evaluate(config, workdir):
               generate_images, sample_fn, sample_params(config, state), state.g_stats))
           synced = True
         if step % config.checkpoint_every == 0 or last or stop.requested:
-          checked(metrics, step)  # never save the state of a step with a non-finite metric
+          logbook.checked(metrics, step)  # never save the state of a step with a non-finite metric
           started = time.perf_counter()
           ckpts.save(state, step)  # blocks until the state is copied off the devices
           logging.info('Saving checkpoint %d (%.2f s blocking, the rest in the background)',
@@ -359,35 +379,3 @@ def train_and_evaluate(config, workdir):
     logging.info('Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to '
                  'resume.', stop.requested, step, ckpts.directory)
   return state
-
-
-def checked(metrics, step):
-  """The step's metrics as floats; FloatingPointError naming any that is not finite."""
-  metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  bad = [k for k, v in metrics.items() if not np.isfinite(v)]
-  if bad:
-    raise FloatingPointError(f'non-finite {", ".join(bad)} at step {step}; '
-                             'lower the learning rates or check the data')
-  return metrics
-
-
-def truncate_metrics(path, step):
-  """Drops metrics.jsonl lines after `step` (a resumed run logs them again, identically)."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
-  with open(path + '.tmp', 'w') as f:
-    f.writelines(lines)
-  os.replace(path + '.tmp', path)
-
-
-def log_metrics(path, step, num_steps, metrics):
-  """Appends one JSON line and logs a progress line with rate and ETA."""
-  with open(path, 'a') as f:
-    f.write(json.dumps(dict(step=step, **metrics)) + '\n')
-  rate = metrics.get('steps_per_sec')
-  eta = f'{(num_steps - step) / rate:.0f}s' if rate else '?'
-  logging.info('step %d/%d | d_loss %.3f g_loss %.3f d_real %.2f d_fake %.2f | '
-               '%.0f img/s | ETA %s', step, num_steps, metrics['d_loss'], metrics['g_loss'],
-               metrics['d_real'], metrics['d_fake'], metrics.get('images_per_sec', 0), eta)

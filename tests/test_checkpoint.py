@@ -56,8 +56,8 @@ def test_describe_finds_a_full_disk_in_the_exception_chain():
 
 
 def test_a_non_finite_metric_stops_the_run_naming_it_and_the_step():
-  from facegan_jax import train  # noqa: PLC0415
-  assert train.checked(dict(d_loss=jnp.array(0.5)), 3) == dict(d_loss=0.5)
+  from facegan_jax import logbook  # noqa: PLC0415
+  assert logbook.checked(dict(d_loss=jnp.array(0.5)), 3) == dict(d_loss=0.5)
   with pytest.raises(FloatingPointError, match=r'^non-finite d_loss, g_grad_norm at step 7; '):
-    train.checked(dict(d_loss=jnp.array(jnp.nan), g_grad_norm=jnp.array(jnp.inf),
+    logbook.checked(dict(d_loss=jnp.array(jnp.nan), g_grad_norm=jnp.array(jnp.inf),
                        g_loss=jnp.array(1.0)), 7)

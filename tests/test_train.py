@@ -1,5 +1,7 @@
 """The train step: it learns, and it is the same on one and two devices."""
 
+import json
+
 from tests.conftest import run_python
 
 TRAIN_SNIPPET = '''
@@ -19,11 +21,12 @@ def run(num_devices, steps, images, **overrides):
   step_fn = train.make_train_fn(config, setup, mesh)
   data = pipeline.shard_dataset(images, mesh)
   history = []
-  for step in range(steps):
+  order = lambda epoch: pipeline.epoch_order(train.data_key(state), epoch, len(images))
+  for step in range(0, steps, config.steps_per_call):
     epoch = step // (len(images) // config.batch_size)
-    order = jax.device_put(pipeline.epoch_order(train.data_key(state), epoch, len(images)),
-                           NamedSharding(mesh, P()))
-    state, metrics = step_fn(state, data, order)
+    orders = jax.device_put(jnp.stack([order(epoch), order(epoch + 1)]),
+                            NamedSharding(mesh, P()))
+    state, metrics = step_fn(state, data, orders)
     history.append({k: float(v) for k, v in metrics.items()})
   return jax.device_get(state), history
 '''
@@ -64,3 +67,44 @@ print(first['d_real'] - first['d_fake'], last['d_real'] - last['d_fake'], last['
   assert gap_before < 0.2
   assert gap_after > 0.8  # D scores real ~1 and fake ~0
   assert d_loss < 0.3
+
+
+def test_bf16_training_stays_finite_and_tracks_fp32():
+  """--precision=bf16: bfloat16 compute, float32 parameters, optimizer state, BatchNorm
+  statistics and losses; over 30 steps the losses follow the float32 run's."""
+  out = run_python(TRAIN_SNIPPET + '''
+import json
+rng = np.random.default_rng(0)
+report = {}
+for overrides in (dict(), dict(model='mlp', resolution=28, channels=1, conv_dim=16)):
+  r = overrides.get('resolution', 16)
+  images = rng.integers(0, 256, (64, r, r, overrides.get('channels', 3)), dtype=np.uint8)
+  (s32, m32), (s16, m16) = (run(1, 30, images, precision=p, **overrides)
+                            for p in ('fp32', 'bf16'))
+  leaves = jax.tree.leaves(s16)
+  assert {str(x.dtype) for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)} == {'float32'}
+  assert all(np.isfinite(x).all() for x in leaves)
+  report[overrides.get('model', 'dcgan')] = max(
+      abs(a[k] - b[k]) for a, b in zip(m32, m16) for k in ('d_loss', 'g_loss'))
+print(json.dumps(report))
+''')
+  gaps = json.loads(out.strip().splitlines()[-1])
+  # bf16 keeps 8 bits of mantissa; measured gaps: 0.0015 (dcgan) and 0.0004 (mlp) on losses
+  # of ~0.7-1.4.
+  assert gaps['dcgan'] < 0.02 and gaps['mlp'] < 0.02, gaps
+
+
+def test_several_steps_per_call_give_the_one_step_run():
+  """--steps_per_call=3 (crossing an epoch inside a call) is the same run as one step per
+  call, bit for bit: the same state and the same metrics at every third step."""
+  out = run_python(TRAIN_SNIPPET + '''
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)  # 8 steps per epoch
+(s1, m1), (s3, m3) = (run(2, 12, images, steps_per_call=k) for k in (1, 3))
+assert len(m3) == 4
+for a, b in zip(m1[2::3], m3):
+  assert a == b, (a, b)
+diffs = jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), s1, s3))
+print(max(diffs))
+''', devices=2)
+  assert float(out.split()[-1]) == 0

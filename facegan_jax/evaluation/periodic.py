@@ -13,18 +13,10 @@ import os
 
 from absl import logging
 
-from facegan_jax import checkpoint
+from facegan_jax import checkpoint, logbook
 from facegan_jax.evaluation import evaluate
 
 BEST_DIR = 'best_checkpoint'
-
-
-def eval_rows(metrics_path):
-  """The evaluation lines of metrics.jsonl."""
-  if not os.path.exists(metrics_path):
-    return []
-  with open(metrics_path) as f:
-    return [row for row in map(json.loads, filter(str.strip, f)) if 'eval' in row]
 
 
 class PeriodicEval:
@@ -40,7 +32,7 @@ class PeriodicEval:
       self.best_ckpts = checkpoint.Checkpoints(os.path.join(workdir, BEST_DIR), keep=1,
                                                config=config)
       self.best = min((row['eval']['metrics'][config.best_metric]['value']
-                       for row in eval_rows(metrics_path)), default=None)
+                       for row in logbook.eval_rows(metrics_path)), default=None)
 
   def __call__(self, state, step, generate):
     """Evaluates `generate` (z -> uint8 images, state's generator) and logs the record."""

@@ -31,12 +31,13 @@ class Generator(nnx.Module):
   """z (B, z_dim) -> images (B, R, R, channels) in [-1, 1]."""
 
   def __init__(self, *, resolution, conv_dim, z_dim, channels=3, g_first_bn=True,
-               impl='auto', rngs):
+               impl='auto', dtype=jnp.float32, rngs):
     self.base, n = num_stages(resolution)
     self.width = conv_dim * 2**(n - 1)
     # ConvTranspose2d(z_dim, width, base) on a 1x1 input is exactly this dense layer.
     self.project = nnx.Linear(z_dim, self.base * self.base * self.width,
-                              use_bias=not g_first_bn, kernel_init=dense_init, rngs=rngs)
+                              use_bias=not g_first_bn, kernel_init=dense_init, dtype=dtype,
+                              rngs=rngs)
     self.project_bn = BatchNorm(self.width, rngs=rngs) if g_first_bn else None
     widths = [conv_dim * 2**(n - 1 - i) for i in range(n)] + [channels]
     self.ups = nnx.List([
@@ -51,13 +52,14 @@ class Generator(nnx.Module):
     x = jax.nn.relu(x)
     for up, bn in zip(self.ups[:-1], self.bns):
       x = jax.nn.relu(bn(up(x), train=train))
-    return jnp.tanh(self.ups[-1](x))
+    return jnp.tanh(self.ups[-1](x)).astype(jnp.float32)
 
 
 class Discriminator(nnx.Module):
   """images (B, R, R, channels) -> logits (B,)."""
 
-  def __init__(self, *, resolution, conv_dim, channels=3, impl='auto', rngs):
+  def __init__(self, *, resolution, conv_dim, channels=3, impl='auto', dtype=jnp.float32,
+               rngs):
     base, n = num_stages(resolution)
     widths = [channels] + [conv_dim * 2**i for i in range(n)]
     self.downs = nnx.List([
@@ -65,11 +67,13 @@ class Discriminator(nnx.Module):
         for i in range(n)])
     self.bns = nnx.List([BatchNorm(w, rngs=rngs) for w in widths[2:]])
     # Conv2d(width, 1, base) on a base x base map is exactly this dense layer.
-    self.logit = nnx.Linear(base * base * widths[-1], 1, kernel_init=dense_init, rngs=rngs)
+    self.logit = nnx.Linear(base * base * widths[-1], 1, kernel_init=dense_init, dtype=dtype,
+                            rngs=rngs)
+    self.dtype = dtype
 
   def __call__(self, x, *, train, dropout_keys=None):
     del dropout_keys  # no dropout in DCGAN's D
-    x = jax.nn.leaky_relu(self.downs[0](x), 0.2)
+    x = jax.nn.leaky_relu(self.downs[0](x.astype(self.dtype)), 0.2)
     for down, bn in zip(self.downs[1:], self.bns):
       x = jax.nn.leaky_relu(bn(down(x), train=train), 0.2)
-    return self.logit(x.reshape(x.shape[0], -1))[:, 0]
+    return self.logit(x.reshape(x.shape[0], -1))[:, 0].astype(jnp.float32)

@@ -7,34 +7,36 @@ from flax import nnx
 dense_init = nnx.initializers.normal(0.02)
 
 
-def _dense(i, o, rngs):
-  return nnx.Linear(i, o, kernel_init=dense_init, rngs=rngs)
+def _dense(i, o, dtype, rngs):
+  return nnx.Linear(i, o, kernel_init=dense_init, dtype=dtype, rngs=rngs)
 
 
 class Generator(nnx.Module):
   """z -> h -> 2h -> 4h -> image, LeakyReLU(0.2) hidden layers, tanh output."""
 
-  def __init__(self, *, resolution, conv_dim, z_dim, channels=1, rngs, **unused):
+  def __init__(self, *, resolution, conv_dim, z_dim, channels=1, dtype=jnp.float32, rngs,
+               **unused):
     del unused  # DCGAN-only options
     self.shape = (resolution, resolution, channels)
     dims = [z_dim, conv_dim, 2 * conv_dim, 4 * conv_dim, resolution * resolution * channels]
-    self.layers = nnx.List([_dense(a, b, rngs) for a, b in zip(dims[:-1], dims[1:])])
+    self.layers = nnx.List([_dense(a, b, dtype, rngs) for a, b in zip(dims[:-1], dims[1:])])
 
   def __call__(self, z, *, train):
     del train  # no BatchNorm or dropout in G
     x = z
     for layer in self.layers[:-1]:
       x = jax.nn.leaky_relu(layer(x), 0.2)
-    return jnp.tanh(self.layers[-1](x)).reshape((-1,) + self.shape)
+    return jnp.tanh(self.layers[-1](x)).astype(jnp.float32).reshape((-1,) + self.shape)
 
 
 class Discriminator(nnx.Module):
   """image -> 4h -> 2h -> h -> logit, LeakyReLU(0.2) and dropout on hidden layers."""
 
-  def __init__(self, *, resolution, conv_dim, channels=1, dropout=0.3, rngs, **unused):
+  def __init__(self, *, resolution, conv_dim, channels=1, dropout=0.3, dtype=jnp.float32,
+               rngs, **unused):
     del unused
     dims = [resolution * resolution * channels, 4 * conv_dim, 2 * conv_dim, conv_dim, 1]
-    self.layers = nnx.List([_dense(a, b, rngs) for a, b in zip(dims[:-1], dims[1:])])
+    self.layers = nnx.List([_dense(a, b, dtype, rngs) for a, b in zip(dims[:-1], dims[1:])])
     self.dropout = dropout
 
   def __call__(self, x, *, train, dropout_keys=None):
@@ -47,4 +49,4 @@ class Discriminator(nnx.Module):
             k, 1 - self.dropout, (n,)))(dropout_keys)
         dropout_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(dropout_keys)
         x = jnp.where(keep, x / (1 - self.dropout), 0).astype(x.dtype)
-    return self.layers[-1](x)[:, 0]
+    return self.layers[-1](x)[:, 0].astype(jnp.float32)
