@@ -50,10 +50,15 @@ _HELP = dict(
     beta2='Adam beta2',
     ema_decay='decay of the EMA generator used for samples (0 = off)',
     seed='seed of initialisation, data order and latents: a run is a function of its flags',
-    num_devices='devices to use (0 = all local devices)',
-    steps_per_call='training steps per compiled call (a lax.scan on the devices; the same '
-                   'results): amortises dispatch for small models on accelerators. num_steps '
-                   'and the *_every flags must be multiples of it',
+    num_devices='devices to use (0 = all devices of all processes)',
+    coordinator_address='multi-process runs: host:port of process 0, with --num_processes and '
+                        '--process_id (not needed under SLURM, Open MPI or on a Cloud TPU pod '
+                        'slice, where JAX finds them itself)',
+    num_processes='multi-process runs: how many processes (with --coordinator_address)',
+    process_id='multi-process runs: this process\'s index, 0 to num_processes - 1',
+    steps_per_call='training steps per compiled call (unrolled in the call, batches drawn on '
+                   'the devices; the same results): amortises dispatch for small models on '
+                   'accelerators. num_steps and the *_every flags must be multiples of it',
     log_every='steps between metrics.jsonl lines and progress logs',
     sample_every='steps between sample grids in workdir/samples/',
     checkpoint_every='steps between checkpoints',
@@ -103,6 +108,7 @@ def main(argv):
   # JAX is imported only now: --help and flag errors do not wait for it, and the CPU runtime
   # settings (facegan_jax/runtime.py) are in place before it starts.
   runtime.configure()
+  runtime.initialize_distributed(config)
   from facegan_jax import checkpoint, sample, train
   from facegan_jax.evaluation import evaluate
   try:

@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from facegan_jax import config as config_lib  # noqa: E402
 from facegan_jax import train  # noqa: E402
-from facegan_jax.data import pipeline  # noqa: E402
+from facegan_jax import pipeline  # noqa: E402
 
 flags.DEFINE_string('preset', 'dcgan64', 'preset from facegan_jax/config.py')
 flags.DEFINE_integer('batch_size', 64, 'global batch size')

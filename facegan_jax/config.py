@@ -38,6 +38,9 @@ class Config:
   ema_decay: float = 0.0
   seed: int = 0
   num_devices: int = 0
+  coordinator_address: str | None = None
+  num_processes: int = 1
+  process_id: int = 0
   steps_per_call: int = 1
   log_every: int = 50
   sample_every: int = 500
@@ -137,6 +140,9 @@ def validate(config, num_devices=None):
                'conv_dim', 'keep_checkpoints', 'num_samples', 'eval_samples'):
     if getattr(config, name) < 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
+  if config.coordinator_address and not 0 <= config.process_id < config.num_processes:
+    raise UsageError(f'--process_id={config.process_id} is not in [0, --num_processes='
+                     f'{config.num_processes})')
   if config.steps_per_call < 1:
     raise UsageError(f'--steps_per_call={config.steps_per_call}: must be at least 1')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'eval_every'):

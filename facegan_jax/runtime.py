@@ -34,6 +34,33 @@ def configure():
   _keep_freed_memory()
 
 
+def initialize_distributed(config):
+  """Joins a multi-process run (call before any JAX computation).
+
+  With --coordinator_address, the given address, --num_processes and --process_id; without it,
+  JAX's own detection where one applies (SLURM with more than one task, Open MPI, Cloud TPU
+  pod slices); otherwise a single process, as before. CPU processes talk through gloo.
+  """
+  import jax  # noqa: PLC0415  (after configure())
+  if config.coordinator_address:
+    jax.distributed.initialize(config.coordinator_address, config.num_processes,
+                               config.process_id)
+  elif _cluster_detected():
+    jax.distributed.initialize()
+
+
+def _cluster_detected():
+  env = os.environ
+  return (int(env.get('SLURM_NTASKS', '1')) > 1 or int(env.get('OMPI_COMM_WORLD_SIZE', '1')) > 1
+          or ',' in env.get('TPU_WORKER_HOSTNAMES', ''))
+
+
+def writes_files():
+  """Whether this process writes the run's files (logs, metrics, pictures): process 0."""
+  import jax  # noqa: PLC0415
+  return jax.process_index() == 0
+
+
 def _keep_freed_memory():
   if not sys.platform.startswith('linux'):
     return

@@ -15,11 +15,10 @@ from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from facegan_jax import checkpoint, logbook, losses, models, preemption, visualize
+from facegan_jax import checkpoint, logbook, losses, models, preemption, runtime
 from facegan_jax import health as health_lib
 from facegan_jax import config as config_lib
-from facegan_jax import data
-from facegan_jax.data import pipeline
+from facegan_jax import pipeline
 from facegan_jax.models.batchnorm import channel_sums
 
 DATA_AXIS = pipeline.DATA_AXIS
@@ -27,7 +26,7 @@ DATA_AXIS = pipeline.DATA_AXIS
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything a resume needs. The data position is `step` itself (see data/pipeline.py)."""
+  """Everything a resume needs. The data position is `step` itself (see pipeline.py)."""
   step: jax.Array
   g_params: Any
   g_stats: Any  # BatchNorm running statistics; the EMA generator shares them (as StyleGAN2)
@@ -266,6 +265,8 @@ def sample_params(config, state):
 
 def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its latest checkpoint."""
+  # Imported here: the step itself (benchmarks/) needs neither TFDS nor matplotlib.
+  from facegan_jax import data, visualize  # noqa: PLC0415
   mesh = make_mesh(config)
   num_devices = mesh.shape[DATA_AXIS]
   config_lib.validate(config, num_devices)
@@ -275,23 +276,25 @@ def train_and_evaluate(config, workdir):
                                  keep=config.keep_checkpoints, config=config)
   state, origin = restore_or_init(config, setup, ckpts, mesh)
   step = int(state.step)
-  images = data.load_images(config, 'train')
+  images = pipeline.load_training_images(config)
   if len(images) < config.batch_size:
     raise config_lib.UsageError(f'{config.dataset} has {len(images)} training images, fewer '
                                 f'than --batch_size={config.batch_size}')
   logging.info('%s on %d %s device(s); %d training images', origin, num_devices,
                jax.default_backend(), len(images))
-  # Written once the flags are known to work with this workdir: a --flagfile that reruns it.
-  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-  with open(os.path.join(workdir, 'flags.txt'), 'w') as f:
-    f.write(config.to_flags() + f'--workdir={workdir}\n')
+  writer = runtime.writes_files()  # process 0 writes the files; every process computes
+  if writer:  # once the flags are known to work with this workdir: a --flagfile to rerun it
+    os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+    with open(os.path.join(workdir, 'flags.txt'), 'w') as f:
+      f.write(config.to_flags() + f'--workdir={workdir}\n')
 
   steps_per_epoch = len(images) // config.batch_size
   key = data_key(state)  # the order's key, taken now: steps donate the state's buffers
   epoch_order = functools.lru_cache(maxsize=3)(lambda epoch: jax.device_put(
       pipeline.epoch_order(key, epoch, len(images)), NamedSharding(mesh, P())))
-  first_batch = np.asarray(epoch_order(0)[:min(config.batch_size, 64)])
-  visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
+  if writer:
+    first_batch = np.asarray(epoch_order(0)[:min(config.batch_size, 64)])
+    visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
   epoch = step // steps_per_epoch
   host_input = config.input == 'host' or (
       config.input == 'auto' and not pipeline.fits_on_devices(images, mesh))
@@ -312,7 +315,8 @@ def train_and_evaluate(config, workdir):
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
-  logbook.truncate(metrics_path, step)  # lines a killed run logged after its last checkpoint
+  if writer:  # drop the lines a killed run logged after its last checkpoint
+    logbook.truncate(metrics_path, step)
   health = health_lib.Health()
   periodic = None
   if config.eval_every:
@@ -344,13 +348,15 @@ def train_and_evaluate(config, workdir):
           if step > timer_step:
             metrics['images_per_sec'] = (step - timer_step) * config.batch_size / elapsed
             metrics['steps_per_sec'] = (step - timer_step) / elapsed
-          logbook.append(metrics_path, step, config.num_steps, health.update(step, metrics))
+          metrics = health.update(step, metrics)
+          if writer:
+            logbook.append(metrics_path, step, config.num_steps, metrics)
           synced = True
         if step % config.sample_every == 0 or last:
-          fake = sample_fn(sample_params(config, state), state.g_stats, fixed_z)
-          visualize.save_grid(pipeline.to_uint8(fake),
-                              os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
-          visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
+          fake = pipeline.to_uint8(sample_fn(sample_params(config, state), state.g_stats, fixed_z))
+          if writer:
+            visualize.save_grid(fake, os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
+            visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
           synced = True
         if periodic and (step % config.eval_every == 0 or last) and not stop.requested:
           periodic(state, step, functools.partial(

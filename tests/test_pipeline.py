@@ -4,7 +4,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from facegan_jax.data import pipeline, preprocess
+from facegan_jax import pipeline, preprocess
 from tests.conftest import run_python
 
 
@@ -26,7 +26,7 @@ def test_local_batch_is_the_global_batch_on_one_and_two_devices():
   out = run_python('''
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import PartitionSpec as P
-from facegan_jax.data import pipeline
+from facegan_jax import pipeline
 images = np.random.default_rng(0).integers(0, 256, (11, 4, 4, 3), dtype=np.uint8)
 indices = jnp.array([10, 0, 5, 6, 3, 9])
 for n in (1, 2):

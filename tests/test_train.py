@@ -8,7 +8,7 @@ TRAIN_SNIPPET = '''
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from facegan_jax import config as config_lib, train
-from facegan_jax.data import pipeline
+from facegan_jax import pipeline
 
 def run(num_devices, steps, images, **overrides):
   config = config_lib.Config(**{**dict(

@@ -13,7 +13,7 @@ import os
 
 from absl import logging
 
-from facegan_jax import checkpoint, logbook
+from facegan_jax import checkpoint, logbook, runtime
 from facegan_jax.evaluation import evaluate
 
 BEST_DIR = 'best_checkpoint'
@@ -37,8 +37,9 @@ class PeriodicEval:
   def __call__(self, state, step, generate):
     """Evaluates `generate` (z -> uint8 images, state's generator) and logs the record."""
     record = self.evaluator(step, generate)
-    with open(self.metrics_path, 'a') as f:
-      f.write(json.dumps(dict(step=step, eval=record)) + '\n')
+    if runtime.writes_files():
+      with open(self.metrics_path, 'a') as f:
+        f.write(json.dumps(dict(step=step, eval=record)) + '\n')
     metrics = record['metrics']
     logging.info('eval at step %d (%.0f s): %s', step, record['seconds']['total'],
                  ', '.join(f'{name} {m["value"]:.3f}' for name, m in metrics.items()))

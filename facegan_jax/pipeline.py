@@ -18,6 +18,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
@@ -38,13 +39,34 @@ def batch_indices(order, step, batch_size):
   return jax.lax.dynamic_slice(order, (position * batch_size,), (batch_size,))
 
 
+def load_training_images(config):
+  """The training images; in a multi-process run process 0 prepares them first (once, into
+  the data dir) while the others wait, then they read the prepared files."""
+  first = jax.process_index() == 0
+  if jax.process_count() > 1 and not first:
+    multihost_utils.sync_global_devices('facegan_jax: data prepared')
+  from facegan_jax import data  # noqa: PLC0415  (TFDS: only the training run needs it)
+  images = data.load_images(config, 'train')
+  if jax.process_count() > 1 and first:
+    multihost_utils.sync_global_devices('facegan_jax: data prepared')
+  return images
+
+
 def shard_dataset(images, mesh):
-  """Places uint8 images (N, H, W, C) on the mesh, split over the data axis (zero-padded)."""
+  """Places uint8 images (N, H, W, C) on the mesh, split over the data axis (zero-padded).
+
+  Each process reads only the rows of its own devices (from a memory-mapped array, only
+  those pages are ever loaded).
+  """
   num_shards = mesh.shape[DATA_AXIS]
-  pad = -len(images) % num_shards
-  if pad:
-    images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-  return jax.device_put(images, NamedSharding(mesh, P(DATA_AXIS)))
+  shape = (len(images) + -len(images) % num_shards,) + images.shape[1:]
+
+  def rows(index):
+    start, stop, _ = index[0].indices(shape[0])
+    out = np.zeros((stop - start,) + shape[1:], images.dtype)
+    out[:max(0, min(stop, len(images)) - start)] = images[start:min(stop, len(images))]
+    return out
+  return jax.make_array_from_callback(shape, NamedSharding(mesh, P(DATA_AXIS)), rows)
 
 
 def local_batch(shard, indices):
@@ -75,16 +97,20 @@ def to_float(batch):
 def fits_on_devices(images, mesh, fraction=0.5):
   """Whether each device's shard of `images` takes at most `fraction` of its memory.
 
-  Accelerators report their memory; CPU devices share the host's available memory.
+  Accelerators report their memory; CPU devices share the host's available memory. In a
+  multi-process run every process follows process 0's answer (they must run the same program).
   """
-  device = mesh.devices.flat[0]
+  device = next(d for d in mesh.devices.flat if d.process_index == jax.process_index())
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   if stats and stats.get('bytes_limit'):
     limit = stats['bytes_limit']
   else:
     limit = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
     limit //= mesh.devices.size  # host memory is shared by all CPU devices
-  return images.nbytes / mesh.devices.size <= fraction * limit
+  fits = images.nbytes / mesh.devices.size <= fraction * limit
+  if jax.process_count() > 1:
+      fits = bool(multihost_utils.broadcast_one_to_all(np.array(fits)))
+  return fits
 
 
 def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps, prefetch=2):

@@ -1,0 +1,153 @@
+"""Training speed and model FLOP utilisation per preset, batch size and precision, beside
+PyTorch (eager, and torch.compile where it works) on the same device, in one run.
+
+  python benchmarks/mfu.py [--presets=udacity32,dcgan64] [--batch_sizes=64,1024]
+      [--precisions=fp32,bf16] [--steps_per_call=1] [--write]
+
+The JAX side is train.make_train_fn, main.py's own compiled step, on random uint8 images
+already on the devices (no TFDS, no files: the core dependencies only). FLOPs per step come
+from XLA's cost analysis of the compiled call; MFU divides the achieved FLOP/s by the device's
+dense peak for the dtype (PEAK_TFLOPS; on CPUs, the best matmul rate measured here and now).
+With --write, the table is added to benchmarks/RESULTS.md with the device name and date.
+"""
+
+import datetime
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from facegan_jax import config as config_lib, pipeline, train  # noqa: E402
+
+flags.DEFINE_list('presets', ['udacity32', 'dcgan64'], 'presets from facegan_jax/config.py')
+flags.DEFINE_list('batch_sizes', ['64'], 'global batch sizes')
+flags.DEFINE_list('precisions', ['fp32'], 'fp32 and/or bf16')
+flags.DEFINE_integer('steps_per_call', 1, 'training steps per compiled call')
+flags.DEFINE_integer('calls', 10, 'timed calls (after 2 untimed ones); the best of --rounds')
+flags.DEFINE_integer('rounds', 3, 'timed repetitions; the fastest is reported')
+flags.DEFINE_bool('torch', True, 'also time the PyTorch reference when torch is installed')
+flags.DEFINE_float('peak_tflops', None, 'the device\'s dense peak for the dtype, if not in '
+                   'PEAK_TFLOPS')
+flags.DEFINE_bool('write', False, 'append the table to benchmarks/RESULTS.md')
+FLAGS = flags.FLAGS
+
+# Dense peak TFLOP/s by device kind and dtype, from the vendors' data sheets (fp32 on NVIDIA
+# tensor cores is TF32, which XLA uses for float32 matmuls and convolutions by default).
+PEAK_TFLOPS = {
+    'NVIDIA H100 80GB HBM3': dict(fp32=494.7, bf16=989.4),
+    'NVIDIA H200': dict(fp32=494.7, bf16=989.4),
+    'NVIDIA A100-SXM4-80GB': dict(fp32=156.0, bf16=312.0),
+    'NVIDIA A100-SXM4-40GB': dict(fp32=156.0, bf16=312.0),
+    'TPU v4': dict(fp32=275.0, bf16=275.0),
+    'TPU v5 lite': dict(fp32=197.0, bf16=197.0),
+}
+
+
+def peak_tflops(device, precision):
+  """(peak TFLOP/s of one device, where it comes from)."""
+  if FLAGS.peak_tflops:
+    return FLAGS.peak_tflops, '--peak_tflops'
+  if device.device_kind in PEAK_TFLOPS:
+    return PEAK_TFLOPS[device.device_kind][precision], 'data sheet'
+  if device.platform == 'cpu':
+    dtype = jnp.bfloat16 if precision == 'bf16' else jnp.float32
+    a = jnp.ones((2048, 2048), dtype)
+    matmul = jax.jit(lambda a: a @ a)
+    matmul(a).block_until_ready()
+    best = min(_timed(lambda: matmul(a).block_until_ready()) for _ in range(10))
+    return 2 * 2048**3 / best / 1e12, 'measured 2048^2 matmul'
+  return float('nan'), 'unknown device'
+
+
+def _timed(fn):
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def jax_speed(preset, batch_size, precision):
+  """(images/s, TFLOP per step) of main.py's compiled step on all devices."""
+  config = config_lib.preset(preset, batch_size=batch_size, precision=precision,
+                             steps_per_call=FLAGS.steps_per_call)
+  mesh = train.make_mesh(config)
+  setup = train.make_setup(config)
+  shape = (max(4 * batch_size, 1024), config.resolution, config.resolution, config.channels)
+  images = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
+  dataset = pipeline.shard_dataset(images, mesh)
+  order = pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images))
+  orders = jax.device_put(jnp.stack([order, order]), NamedSharding(mesh, P()))
+  train_fn = train.make_train_fn(config, setup, mesh)
+  state = jax.jit(lambda: train.init_state(config, setup),
+                  out_shardings=NamedSharding(mesh, P()))()
+  compiled = train_fn.lower(state, dataset, orders).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops_per_step = cost['flops'] / FLAGS.steps_per_call
+  for _ in range(2):
+    state, _ = train_fn(state, dataset, orders)
+  jax.block_until_ready(state)
+  best = float('inf')
+  for _ in range(FLAGS.rounds):
+    start = time.perf_counter()
+    for _ in range(FLAGS.calls):
+      state, metrics = train_fn(state, dataset, orders)
+    jax.block_until_ready((state, metrics))
+    best = min(best, time.perf_counter() - start)
+  steps = FLAGS.calls * FLAGS.steps_per_call
+  return batch_size * steps / best, flops_per_step / 1e12
+
+
+def torch_speed(preset, batch_size, precision, compile):
+  try:
+    import torch_reference  # noqa: PLC0415  (imports torch)
+    return torch_reference.images_per_sec(preset, batch_size, compile=compile,
+                                          precision=precision)
+  except (ImportError, RuntimeError) as e:
+    print(f'  (PyTorch {"compile" if compile else "eager"}: {str(e).splitlines()[0][:80]})')
+    return float('nan')
+
+
+def main(argv):
+  del argv
+  device = jax.devices()[0]
+  header = (f'| preset | batch | precision | img/s | step ms | TFLOP/step | MFU | PyTorch eager '
+            f'img/s | torch.compile img/s | vs eager |\n|{"---|" * 10}')
+  rows = []
+  print(f'{jax.device_count()} x {device.device_kind} ({device.platform}), '
+        f'steps_per_call {FLAGS.steps_per_call}\n{header}', flush=True)
+  for precision in FLAGS.precisions:
+    peak, peak_source = peak_tflops(device, precision)
+    if device.platform != 'cpu':  # CPU devices share the cores the matmul was timed on
+      peak *= jax.device_count()
+    for preset in FLAGS.presets:
+      for batch_size in map(int, FLAGS.batch_sizes):
+        ours, tflop = jax_speed(preset, batch_size, precision)
+        eager = compiled = float('nan')
+        if FLAGS.torch:
+          eager = torch_speed(preset, batch_size, precision, compile=False)
+          compiled = torch_speed(preset, batch_size, precision, compile=True)
+        mfu = ours / batch_size * tflop / peak
+        rows.append(f'| {preset} | {batch_size} | {precision} | {ours:,.0f} | '
+                    f'{1e3 * batch_size / ours:.1f} | {tflop:.3f} | {100 * mfu:.1f}% | '
+                    f'{eager:,.0f} | {compiled:,.0f} | {ours / eager:.2f}x |')
+        print(rows[-1], flush=True)
+    print(f'peak for {precision}: {peak:.2f} TFLOP/s over {jax.device_count()} device(s) '
+          f'({peak_source})')
+  if FLAGS.write:
+    with open(os.path.join(ROOT, 'benchmarks', 'RESULTS.md'), 'a') as f:
+      f.write(f'\n## {jax.device_count()} x {device.device_kind}, '
+              f'{datetime.date.today().isoformat()}, steps_per_call {FLAGS.steps_per_call}\n\n'
+              f'{header}\n' + '\n'.join(rows) + '\n')
+
+
+if __name__ == '__main__':
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  app.run(main)

@@ -1,0 +1,50 @@
+"""Many processes, one run: 2 CPU processes (gloo over localhost, 1 device each) train exactly
+as 1 process with 2 devices."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from facegan_jax import checkpoint
+from tests.conftest import ROOT, TINY, main_env, main_py, metrics
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir):
+  args = TINY + [f'--data_dir={data_dir}', '--num_steps=20', '--checkpoint_every=20']
+  one = str(tmp_path / 'one')
+  single = main_py(*args, f'--workdir={one}', devices=2)
+  assert single.returncode == 0, single.stderr[-2000:]
+
+  two = str(tmp_path / 'two')
+  address = f'localhost:{_free_port()}'
+  processes = [subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'main.py'), *args, f'--workdir={two}',
+       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
+      env=main_env(devices=1), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True) for i in range(2)]
+  logs = [p.communicate(timeout=300)[0] for p in processes]
+  for p, log in zip(processes, logs):
+    assert p.returncode == 0, log[-3000:]
+  assert 'on 2 cpu device(s)' in logs[0] and 'on 2 cpu device(s)' in logs[1]
+
+  keys = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm', 'diversity')
+  rows_one, rows_two = metrics(one), metrics(two)
+  assert [r['step'] for r in rows_two] == [5, 10, 15, 20]  # written once, by process 0
+  for a, b in zip(rows_one, rows_two, strict=True):
+    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, a['step']
+  ours = checkpoint.read_state(os.path.join(one, 'checkpoints', '20'))
+  theirs = checkpoint.read_state(os.path.join(two, 'checkpoints', '20'))
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert sorted(os.listdir(os.path.join(two, 'samples'))) == ['step_0000010.png',
+                                                              'step_0000020.png']
