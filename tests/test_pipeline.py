@@ -4,7 +4,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from facegan_jax import pipeline, preprocess
+from facegan_jax import pipeline
+from facegan_jax.data import preprocess
 from tests.conftest import run_python
 
 
