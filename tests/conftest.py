@@ -30,14 +30,15 @@ def xla_flags(devices):
   return f'{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}'
 
 
-def run_python(code, devices=1, timeout=240):
+def run_python(code, devices=1, timeout=240, **env):
   """Runs `code` in a fresh Python with `devices` CPU devices; returns its stdout.
 
   JAX fixes the device count when it starts, so multi-device tests need their own process.
-  Keep devices <= 2: more fake devices than cores can deadlock XLA's CPU collectives.
+  Keep devices <= 2: more fake devices than cores can deadlock XLA's CPU collectives. `env`
+  overrides environment variables, e.g. XLA_FLAGS.
   """
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=xla_flags(devices))
+  env = {**os.environ, 'PYTHONPATH': ROOT, 'JAX_PLATFORMS': 'cpu',
+         'XLA_FLAGS': xla_flags(devices), **env}
   result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT)
   if result.returncode:

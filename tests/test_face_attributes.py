@@ -1,5 +1,7 @@
 """The synthetic_faces attribute network: it learns, is cached, and its metrics see shifts."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -12,18 +14,30 @@ from tests.conftest import run_python
 
 @pytest.fixture(scope='module')
 def trained(data_dir, tmp_path_factory):
-  """The network trained on synthetic_faces/small (160 steps), its record and its config."""
-  cache = tmp_path_factory.mktemp('cache')
+  """The network trained on synthetic_faces/small (160 steps) and its record, then loaded
+  again from the cache, and the config.
+
+  It trains in a subprocess with XLA's optimisations (the suite turns them off, which makes
+  this training ~5x slower) and is loaded here from the cache it wrote.
+  """
+  cache = str(tmp_path_factory.mktemp('cache'))
+  config = Config(dataset='synthetic_faces/small', data_dir=data_dir, resolution=32)
+  out = run_python(f'''
+import json
+from facegan_jax.config import Config
+from facegan_jax.evaluation import face_attributes
+_, record = face_attributes.load_or_train(Config(**{vars(config)!r}))
+print(json.dumps(record))
+''', XLA_FLAGS='', XDG_CACHE_HOME=cache)
+  record = json.loads(out.strip().splitlines()[-1])
   with pytest.MonkeyPatch.context() as patch:
-    patch.setenv('XDG_CACHE_HOME', str(cache))
-    config = Config(dataset='synthetic_faces/small', data_dir=data_dir, resolution=32)
-    model, record = face_attributes.load_or_train(config)
-    reloaded, again = face_attributes.load_or_train(config)
-  return model, record, reloaded, again, config
+    patch.setenv('XDG_CACHE_HOME', cache)
+    model, again = face_attributes.load_or_train(config)
+  return model, record, again, config
 
 
 def test_learns_to_read_attributes_and_is_cached(trained):
-  model, record, reloaded, again, config = trained
+  model, record, again, config = trained
   assert not record['cached'] and again['cached']
   assert record['sha256'] == again['sha256'] and record['train_steps'] == 160
   assert set(record['r2']) == set(face_attributes.CONTINUOUS)
@@ -35,14 +49,15 @@ def test_learns_to_read_attributes_and_is_cached(trained):
   for i, name in enumerate(face_attributes.CATEGORICAL):
     codes = test_attributes[:, synthetic_faces.ATTRIBUTES.index(name)].astype(int)
     assert record['accuracy'][name] > np.bincount(codes).max() / len(codes), name
-  images = np.asarray(data.load_images(config, 'test'))[:20]
-  for ours, theirs in zip(face_attributes.read(model, images),
-                          face_attributes.read(reloaded, images)):
-    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+  # The reloaded network reads held-out faces as well as the trained one did.
+  reread = face_attributes._quality(model, np.asarray(data.load_images(config, 'test')),
+                                    np.array(record['mean']), np.array(record['std']),
+                                    *face_attributes.targets(test_attributes))
+  assert abs(reread['mean_r2'] - record['mean_r2']) < 1e-4
 
 
 def test_metrics_are_zero_for_the_same_faces_and_see_a_missing_attribute(trained):
-  model, record, _, _, config = trained
+  model, record, _, config = trained
   images = np.asarray(data.load_images(config, 'train'))
   attributes = np.asarray(data.load_attributes(config, 'train'))
   glasses = attributes[:, synthetic_faces.ATTRIBUTES.index('glasses')]

@@ -71,8 +71,9 @@ def load_attributes(config, split='train'):
 
   def read():
     source = builder.as_data_source(split=split)
-    return np.array([[source[i]['attributes'][name] for name in synthetic_faces.ATTRIBUTES]
-                     for i in range(len(source))], np.float32)
+    rows = (source[i]['attributes'] for i in range(len(source)))  # one decode per record
+    return np.array([[row[name] for name in synthetic_faces.ATTRIBUTES] for row in rows],
+                    np.float32)
   return _cached(os.path.join(builder.data_dir, f'facegan-{split}-attributes.npy'), read)
 
 
