@@ -16,14 +16,18 @@ import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from absl import app, flags
-from jax.sharding import NamedSharding, PartitionSpec as P
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from facegan_jax import runtime  # noqa: E402
+
+runtime.configure()  # main.py's CPU settings, before JAX starts (PyTorch shares the allocator)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from facegan_jax import config as config_lib, pipeline, train  # noqa: E402
 
@@ -118,7 +122,7 @@ def torch_speed(preset, batch_size, precision, compile):
 def main(argv):
   del argv
   device = jax.devices()[0]
-  header = (f'| preset | batch | precision | img/s | step ms | TFLOP/step | MFU | PyTorch eager '
+  header = (f'| preset | batch | precision | img/s | step ms | GFLOP/step | MFU | PyTorch eager '
             f'img/s | torch.compile img/s | vs eager |\n|{"---|" * 10}')
   rows = []
   print(f'{jax.device_count()} x {device.device_kind} ({device.platform}), '
@@ -136,7 +140,7 @@ def main(argv):
           compiled = torch_speed(preset, batch_size, precision, compile=True)
         mfu = ours / batch_size * tflop / peak
         rows.append(f'| {preset} | {batch_size} | {precision} | {ours:,.0f} | '
-                    f'{1e3 * batch_size / ours:.1f} | {tflop:.3f} | {100 * mfu:.1f}% | '
+                    f'{1e3 * batch_size / ours:.1f} | {1e3 * tflop:.1f} | {100 * mfu:.1f}% | '
                     f'{eager:,.0f} | {compiled:,.0f} | {ours / eager:.2f}x |')
         print(rows[-1], flush=True)
     print(f'peak for {precision}: {peak:.2f} TFLOP/s over {jax.device_count()} device(s) '

@@ -13,6 +13,7 @@ import zipfile
 
 import jax
 import numpy as np
+from absl import logging
 
 from facegan_jax.config import UsageError
 from facegan_jax.evaluation import distances
@@ -82,6 +83,8 @@ def cached_real_features(model, images, resize_mode, key):
     with np.load(path, allow_pickle=False) as cached:
       if cached['features'].shape[0] == len(images):
         return cached['features'], True
+  logging.info('Inception features of %d real images (once; cached in %s)', len(images),
+               cache_dir)
   out = features(model, images, resize_mode)
   os.makedirs(cache_dir, exist_ok=True)
   tmp = f'{path}.tmp{os.getpid()}.npz'
