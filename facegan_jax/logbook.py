@@ -34,6 +34,11 @@ def truncate(path, step):
   os.replace(path + '.tmp', path)
 
 
+def _append_line(path, row):
+  with open(path, 'a') as f:
+    f.write(json.dumps(row) + '\n')
+
+
 def eval_rows(path):
   """The evaluation lines of the log at `path` (none if it does not exist)."""
   try:
@@ -43,10 +48,14 @@ def eval_rows(path):
     return []
 
 
+def append_eval(path, step, record):
+  """Appends one evaluation line (`record` as in eval.json)."""
+  _append_line(path, dict(step=step, eval=record))
+
+
 def append(path, step, num_steps, metrics):
   """Appends one JSON line and logs a progress line with rate and ETA."""
-  with open(path, 'a') as f:
-    f.write(json.dumps(dict(step=step, **metrics)) + '\n')
+  _append_line(path, dict(step=step, **metrics))
   rate = metrics.get('steps_per_sec')
   eta = f'{(num_steps - step) / rate:.0f}s' if rate else '?'
   logging.info('step %d/%d | d_loss %.3f g_loss %.3f d_real %.2f d_fake %.2f | '

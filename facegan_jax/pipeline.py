@@ -109,7 +109,7 @@ def fits_on_devices(images, mesh, fraction=0.5):
     limit //= mesh.devices.size  # host memory is shared by all CPU devices
   fits = images.nbytes / mesh.devices.size <= fraction * limit
   if jax.process_count() > 1:
-      fits = bool(multihost_utils.broadcast_one_to_all(np.array(fits)))
+    fits = bool(multihost_utils.broadcast_one_to_all(np.array(fits)))
   return fits
 
 

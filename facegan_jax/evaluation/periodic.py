@@ -8,7 +8,6 @@ kept, the previous one deleted only once the new one is complete), besides the l
 --keep_checkpoints.
 """
 
-import json
 import os
 
 from absl import logging
@@ -38,8 +37,7 @@ class PeriodicEval:
     """Evaluates `generate` (z -> uint8 images, state's generator) and logs the record."""
     record = self.evaluator(step, generate)
     if runtime.writes_files():
-      with open(self.metrics_path, 'a') as f:
-        f.write(json.dumps(dict(step=step, eval=record)) + '\n')
+      logbook.append_eval(self.metrics_path, step, record)
     metrics = record['metrics']
     logging.info('eval at step %d (%.0f s): %s', step, record['seconds']['total'],
                  ', '.join(f'{name} {m["value"]:.3f}' for name, m in metrics.items()))
