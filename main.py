@@ -56,9 +56,10 @@ _HELP = dict(
                         'slice, where JAX finds them itself)',
     num_processes='multi-process runs: how many processes (with --coordinator_address)',
     process_id='multi-process runs: this process\'s index, 0 to num_processes - 1',
-    steps_per_call='training steps per compiled call (unrolled in the call, batches drawn on '
-                   'the devices; the same results): amortises dispatch for small models on '
-                   'accelerators. num_steps and the *_every flags must be multiples of it',
+    steps_per_call='training steps per compiled call at most (a loop in the call, batches drawn '
+                   'on the devices; bit for bit the one-step run): calls also end at log, '
+                   'sample, eval and checkpoint steps and span at most an epoch. Amortises '
+                   'dispatch for small models on accelerators',
     log_every='steps between metrics.jsonl lines and progress logs',
     sample_every='steps between sample grids in workdir/samples/',
     checkpoint_every='steps between checkpoints',

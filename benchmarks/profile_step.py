@@ -52,18 +52,19 @@ def main(argv):
       np.stack([pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images))] * 2),
       NamedSharding(mesh, P()))
   step_fn = train.make_train_fn(config, setup, mesh)
+  one = np.int32(1)
   state = jax.jit(lambda: train.init_state(config, setup),
                   out_shardings=NamedSharding(mesh, P()))()
   for _ in range(3):  # compile, and let the allocator settle
-    state, _ = step_fn(state, dataset, order)
+    state, _ = step_fn(state, dataset, order, one)
   jax.block_until_ready(state)
-  hlo = step_fn.lower(state, dataset, order).compile().as_text()
+  hlo = step_fn.lower(state, dataset, order, one).compile().as_text()
 
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   times = []
   for _ in range(FLAGS.steps):
     start = time.perf_counter()
-    state, _ = step_fn(state, dataset, order)
+    state, _ = step_fn(state, dataset, order, one)
     jax.block_until_ready(state)
     times.append(time.perf_counter() - start)
   untraced_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / FLAGS.steps
@@ -78,7 +79,7 @@ def main(argv):
     start = time.perf_counter()
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(FLAGS.steps):
-        state, _ = step_fn(state, dataset, order)
+        state, _ = step_fn(state, dataset, order, one)
       jax.block_until_ready(state)
     wall = (time.perf_counter() - start) / FLAGS.steps
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / FLAGS.steps

@@ -87,19 +87,14 @@ CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'
                           'winograd_phase'))
 
 
-def check_steps_per_call(config, step, steps_per_epoch, host_input):
-  """--steps_per_call for this run (it starts at `step`); UsageError when it cannot apply."""
+def check_steps_per_call(config, steps_per_epoch, host_input):
+  """The most steps one compiled call may run in this run: --steps_per_call, at most an epoch
+  (a call draws from this epoch's order and the next's); UsageError when it cannot apply."""
   k = config.steps_per_call
-  if k == 1:
-    return k
-  if host_input:
+  if k > 1 and host_input:
     raise UsageError(f'--steps_per_call={k} draws batches on the devices, but this dataset is '
                      'read from the host (--input); use --steps_per_call=1')
-  if k > steps_per_epoch:
-    raise UsageError(f'--steps_per_call={k} is more than an epoch ({steps_per_epoch} steps)')
-  if step % k:
-    raise UsageError(f'--steps_per_call={k}: the workdir is at step {step}, not a multiple')
-  return k
+  return min(k, steps_per_epoch)
 
 
 def preset(name, **overrides):
@@ -145,10 +140,6 @@ def validate(config, num_devices=None):
                      f'{config.num_processes})')
   if config.steps_per_call < 1:
     raise UsageError(f'--steps_per_call={config.steps_per_call}: must be at least 1')
-  for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'eval_every'):
-    if getattr(config, name) % config.steps_per_call:
-      raise UsageError(f'--{name}={getattr(config, name)} is not a multiple of '
-                       f'--steps_per_call={config.steps_per_call}')
   if config.inception_weights and not os.path.isfile(config.inception_weights):
     raise UsageError(f'--inception_weights={config.inception_weights}: no such file')
   if config.eval_every < 0:

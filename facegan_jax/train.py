@@ -155,38 +155,39 @@ def global_norm(tree):
 
 
 def make_train_fn(config, setup, mesh, host_input=False):
-  """The compiled call over the mesh: (state, dataset shard, orders of this epoch and the next)
-  -> (state, metrics) after --steps_per_call steps, or with `host_input` (state, uint8 global
-  batch from pipeline.host_batches) -> the same after one step. Metrics are the last step's."""
+  """The compiled call over the mesh: (state, dataset shard, orders of this epoch and the next,
+  number of steps n) -> (state, metrics of the last step) after n steps, n at most an epoch;
+  or with `host_input` (state, uint8 global batch from pipeline.host_batches) -> the same
+  after one step.
+
+  The n steps are a loop in the compiled call whose trip count is an argument: every n runs
+  the same compiled step, so K steps per call are bit for bit K calls of one step, and one
+  compilation serves every n.
+  """
 
   def step(state, real):
     return train_step(state, real, jax.random.split(state.rng)[1], config=config, setup=setup)
 
-  def steps_on_device(state, dataset, orders):
+  def steps_on_device(state, dataset, orders, num_steps):
     # orders[0] is the order of the call's first epoch, orders[1] of the next: a call of at
     # most one epoch's steps spans no more.
     steps_per_epoch = orders.shape[1] // config.batch_size
     first_epoch = state.step // steps_per_epoch
 
-    def one(state):
-      state = jax.lax.optimization_barrier(state)
+    def one(_, carry):
+      state = carry[0]
       order = orders[state.step // steps_per_epoch - first_epoch]
-      state, metrics = step(state, pipeline.local_batch(
+      return step(state, pipeline.local_batch(
           dataset, pipeline.batch_indices(order, state.step, config.batch_size)))
-      return jax.lax.optimization_barrier((state, metrics))
 
-    # Unrolled: XLA on CPU runs a while loop's body ~27x slower than the same ops unrolled
-    # (udacity32: 37 vs ~1,000 images/s with lax.scan). The barriers keep each step's fusions
-    # its own: with the test suite's XLA flags K steps are bit for bit K calls of one (with
-    # XLA's default CPU optimisation the last bits of some fused ops can differ).
-    for _ in range(config.steps_per_call):
-      state, metrics = one(state)
-    return state, metrics
+    no_metrics = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype),
+                              jax.eval_shape(one, 0, (state, None))[1])
+    return jax.lax.fori_loop(0, num_steps, one, (state, no_metrics))
 
   if host_input:
     fn, in_specs = lambda state, batch: step(state, pipeline.to_float(batch)), (P(), P(DATA_AXIS))
   else:
-    fn, in_specs = steps_on_device, (P(), P(DATA_AXIS), P())
+    fn, in_specs = steps_on_device, (P(), P(DATA_AXIS), P(), P())
   return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P())),
                  donate_argnums=0)
 
@@ -259,6 +260,14 @@ def _checkpoint_location(path):
   raise config_lib.UsageError(f'--init_checkpoint={path} does not exist')
 
 
+def _call_length(config, step, steps_per_call):
+  """Steps of the call starting at `step`: --steps_per_call, ending at the next step that logs,
+  samples, evaluates, checkpoints or ends the run."""
+  ends = [config.num_steps] + [(step // every + 1) * every for every in (
+      config.log_every, config.sample_every, config.checkpoint_every, config.eval_every) if every]
+  return min(steps_per_call, min(ends) - step)
+
+
 def sample_params(config, state):
   return state.ema_params if config.ema_decay > 0 else state.g_params
 
@@ -298,18 +307,18 @@ def train_and_evaluate(config, workdir):
   epoch = step // steps_per_epoch
   host_input = config.input == 'host' or (
       config.input == 'auto' and not pipeline.fits_on_devices(images, mesh))
-  calls = config_lib.check_steps_per_call(config, step, steps_per_epoch, host_input)
+  steps_per_call = config_lib.check_steps_per_call(config, steps_per_epoch, host_input)
   logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if host_input else
                'the whole dataset on the devices', images.nbytes / 1e6)
   if host_input:
     batches = pipeline.host_batches(images, epoch_order, config.batch_size, mesh, step,
                                     config.num_steps)
-    next_inputs = lambda: (next(batches),)  # noqa: E731
+    next_inputs = lambda num_steps: (next(batches),)  # noqa: E731
   else:
     dataset = pipeline.shard_dataset(images, mesh)
     orders = lambda epoch: jnp.stack([epoch_order(epoch), epoch_order(epoch + 1)])  # noqa: E731
     epoch_orders = orders(epoch)
-    next_inputs = lambda: (dataset, epoch_orders)  # noqa: E731
+    next_inputs = lambda num_steps: (dataset, epoch_orders, np.int32(num_steps))  # noqa: E731
   train_fn = make_train_fn(config, setup, mesh, host_input)
   sample_fn = make_sample_fn(setup)
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
@@ -331,8 +340,9 @@ def train_and_evaluate(config, workdir):
         if not host_input and step // steps_per_epoch != epoch:
           epoch = step // steps_per_epoch
           epoch_orders = orders(epoch)
-        state, metrics = train_fn(state, *next_inputs())
-        step += calls
+        num_steps = _call_length(config, step, steps_per_call)
+        state, metrics = train_fn(state, *next_inputs(num_steps))
+        step += num_steps
         # At most two calls queued ahead of the devices: a stop request waits for one call,
         # not for every call dispatched since the last log.
         in_flight.append(metrics)

@@ -143,6 +143,29 @@ def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):
       assert ours[key] == theirs[key], (ours['step'], key)
 
 
+def test_steps_per_call_gives_the_one_step_run_at_full_optimisation(tmp_path, data_dir):
+  """--steps_per_call=4 with logs every 5 steps and a resume at step 10 (calls end at those
+  steps) is the one-step run bit for bit, under XLA's default CPU optimisation and main.py's
+  XLA flags, on one device (where Adam amplifies any difference in the last bits)."""
+  args = TINY + [f'--data_dir={data_dir}', '--num_steps=20']
+  full = dict(XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  one, four = str(tmp_path / 'one'), str(tmp_path / 'four')
+  run = main_py(*args, f'--workdir={one}', **full)
+  assert run.returncode == 0, run.stderr[-2000:]
+  for num_steps in (10, 20):
+    run = main_py(*args, f'--workdir={four}', '--steps_per_call=4', f'--num_steps={num_steps}',
+                  **full)
+    assert run.returncode == 0, run.stderr[-2000:]
+  timing = ('images_per_sec', 'steps_per_sec')
+  rows = [[{k: v for k, v in row.items() if k not in timing} for row in metrics(workdir)]
+          for workdir in (one, four)]
+  assert [row['step'] for row in rows[1]] == [5, 10, 15, 20] and rows[0] == rows[1]
+  states = [checkpoint.read_state(os.path.join(workdir, 'checkpoints', '20'))
+            for workdir in (one, four)]
+  for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_eval_without_inception_weights_file_is_one_line(tmp_path):
   missing = main_py(*TINY, f'--workdir={tmp_path}', '--mode=eval',
                     '--inception_weights=/no/such.pth')

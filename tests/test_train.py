@@ -26,7 +26,7 @@ def run(num_devices, steps, images, **overrides):
     epoch = step // (len(images) // config.batch_size)
     orders = jax.device_put(jnp.stack([order(epoch), order(epoch + 1)]),
                             NamedSharding(mesh, P()))
-    state, metrics = step_fn(state, data, orders)
+    state, metrics = step_fn(state, data, orders, np.int32(config.steps_per_call))
     history.append({k: float(v) for k, v in metrics.items()})
   return jax.device_get(state), history
 '''
@@ -95,8 +95,9 @@ print(json.dumps(report))
 
 
 def test_several_steps_per_call_give_the_one_step_run():
-  """--steps_per_call=3 (crossing an epoch inside a call) is the same run as one step per
-  call, bit for bit: the same state and the same metrics at every third step."""
+  """Three steps per call (crossing an epoch inside a call) are the same run as one step per
+  call, bit for bit, on 2 devices: the same state and the same metrics at every third step
+  (tests/test_main.py checks main.py's calls on 1 device under XLA's default flags)."""
   out = run_python(TRAIN_SNIPPET + '''
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)  # 8 steps per epoch
