@@ -36,13 +36,14 @@ flags.DEFINE_integer('steps', 3, 'traced steps')
 flags.DEFINE_integer('top', 25, 'ops to list')
 flags.DEFINE_bool('trace', True, 'after timing --steps untraced steps, trace --steps more')
 flags.DEFINE_string('conv_impl', 'auto', 'form of the resampling layers')
+flags.DEFINE_string('precision', 'fp32', 'fp32 or bf16')
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
   config = config_lib.preset(FLAGS.preset, batch_size=FLAGS.batch_size,
-                             conv_impl=FLAGS.conv_impl)
+                             conv_impl=FLAGS.conv_impl, precision=FLAGS.precision)
   mesh = train.make_mesh(config)
   setup = train.make_setup(config)
   shape = (4 * config.batch_size, config.resolution, config.resolution, config.channels)
@@ -93,15 +94,27 @@ def main(argv):
     if m:
       source = re.search(r'op_name="([^"]+)"', line)
       ops[m.group(1)] = (m.group(2).split('{')[0], source.group(1) if source else '')
+  # On GPUs the device's kernels name the HLO op they run in args.hlo_op (the host's events
+  # only launch them); on CPU the host's events are the ops.
+  timed = [e for e in events if e.get('ph') == 'X']
+  kernels = [e for e in timed if 'hlo_op' in e.get('args', {})]
   per_op = collections.Counter()
-  for e in events:
-    if e.get('ph') == 'X' and e['name'] in ops:
-      per_op[e['name']] += e['dur'] / 1e3 / FLAGS.steps
+  for e in kernels or timed:
+    name = e['args']['hlo_op'] if kernels else e['name']
+    if name in ops:
+      per_op[name] += e['dur'] / 1e3 / FLAGS.steps
+  if not per_op:  # names this parser does not know: the raw events, longest first
+    raw = collections.Counter()
+    for e in timed:
+      raw[e['name']] += e['dur'] / 1e3 / FLAGS.steps
+    print('no event matched an HLO op; the longest events (ms/step):')
+    for name, ms in raw.most_common(FLAGS.top):
+      print(f'{ms:8.1f}  {name[:100]}')
   per_kind = collections.Counter()
   for name, ms in per_op.items():
     per_kind[re.sub(r'[.\d]+$', '', name)] += ms
 
-  print(f'{FLAGS.preset} batch {FLAGS.batch_size}: {1e3 * wall:.0f} ms/step (traced), '
+  print(f'{FLAGS.preset} batch {FLAGS.batch_size} {FLAGS.precision}: {1e3 * wall:.0f} ms/step (traced), '
         f'{faults:.0f} page faults/step, listed ops {sum(per_op.values()):.0f} ms/step')
   print('\nby kind (ms/step)')
   for kind, ms in per_kind.most_common(12):
