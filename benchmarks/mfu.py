@@ -94,7 +94,7 @@ def jax_speed(preset, batch_size, precision):
   train_fn = train.make_train_fn(config, setup, mesh)
   state = jax.jit(lambda: train.init_state(config, setup),
                   out_shardings=NamedSharding(mesh, P()))()
-  num_steps = np.int32(FLAGS.steps_per_call)
+  num_steps = FLAGS.steps_per_call
   compiled = train_fn.lower(state, dataset, orders, num_steps).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost

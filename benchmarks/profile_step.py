@@ -53,7 +53,7 @@ def main(argv):
       np.stack([pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images))] * 2),
       NamedSharding(mesh, P()))
   step_fn = train.make_train_fn(config, setup, mesh)
-  one = np.int32(1)
+  one = 1
   state = jax.jit(lambda: train.init_state(config, setup),
                   out_shardings=NamedSharding(mesh, P()))()
   for _ in range(3):  # compile, and let the allocator settle

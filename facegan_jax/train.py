@@ -154,7 +154,7 @@ def global_norm(tree):
   return jnp.sqrt(sum(channel_sums(jnp.square(x))[0].sum() for x in jax.tree.leaves(tree)))
 
 
-def make_train_fn(config, setup, mesh, host_input=False):
+def make_train_fn(config, setup, mesh, host_input=False, static_steps=None):
   """The compiled call over the mesh: (state, dataset shard, orders of this epoch and the next,
   number of steps n) -> (state, metrics of the last step) after n steps, n at most an epoch;
   or with `host_input` (state, uint8 global batch from pipeline.host_batches) -> the same
@@ -162,7 +162,11 @@ def make_train_fn(config, setup, mesh, host_input=False):
 
   The n steps are a loop in the compiled call whose trip count is an argument: every n runs
   the same compiled step, so K steps per call are bit for bit K calls of one step, and one
-  compilation serves every n.
+  compilation serves every n. On GPUs (`static_steps` None: per backend) n is static instead,
+  one compilation per n (calls end at log, sample and checkpoint steps: a few n per run): XLA
+  on GPU reads a while loop's condition back to the host every iteration unless it knows the
+  trip count, and the host would wait for every step, which is what several steps per call
+  are meant to avoid.
   """
 
   def step(state, real):
@@ -184,12 +188,20 @@ def make_train_fn(config, setup, mesh, host_input=False):
                               jax.eval_shape(one, 0, (state, None))[1])
     return jax.lax.fori_loop(0, num_steps, one, (state, no_metrics))
 
+  on_mesh = functools.partial(jax.shard_map, mesh=mesh, out_specs=(P(), P()))
   if host_input:
-    fn, in_specs = lambda state, batch: step(state, pipeline.to_float(batch)), (P(), P(DATA_AXIS))
-  else:
-    fn, in_specs = steps_on_device, (P(), P(DATA_AXIS), P(), P())
-  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=(P(), P())),
-                 donate_argnums=0)
+    return jax.jit(on_mesh(lambda state, batch: step(state, pipeline.to_float(batch)),
+                           in_specs=(P(), P(DATA_AXIS))), donate_argnums=0)
+  if static_steps is None:
+    static_steps = jax.default_backend() == 'gpu'
+  if not static_steps:
+    return jax.jit(on_mesh(steps_on_device, in_specs=(P(), P(DATA_AXIS), P(), P())),
+                   donate_argnums=0)
+
+  def call(state, dataset, orders, num_steps):
+    return on_mesh(functools.partial(steps_on_device, num_steps=num_steps),
+                   in_specs=(P(), P(DATA_AXIS), P()))(state, dataset, orders)
+  return jax.jit(call, donate_argnums=0, static_argnums=3)
 
 
 def data_key(state):
@@ -318,7 +330,7 @@ def train_and_evaluate(config, workdir):
     dataset = pipeline.shard_dataset(images, mesh)
     orders = lambda epoch: jnp.stack([epoch_order(epoch), epoch_order(epoch + 1)])  # noqa: E731
     epoch_orders = orders(epoch)
-    next_inputs = lambda num_steps: (dataset, epoch_orders, np.int32(num_steps))  # noqa: E731
+    next_inputs = lambda num_steps: (dataset, epoch_orders, num_steps)  # noqa: E731
   train_fn = make_train_fn(config, setup, mesh, host_input)
   sample_fn = make_sample_fn(setup)
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
