@@ -97,6 +97,14 @@ def check_steps_per_call(config, steps_per_epoch, host_input):
   return min(k, steps_per_epoch)
 
 
+def call_length(config, step, steps_per_call):
+  """Steps of the call starting at `step`: `steps_per_call`, ending at the next step that
+  logs, samples, evaluates, checkpoints or ends the run."""
+  ends = [config.num_steps] + [(step // every + 1) * every for every in (
+      config.log_every, config.sample_every, config.checkpoint_every, config.eval_every) if every]
+  return min(steps_per_call, min(ends) - step)
+
+
 def preset(name, **overrides):
   return Config(**{**PRESETS[name], **overrides})
 

@@ -160,13 +160,10 @@ def make_train_fn(config, setup, mesh, host_input=False, static_steps=None):
   or with `host_input` (state, uint8 global batch from pipeline.host_batches) -> the same
   after one step.
 
-  The n steps are a loop in the compiled call whose trip count is an argument: every n runs
-  the same compiled step, so K steps per call are bit for bit K calls of one step, and one
-  compilation serves every n. On GPUs (`static_steps` None: per backend) n is static instead,
-  one compilation per n (calls end at log, sample and checkpoint steps: a few n per run): XLA
-  on GPU reads a while loop's condition back to the host every iteration unless it knows the
-  trip count, and the host would wait for every step, which is what several steps per call
-  are meant to avoid.
+  The n steps are a loop whose trip count is an argument: every n runs the same compiled step,
+  so K steps per call are bit for bit K calls of one. On GPUs (`static_steps` None: by backend)
+  n is static, a compilation per n (a few per run): XLA on GPU reads a loop's condition back to
+  the host every iteration unless it knows the trip count, so the host would wait every step.
   """
 
   def step(state, real):
@@ -272,14 +269,6 @@ def _checkpoint_location(path):
   raise config_lib.UsageError(f'--init_checkpoint={path} does not exist')
 
 
-def _call_length(config, step, steps_per_call):
-  """Steps of the call starting at `step`: --steps_per_call, ending at the next step that logs,
-  samples, evaluates, checkpoints or ends the run."""
-  ends = [config.num_steps] + [(step // every + 1) * every for every in (
-      config.log_every, config.sample_every, config.checkpoint_every, config.eval_every) if every]
-  return min(steps_per_call, min(ends) - step)
-
-
 def sample_params(config, state):
   return state.ema_params if config.ema_decay > 0 else state.g_params
 
@@ -352,7 +341,7 @@ def train_and_evaluate(config, workdir):
         if not host_input and step // steps_per_epoch != epoch:
           epoch = step // steps_per_epoch
           epoch_orders = orders(epoch)
-        num_steps = _call_length(config, step, steps_per_call)
+        num_steps = config_lib.call_length(config, step, steps_per_call)
         state, metrics = train_fn(state, *next_inputs(num_steps))
         step += num_steps
         # At most two calls queued ahead of the devices: a stop request waits for one call,
