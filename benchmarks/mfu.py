@@ -95,10 +95,11 @@ def jax_speed(preset, batch_size, precision):
   state = jax.jit(lambda: train.init_state(config, setup),
                   out_shardings=NamedSharding(mesh, P()))()
   num_steps = FLAGS.steps_per_call
-  compiled = train_fn.lower(state, dataset, orders, num_steps).compile()
-  cost = compiled.cost_analysis()
+  # One step's FLOPs: the call of one step (the steps are a loop, whose body XLA's cost
+  # analysis may count once or times a known trip count).
+  cost = train_fn.lower(state, dataset, orders, 1).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
-  flops_per_step = cost['flops']  # the steps are a loop: XLA counts its body, one step, once
+  flops_per_step = cost['flops']
   for _ in range(2):
     state, _ = train_fn(state, dataset, orders, num_steps)
   jax.block_until_ready(state)
