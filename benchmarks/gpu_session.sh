@@ -1,5 +1,5 @@
 #!/bin/bash
-# The GPU measurements in one run, sized for a short lease of one GPU (about 10 minutes):
+# The GPU measurements in one run, for a short lease of one GPU (the timeouts total 8 minutes):
 #
 #   OUT=/tmp/gpu bash benchmarks/gpu_session.sh
 #
