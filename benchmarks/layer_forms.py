@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from facegan_jax.models import layers  # noqa: E402
+from facegan_jax.models import conv_impls, resample  # noqa: E402
 
 flags.DEFINE_integer('batch', 64, 'batch size')
 flags.DEFINE_integer('repeats', 15, 'interleaved samples per form; the minimum is reported')
@@ -104,8 +104,8 @@ def stacks():
   print(f'{"stack":>16} {"xla":>10} {"auto":>10} {"speedup":>8}')
   for preset in UP:
     for kind, op, shapes, x_shape in (
-        ('G', layers.conv_transpose_4x2, UP[preset], lambda c, s: (FLAGS.batch, s, s, c)),
-        ('D', layers.conv_4x2, DOWN[preset], lambda c, s: (FLAGS.batch, s, s, c))):
+        ('G', resample.conv_transpose_4x2, UP[preset], lambda c, s: (FLAGS.batch, s, s, c)),
+        ('D', resample.conv_4x2, DOWN[preset], lambda c, s: (FLAGS.batch, s, s, c))):
       kernels = [0.02 * jax.random.normal(jax.random.key(i), (4, 4, c, o))
                  for i, (c, o, _) in enumerate(shapes)]
       c, _, s = shapes[0]
@@ -120,10 +120,10 @@ def stacks():
 
 def main(_):
   print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), jax {jax.__version__}')
-  layer_table('Generator ConvTranspose2d(4, 2, 1)', layers.conv_transpose_4x2, layers.UP_FORMS,
-              UP, lambda c, s: (FLAGS.batch, s, s, c), layers.auto_up_form)
-  layer_table('Discriminator Conv2d(4, 2, 1)', layers.conv_4x2, layers.DOWN_FORMS,
-              DOWN, lambda c, s: (FLAGS.batch, s, s, c), layers.auto_down_form)
+  layer_table('Generator ConvTranspose2d(4, 2, 1)', resample.conv_transpose_4x2, conv_impls.UP_IMPLS,
+              UP, lambda c, s: (FLAGS.batch, s, s, c), resample.auto_up_impl)
+  layer_table('Discriminator Conv2d(4, 2, 1)', resample.conv_4x2, conv_impls.DOWN_IMPLS,
+              DOWN, lambda c, s: (FLAGS.batch, s, s, c), resample.auto_down_impl)
   stacks()
 
 

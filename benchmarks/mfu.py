@@ -4,7 +4,7 @@ PyTorch (eager, and torch.compile where it works) on the same device, in one run
   python benchmarks/mfu.py [--presets=udacity32,dcgan64] [--batch_sizes=64,1024]
       [--precisions=fp32,bf16] [--steps_per_call=1] [--write]
 
-The JAX side is train.make_train_fn, main.py's own compiled step, on random uint8 images
+The JAX side is step.make_train_fn, main.py's own compiled step, on random uint8 images
 already on the devices (no TFDS, no files: the core dependencies only). FLOPs per step come
 from XLA's cost analysis of the compiled call; MFU divides the achieved FLOP/s by the device's
 dense peak for the dtype (PEAK_TFLOPS; on CPUs, the best matmul rate measured here and now).
@@ -29,7 +29,9 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
-from facegan_jax import config as config_lib, pipeline, train  # noqa: E402
+from facegan_jax import config as config_lib, mesh as mesh_lib, state as state_lib  # noqa: E402
+from facegan_jax import step as step_lib  # noqa: E402
+from facegan_jax.data import pipeline  # noqa: E402
 
 flags.DEFINE_list('presets', ['udacity32', 'dcgan64'], 'presets from facegan_jax/config.py')
 flags.DEFINE_list('batch_sizes', ['64'], 'global batch sizes')
@@ -84,30 +86,29 @@ def jax_speed(preset, batch_size, precision):
   """(images/s, TFLOP per step) of main.py's compiled step on all devices."""
   config = config_lib.preset(preset, batch_size=batch_size, precision=precision,
                              steps_per_call=FLAGS.steps_per_call)
-  mesh = train.make_mesh(config)
-  setup = train.make_setup(config)
+  mesh = mesh_lib.make_mesh(config.num_devices)
   shape = (max(4 * batch_size, 1024), config.resolution, config.resolution, config.channels)
   images = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
   dataset = pipeline.shard_dataset(images, mesh)
   order = pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images))
   orders = jax.device_put(jnp.stack([order, order]), NamedSharding(mesh, P()))
-  train_fn = train.make_train_fn(config, setup, mesh)
-  state = jax.jit(lambda: train.init_state(config, setup),
+  train_fn = step_lib.make_train_fn(config, mesh)
+  state = jax.jit(lambda: state_lib.init_state(config),
                   out_shardings=NamedSharding(mesh, P()))()
   num_steps = FLAGS.steps_per_call
   # One step's FLOPs: the call of one step (the steps are a loop, whose body XLA's cost
   # analysis may count once or times a known trip count).
-  cost = train_fn.lower(state, dataset, orders, 1).compile().cost_analysis()
+  cost = train_fn.lower(state, (dataset, orders), 1).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   flops_per_step = cost['flops']
   for _ in range(2):
-    state, _ = train_fn(state, dataset, orders, num_steps)
+    state, _ = train_fn(state, (dataset, orders), num_steps)
   jax.block_until_ready(state)
   best = float('inf')
   for _ in range(FLAGS.rounds):
     start = time.perf_counter()
     for _ in range(FLAGS.calls):
-      state, metrics = train_fn(state, dataset, orders, num_steps)
+      state, metrics = train_fn(state, (dataset, orders), num_steps)
     jax.block_until_ready((state, metrics))
     best = min(best, time.perf_counter() - start)
   steps = FLAGS.calls * FLAGS.steps_per_call

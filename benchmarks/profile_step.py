@@ -2,7 +2,7 @@
 
   PYTHONPATH=. .venv/bin/python benchmarks/profile_step.py [--preset=dcgan64] [--steps=3]
 
-Times --steps steps, then traces as many of `train.make_train_fn` on synthetic data with
+Times --steps steps, then traces as many of `step.make_train_fn` on synthetic data with
 jax.profiler, then prints the ops with the most time per step (op kind, output shape, the JAX op it came from) and the
 page faults per step. On CPU, convolutions run by XLA's own emitter appear only by their
 dispatch, so the rest of the step (wall time minus the listed ops) is mostly convolution.
@@ -27,8 +27,8 @@ from absl import app, flags  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from facegan_jax import config as config_lib  # noqa: E402
-from facegan_jax import train  # noqa: E402
-from facegan_jax import pipeline  # noqa: E402
+from facegan_jax import mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
+from facegan_jax.data import pipeline  # noqa: E402
 
 flags.DEFINE_string('preset', 'dcgan64', 'preset from facegan_jax/config.py')
 flags.DEFINE_integer('batch_size', 64, 'global batch size')
@@ -44,28 +44,27 @@ def main(argv):
   del argv
   config = config_lib.preset(FLAGS.preset, batch_size=FLAGS.batch_size,
                              conv_impl=FLAGS.conv_impl, precision=FLAGS.precision)
-  mesh = train.make_mesh(config)
-  setup = train.make_setup(config)
+  mesh = mesh_lib.make_mesh(config.num_devices)
   shape = (4 * config.batch_size, config.resolution, config.resolution, config.channels)
   images = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
   dataset = pipeline.shard_dataset(images, mesh)
   order = jax.device_put(  # this epoch's order and the next's (the same here)
       np.stack([pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images))] * 2),
       NamedSharding(mesh, P()))
-  step_fn = train.make_train_fn(config, setup, mesh)
+  step_fn = step_lib.make_train_fn(config, mesh)
   one = 1
-  state = jax.jit(lambda: train.init_state(config, setup),
+  state = jax.jit(lambda: state_lib.init_state(config),
                   out_shardings=NamedSharding(mesh, P()))()
   for _ in range(3):  # compile, and let the allocator settle
-    state, _ = step_fn(state, dataset, order, one)
+    state, _ = step_fn(state, (dataset, order), one)
   jax.block_until_ready(state)
-  hlo = step_fn.lower(state, dataset, order, one).compile().as_text()
+  hlo = step_fn.lower(state, (dataset, order), one).compile().as_text()
 
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   times = []
   for _ in range(FLAGS.steps):
     start = time.perf_counter()
-    state, _ = step_fn(state, dataset, order, one)
+    state, _ = step_fn(state, (dataset, order), one)
     jax.block_until_ready(state)
     times.append(time.perf_counter() - start)
   untraced_faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / FLAGS.steps
@@ -80,7 +79,7 @@ def main(argv):
     start = time.perf_counter()
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(FLAGS.steps):
-        state, _ = step_fn(state, dataset, order, one)
+        state, _ = step_fn(state, (dataset, order), one)
       jax.block_until_ready(state)
     wall = (time.perf_counter() - start) / FLAGS.steps
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / FLAGS.steps

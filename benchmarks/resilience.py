@@ -48,8 +48,8 @@ def main_py(*args, wait=True):
 def final_arrays(workdir):
   import numpy as np  # noqa: PLC0415  (only this part needs JAX in this process)
   import orbax.checkpoint as ocp  # noqa: PLC0415
-  from facegan_jax import checkpoint  # noqa: PLC0415
-  state = checkpoint.read_state(os.path.join(workdir, 'checkpoints', '60'))
+  from tests.conftest import read_checkpoint  # noqa: PLC0415
+  state = read_checkpoint(os.path.join(workdir, 'checkpoints', '60'))
   return {name: np.asarray(x) for name, x in ocp.tree.to_flat_dict(state).items()}
 
 

@@ -7,31 +7,24 @@ counts and init), so benchmarks/train_throughput.py can put the two throughputs 
 torch is an optional dependency: importing this module raises ImportError without it.
 """
 
-import math
 import os
+import sys
 import time
 
 import torch
 from torch import nn
 
-PRESETS = {
-    'udacity32': dict(model='dcgan', resolution=32, conv_dim=32, z_dim=100, channels=3,
-                      g_first_bn=False),
-    'dcgan64': dict(model='dcgan', resolution=64, conv_dim=64, z_dim=100, channels=3,
-                    g_first_bn=True),
-    # conv_dim is the MLP's hidden width h, as in facegan_jax/config.py.
-    'mnist_mlp': dict(model='mlp', resolution=28, conv_dim=128, z_dim=100, channels=1,
-                      dropout=0.3),
-}
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from facegan_jax import config as config_lib  # noqa: E402
+from facegan_jax.config import num_stages  # noqa: E402
 
 
-def num_stages(resolution):
-  """(base, n) with resolution == base * 2**n, base 7 for 28x28 digits, else 4."""
-  base = 7 if resolution % 7 == 0 else 4
-  n = round(math.log2(resolution / base))
-  if base * 2**n != resolution or n < 1:
-    raise ValueError(f'dcgan supports resolutions 4 * 2**n or 7 * 2**n, got {resolution}')
-  return base, n
+def preset(name, **overrides):
+  """The architecture of facegan_jax's preset `name` (config.preset), with `overrides` of its
+  Config fields."""
+  c = config_lib.preset(name, **overrides)
+  return dict(model=c.model, resolution=c.resolution, conv_dim=c.conv_dim, z_dim=c.z_dim,
+              channels=c.channels, g_first_bn=c.g_first_bn, dropout=c.d_dropout)
 
 
 class DCGenerator(nn.Module):
@@ -122,7 +115,7 @@ def _init(module):
 
 def build(preset_name, **overrides):
   """(G, D) for `preset_name`, with config fields replaced by `overrides`."""
-  cfg = {**PRESETS[preset_name], **overrides}
+  cfg = preset(preset_name, **overrides)
   model = cfg.pop('model')
   if model == 'dcgan':
     cfg.pop('dropout', None)
@@ -148,7 +141,7 @@ def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, co
   torch.manual_seed(0)
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
   torch.backends.cudnn.benchmark = True  # as pytorch/examples' DCGAN: the fastest cuDNN kernels
-  cfg = {**PRESETS[preset_name], **overrides}
+  cfg = preset(preset_name, **overrides)
   g, d = (m.to(device) for m in build(preset_name, **overrides))
   z_dim = cfg['z_dim']
   autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == 'bf16')

@@ -1,79 +1,116 @@
-"""The run's configuration: one plain value built from flags, validated before compiling."""
+"""The run's configuration: one plain value built from flags, validated before compiling.
+
+JAX-free, so that main.py's --help and flag errors answer at once.
+"""
 
 import dataclasses
 import math
 import os
 
+from facegan_jax.errors import UsageError
 
-class UsageError(ValueError):
-  """A problem with the flags or the data, reported to the user as one line."""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def field(default, help):  # noqa: A002  (the flag's help, as absl calls it)
+  return dataclasses.field(default=default, metadata=dict(help=help))
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """Everything a run depends on; main.py's flags map one to one onto these fields."""
-  mode: str = 'train'
-  dataset: str = 'synthetic_faces'
-  data_dir: str | None = None
-  data_manual_dir: str | None = None
-  max_bad_fraction: float = 0.01
-  input: str = 'auto'
-  model: str = 'dcgan'
-  resolution: int = 32
-  channels: int = 3
-  batch_size: int = 64
-  num_steps: int = 2000
-  z_dim: int = 100
-  conv_dim: int = 32
-  g_first_bn: bool = False
-  d_dropout: float = 0.3
-  conv_impl: str = 'auto'
-  precision: str = 'fp32'
-  loss: str = 'bce'
-  label_smoothing: float = 1.0
-  lr_g: float = 2e-4
-  lr_d: float = 2e-4
-  beta1: float = 0.5
-  beta2: float = 0.999
-  ema_decay: float = 0.0
-  seed: int = 0
-  num_devices: int = 0
-  coordinator_address: str | None = None
-  num_processes: int = 1
-  process_id: int = 0
-  steps_per_call: int = 1
-  log_every: int = 50
-  sample_every: int = 500
-  checkpoint_every: int = 500
-  keep_checkpoints: int = 3
-  init_checkpoint: str | None = None
-  num_samples: int = 64
-  eval_samples: int = 2048
-  inception_weights: str | None = None
-  fid_resize: str = 'pytorch_fid'
-  eval_every: int = 0
-  best_metric: str = ''
-  sample_seed: int = 0
+  """Everything a run depends on; main.py's flags map one to one onto these fields, and
+  their help is each field's `help` (`python main.py --helpfull`)."""
+  mode: str = field('train', "train: train (resuming from the workdir's latest checkpoint); "
+      'sample: write samples.npz and samples.png from the latest checkpoint; eval: metrics of the '
+      'latest checkpoint into eval.json')
+  dataset: str = field('synthetic_faces', 'synthetic_faces (embedded, no download), '
+      'synthetic_faces/small (1,024 images, for smoke runs), celeba_small (the Udacity zip), '
+      'tfds:NAME[:SPLIT] (a TFDS image dataset, e.g. tfds:celeb_a, tfds:mnist) or folder:PATH (a '
+      'directory tree or .zip of jpg/png/webp/bmp images)')
+  data_dir: str | None = field(None, "where prepared datasets live (default: TFDS's default, "
+      '~/tensorflow_datasets)')
+  data_manual_dir: str | None = field(None, 'where downloaded archives are looked for first, e.g. '
+      'processed-celeba-small.zip (default: DATA_DIR/downloads/manual)')
+  max_bad_fraction: float = field(0.01, 'largest fraction of unreadable image files that are '
+      'skipped (counted and reported) before preparing a dataset stops with an error')
+  input: str = field('auto', 'where batches are drawn: device (the whole dataset on the devices), '
+      'host (gathered on the host, a few steps ahead) or auto (device when the dataset takes at '
+      "most half of the devices' memory)")
+  model: str = field('dcgan', 'dcgan (convolutional) or mlp (fully connected, for 28x28 digits)')
+  resolution: int = field(32, 'image height and width fed to the models')
+  channels: int = field(3, '3 (RGB) or 1 (grayscale)')
+  batch_size: int = field(64, 'global batch size, split over all devices')
+  num_steps: int = field(2000, 'total training steps (one D and one G update each)')
+  z_dim: int = field(100, 'latent size')
+  conv_dim: int = field(32, "base width: channels of D's first conv / G's last (dcgan), hidden "
+      'units (mlp)')
+  g_first_bn: bool = field(False, "BatchNorm after G's first projection (DCGAN paper: yes; "
+      'Udacity: no)')
+  d_dropout: float = field(0.3, 'dropout rate in the mlp discriminator')
+  conv_impl: str = field('auto', 'implementation of the stride-2 (transposed) convolutions: auto '
+      "(the fastest measured on the backend), xla (XLA's own ops) or one of models/conv_impls.py")
+  precision: str = field('fp32', 'fp32, or bf16: bfloat16 compute with float32 parameters, '
+      'optimizer state, BatchNorm statistics and losses (for GPUs and TPUs; slow on CPUs)')
+  loss: str = field('bce', 'bce (non-saturating), lsgan or hinge')
+  label_smoothing: float = field(1.0, "target for real images in D's bce loss (one-sided; 1.0 = "
+      'off)')
+  lr_g: float = field(2e-4, 'generator Adam learning rate')
+  lr_d: float = field(2e-4, 'discriminator Adam learning rate')
+  beta1: float = field(0.5, 'Adam beta1 (DCGAN: 0.5)')
+  beta2: float = field(0.999, 'Adam beta2')
+  ema_decay: float = field(0.0, 'decay of the EMA generator used for samples (0 = off)')
+  seed: int = field(0, 'seed of initialisation, data order and latents: a run is a function of '
+      'its flags')
+  num_devices: int = field(0, 'devices to use (0 = all devices of all processes)')
+  coordinator_address: str | None = field(None, 'multi-process runs: host:port of process 0, with '
+      '--num_processes and --process_id (not needed under SLURM, Open MPI or on a Cloud TPU pod '
+      'slice, where JAX finds them itself)')
+  num_processes: int = field(1, 'multi-process runs: how many processes (with '
+      '--coordinator_address)')
+  process_id: int = field(0, "multi-process runs: this process's index, 0 to num_processes - 1")
+  steps_per_call: int = field(1, 'training steps per compiled call at most (a loop in the call, '
+      'batches drawn on the devices; bit for bit the one-step run): calls also end at log, '
+      'sample, eval and checkpoint steps and span at most an epoch. Amortises dispatch for small '
+      'models on accelerators')
+  log_every: int = field(50, 'steps between metrics.jsonl lines and progress logs')
+  sample_every: int = field(500, 'steps between sample grids in workdir/samples/')
+  checkpoint_every: int = field(500, 'steps between checkpoints')
+  keep_checkpoints: int = field(3, 'checkpoints to keep (older ones are deleted once a newer one '
+      'is saved)')
+  init_checkpoint: str | None = field(None, 'when the workdir has no checkpoint: start from the '
+      "weights (G, D, BatchNorm statistics, EMA) of this run's workdir, its checkpoints/ or one "
+      'checkpoints/STEP; optimizers and step start afresh')
+  num_samples: int = field(64, '--mode=sample: how many images to write')
+  eval_samples: int = field(2048, '--mode=eval and --eval_every: how many generated and how many '
+      'real images to compare')
+  inception_weights: str | None = field(None, "--mode=eval: pytorch-fid's "
+      'pt_inception-2015-12-05-6726825d.pth (or an .npz of its arrays) for FID, KID and '
+      'precision/recall; read without running pickle code')
+  fid_resize: str = field('pytorch_fid', '--mode=eval: how images reach 299x299 for Inception: '
+      'pytorch_fid (bilinear, its default) or clean_fid (PIL bicubic)')
+  eval_every: int = field(0, 'steps between evaluations during training (0 = off): the '
+      '--mode=eval metrics of the current generator, appended to metrics.jsonl with their '
+      'provenance')
+  best_metric: str = field('', 'with --eval_every: also keep the checkpoint with the lowest value '
+      'of this metric in workdir/best_checkpoint (swd, domain_fd, attr_w1, attr_tv for '
+      'synthetic_faces; fid, kid with --inception_weights)')
+  sample_seed: int = field(0, 'seed of the latents of samples (training grids and --mode=sample)')
 
   def to_flags(self):
     """The config as flagfile lines, e.g. `--batch_size=64`."""
     lines = []
-    for field in dataclasses.fields(self):
-      value = getattr(self, field.name)
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
       if value is None:
         continue
-      lines.append(f'--{field.name}={str(value).lower() if isinstance(value, bool) else value}')
+      lines.append(f'--{f.name}={str(value).lower() if isinstance(value, bool) else value}')
     return '\n'.join(lines) + '\n'
 
 
-# The presets of the paper-style flagfiles, for benchmarks and tests.
-PRESETS = {
-    'udacity32': dict(model='dcgan', resolution=32, conv_dim=32, z_dim=100, g_first_bn=False,
-                      label_smoothing=0.9, lr_g=2e-4, lr_d=2e-4),
-    'dcgan64': dict(model='dcgan', resolution=64, conv_dim=64, z_dim=100, g_first_bn=True),
-    'mnist_mlp': dict(model='mlp', resolution=28, channels=1, conv_dim=128, z_dim=100,
-                      d_dropout=0.3),
-}
+# --conv_impl's implementations of each resampling layer (models/conv_impls.py builds them
+# from these names); a name only one layer has means 'auto' for the other.
+DOWN_CONV_IMPLS = ('xla', 'patches', 's2d', 'winograd')
+UP_CONV_IMPLS = ('xla', 'phase', 's2d', 'col2im', 'winograd', 'winograd_phase')
 
 CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'),
                precision=('fp32', 'bf16'),  # models.COMPUTE_DTYPES
@@ -81,32 +118,44 @@ CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'
                fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
                # Lower is better for each (evaluation/periodic.py keeps the lowest).
                best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'fid', 'kid'),
-               # models/layers.py's IMPLS (a test keeps them equal; not imported so that
-               # main.py's --help and flag errors need no JAX).
-               conv_impl=('auto', 'xla', 'patches', 's2d', 'winograd', 'phase', 'col2im',
-                          'winograd_phase'))
+               conv_impl=('auto',) + tuple(dict.fromkeys(DOWN_CONV_IMPLS + UP_CONV_IMPLS)))
+
+# The models of the paper-style experiments, for benchmarks and tests: each preset is its
+# flagfile's model and optimiser settings (the flagfile is their one home).
+PRESETS = dict(udacity32='celeba32_udacity.flags', dcgan64='celeba64_dcgan.flags',
+               mnist_mlp='mnist_mlp.flags')
+PRESET_FIELDS = ('model', 'resolution', 'channels', 'conv_dim', 'z_dim', 'g_first_bn',
+                 'd_dropout', 'label_smoothing', 'lr_g', 'lr_d', 'beta1', 'beta2')
 
 
-def check_steps_per_call(config, steps_per_epoch, host_input):
-  """The most steps one compiled call may run in this run: --steps_per_call, at most an epoch
-  (a call draws from this epoch's order and the next's); UsageError when it cannot apply."""
-  k = config.steps_per_call
-  if k > 1 and host_input:
-    raise UsageError(f'--steps_per_call={k} draws batches on the devices, but this dataset is '
-                     'read from the host (--input); use --steps_per_call=1')
-  return min(k, steps_per_epoch)
-
-
-def call_length(config, step, steps_per_call):
-  """Steps of the call starting at `step`: `steps_per_call`, ending at the next step that
-  logs, samples, evaluates, checkpoints or ends the run."""
-  ends = [config.num_steps] + [(step // every + 1) * every for every in (
-      config.log_every, config.sample_every, config.checkpoint_every, config.eval_every) if every]
-  return min(steps_per_call, min(ends) - step)
+def read_flagfile(path):
+  """{field: value} of the `--name=value` lines of a flagfile that name Config fields."""
+  types = {f.name: f.type for f in dataclasses.fields(Config)}
+  values = {}
+  with open(path) as f:
+    for line in f:
+      name, _, value = line.strip().removeprefix('--').partition('=')
+      if line.startswith('--') and name in types:
+        kind = str if types[name] == str | None else types[name]
+        values[name] = value.lower() == 'true' if kind is bool else kind(value)
+  return values
 
 
 def preset(name, **overrides):
-  return Config(**{**PRESETS[name], **overrides})
+  """The Config of preset `name` (PRESETS), with `overrides`."""
+  values = read_flagfile(os.path.join(ROOT, 'experiments', PRESETS[name]))
+  return Config(**{**{k: values[k] for k in PRESET_FIELDS if k in values}, **overrides})
+
+
+def num_stages(resolution):
+  """(base, n) with resolution == base * 2**n and n >= 1: the resampling layers of a DCGAN at
+  `resolution` (base 7 for 28x28 digits, else 4)."""
+  base = 7 if resolution % 7 == 0 else 4
+  n = math.log2(resolution / base) if resolution > 0 else 0
+  if n < 1 or n != int(n):
+    raise UsageError(f'--resolution={resolution}: dcgan needs 4*2^n or 7*2^n '
+                     '(e.g. 28, 32, 64, 128)')
+  return base, int(n)
 
 
 def validate(config, num_devices=None):
@@ -122,11 +171,7 @@ def validate(config, num_devices=None):
     raise UsageError(f'--batch_size={config.batch_size} is not divisible by the number of '
                      f'devices ({num_devices})')
   if config.model == 'dcgan':
-    base = 7 if config.resolution % 7 == 0 else 4
-    n = math.log2(config.resolution / base)
-    if n < 1 or n != int(n):
-      raise UsageError(f'--resolution={config.resolution}: dcgan needs 4*2^n or 7*2^n '
-                       '(e.g. 28, 32, 64, 128)')
+    num_stages(config.resolution)
   if config.channels not in (1, 3):
     raise UsageError(f'--channels={config.channels}: must be 1 or 3')
   if not 0 < config.label_smoothing <= 1:

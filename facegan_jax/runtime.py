@@ -14,6 +14,7 @@ Neither changes results beyond float reassociation, and neither affects GPU or T
 """
 
 import ctypes
+import logging
 import os
 import sys
 
@@ -59,6 +60,18 @@ def writes_files():
   """Whether this process writes the run's files (logs, metrics, pictures): process 0."""
   import jax  # noqa: PLC0415
   return jax.process_index() == 0
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def ours_or_warning(record, package_dir=_PACKAGE_DIR):
+  """Console filter: this project's log lines, and every library's warnings and errors
+  (orbax, TFDS and JAX log a lot at INFO). Ours by the file that logged: a library installed
+  in a virtual environment inside the clone is not ours."""
+  path = os.path.abspath(record.pathname)
+  return (record.levelno >= logging.WARNING or path.startswith(package_dir)
+          or path == os.path.join(os.path.dirname(package_dir.rstrip(os.sep)), 'main.py'))
 
 
 def _keep_freed_memory():

@@ -1,15 +1,16 @@
 """--mode=sample: images from the latest checkpoint's generator (the EMA one when trained)."""
 
-import functools
 import os
 
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from facegan_jax import checkpoint, train, visualize
-from facegan_jax.config import UsageError
+from facegan_jax import mesh as mesh_lib
+from facegan_jax import state as state_lib
+from facegan_jax import visualize
+from facegan_jax.checkpoint.manager import Checkpoints
+from facegan_jax.errors import UsageError
 
 
 def load_latest(config, workdir):
@@ -18,17 +19,13 @@ def load_latest(config, workdir):
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(ckpt_dir):
     raise UsageError(f'no checkpoints in {workdir}: train first (--mode=train)')
-  setup = train.make_setup(config)
-  ckpts = checkpoint.Checkpoints(ckpt_dir, config=config, read_only=True)
-  device = jax.devices()[0]
-  sharding = NamedSharding(jax.make_mesh((1,), ('data',), devices=[device]), P())
-  shapes = jax.eval_shape(functools.partial(train.init_state, config, setup))
-  state = ckpts.restore(checkpoint.abstract_like(shapes, sharding))
+  ckpts = Checkpoints(ckpt_dir, config=config, read_only=True)
+  one_device = mesh_lib.make_mesh(devices=jax.devices()[:1])
+  state = ckpts.restore(state_lib.abstract_state(config, mesh_lib.replicated(one_device)))
   ckpts.close()
   if state is None:
     raise UsageError(f'no checkpoints in {ckpt_dir}: train first (--mode=train)')
-  return state, functools.partial(train.generate_images, train.make_sample_fn(setup),
-                                  train.sample_params(config, state), state.g_stats)
+  return state, state_lib.generator(config, state)
 
 
 def sample(config, workdir):

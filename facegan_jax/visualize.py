@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from facegan_jax import files  # noqa: E402
+
 
 def grid(images, columns=None, pad=2):
   """uint8 (N, H, W, C) -> one uint8 image with the N images in rows, `pad` px apart."""
@@ -30,9 +32,8 @@ def save_grid(images, path, scale=2):
     image = image[..., 0]
   pil = Image.fromarray(image)
   pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
-  tmp = path + '.tmp.png'
-  pil.save(tmp)
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    pil.save(tmp)
 
 
 def plot_losses(metrics_path, path):
@@ -52,7 +53,6 @@ def plot_losses(metrics_path, path):
   ax.legend()
   ax.grid(alpha=0.3)
   fig.tight_layout()
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp)
+  with files.atomic_path(path) as tmp:
+    fig.savefig(tmp)
   plt.close(fig)
-  os.replace(tmp, path)

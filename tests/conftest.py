@@ -67,6 +67,19 @@ def main_py(*args, devices=1, **env):
                         timeout=300, cwd=ROOT)
 
 
+def read_checkpoint(step_dir):
+  """The state saved in checkpoint directory `step_dir`, as a tree of arrays on this process's
+  first device, whatever devices saved it (for comparing checkpoints)."""
+  import jax  # noqa: PLC0415  (after the XLA flags above)
+  import orbax.checkpoint as ocp  # noqa: PLC0415
+  path = os.path.join(step_dir, 'state')
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  return checkpointer.restore(path, target)
+
+
 def metrics(workdir):
   """The rows of workdir/metrics.jsonl."""
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:

@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from facegan_jax import data
 from facegan_jax.config import Config
-from facegan_jax.data import synthetic_faces
+from facegan_jax.data import preprocess, sources, synthetic_faces
 from facegan_jax.evaluation import face_attributes
 from tests.conftest import run_python
 
@@ -45,12 +44,12 @@ def test_learns_to_read_attributes_and_is_cached(trained):
   for name in ('head_x', 'skin_r', 'bg_g'):
     assert record['r2'][name] > 0.5, (name, record['r2'][name])
   # Better than always guessing the most frequent class.
-  test_attributes = np.asarray(data.load_attributes(config, 'test'))
+  test_attributes = np.asarray(sources.load_attributes(config, 'test'))
   for i, name in enumerate(face_attributes.CATEGORICAL):
     codes = test_attributes[:, synthetic_faces.ATTRIBUTES.index(name)].astype(int)
     assert record['accuracy'][name] > np.bincount(codes).max() / len(codes), name
   # The reloaded network reads held-out faces as well as the trained one did.
-  reread = face_attributes._quality(model, np.asarray(data.load_images(config, 'test')),
+  reread = face_attributes._quality(model, np.asarray(sources.load_images(config, 'test')),
                                     np.array(record['mean']), np.array(record['std']),
                                     *face_attributes.targets(test_attributes))
   assert abs(reread['mean_r2'] - record['mean_r2']) < 1e-4
@@ -58,8 +57,8 @@ def test_learns_to_read_attributes_and_is_cached(trained):
 
 def test_metrics_are_zero_for_the_same_faces_and_see_a_missing_attribute(trained):
   model, record, _, config = trained
-  images = np.asarray(data.load_images(config, 'train'))
-  attributes = np.asarray(data.load_attributes(config, 'train'))
+  images = np.asarray(sources.load_images(config, 'train'))
+  attributes = np.asarray(sources.load_attributes(config, 'train'))
   glasses = attributes[:, synthetic_faces.ATTRIBUTES.index('glasses')]
   real, pool = images[:512], images[512:]
   real_read = face_attributes.read_images(model, real, 3)
@@ -77,7 +76,7 @@ def test_metrics_are_zero_for_the_same_faces_and_see_a_missing_attribute(trained
   assert tv(without)['per_attribute']['glasses'] > 0.15
   assert tv(without)['per_attribute']['glasses'] > 3 * tv(alike)['per_attribute']['glasses']
   # At 16x16 (resized to the network's 32x32 as the data is) the same faces still match best.
-  small = lambda x: data.preprocess.to_model_images(x, 16, 3)  # noqa: E731
+  small = lambda x: preprocess.to_model_images(x, 16, 3)  # noqa: E731
   assert (face_attributes.metrics(model, record, real_read, small(alike), 3)['domain_fd']
           ['value'] < face_attributes.metrics(model, record, real_read, small(without), 3)
           ['domain_fd']['value'])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegan_jax.config import UsageError
+from facegan_jax.errors import UsageError
 from facegan_jax.data import images
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)

@@ -5,13 +5,15 @@ tests/data/*.pth were written by torch 2.13 (torch.save of the state_dict built 
 malicious.pth is state_dict_zip.pth with a data.pkl that calls os.system when unpickled.
 The port itself is checked against tests/fid_inception_torch.py (pytorch-fid's network in plain
 PyTorch) with random weights when torch is installed; it is not in requirements-test.txt (see
-the README), so that test is skipped in CI.
+the README), so CI checks the port against GOLDEN instead: that reference's pool3 features of
+two images with the seeded weights of `random_inception_weights`, written by
+`python -m tests.test_inception --write_golden` with torch installed.
 """
 
 import os
+import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -22,6 +24,8 @@ from facegan_jax.evaluation import inception
 from facegan_jax.evaluation import torch_weights
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
+GOLDEN = os.path.join(DATA, 'fid_inception_golden.npz')
+GOLDEN_COMMAND = 'python -m tests.test_inception --write_golden'
 
 
 def expected_state_dict():
@@ -67,12 +71,17 @@ def nnx_arrays(model):
       yield tuple(map(str, path)), node[...]
 
 
-def random_inception_npz(path, seed=0):
-  """Writes random FID Inception weights (He-scaled, so activations stay finite through the
-  network) as an .npz by pytorch-fid's names; returns `path`."""
+def random_inception_weights(seed=0):
+  """Random FID Inception weights (He-scaled, so activations stay finite through the network)
+  by pytorch-fid's names, as float32 numpy arrays.
+
+  Drawn in sorted-name order from numpy alone, so GOLDEN's weights are rebuilt bit for bit
+  without torch. numpy is pinned in requirements.txt, and GOLDEN records the version that drew
+  them: numpy may change a Generator's stream between versions.
+  """
   rng = np.random.default_rng(seed)
   arrays = {}
-  for name, value in _state_dict_of(inception.FIDInception()).items():
+  for name, value in sorted(_state_dict_of(inception.FIDInception()).items()):
     if name.endswith('conv.weight'):
       fan_in = np.prod(value.shape[1:])
       value = rng.normal(size=value.shape) * np.sqrt(2 / fan_in)
@@ -81,7 +90,12 @@ def random_inception_npz(path, seed=0):
     else:
       value = rng.normal(0, 0.1, value.shape)
     arrays[name] = value.astype(np.float32)
-  np.savez(path, **arrays)
+  return arrays
+
+
+def random_inception_npz(path, seed=0):
+  """Writes `random_inception_weights(seed)` as an .npz; returns `path`."""
+  np.savez(path, **random_inception_weights(seed))
   return path
 
 
@@ -118,6 +132,28 @@ def test_clean_fid_resize_is_pil_bicubic_per_channel():
     inception.resize(images, 'nearest')
 
 
+def _pytorch_fid_features(reference, images):
+  """(input, pool3 features) of uint8 NHWC `images` by pytorch-fid: its own preprocessing
+  (bilinear to 299, align_corners=False, then 2x - 1) and the reference network."""
+  import torch
+  nchw = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+  x = 2 * torch.nn.functional.interpolate(nchw, size=(299, 299), mode='bilinear',
+                                          align_corners=False) - 1
+  with torch.no_grad():
+    return x.permute(0, 2, 3, 1).numpy(), reference(x).numpy()
+
+
+def _port_features(model, images):
+  """(input, pool3 features) of uint8 NHWC `images` by the port, resized as pytorch-fid does."""
+  x = inception.resize(images, 'pytorch_fid')
+  return np.asarray(x), np.asarray(jax.jit(lambda m, x: m(x))(model, x))
+
+
+def _assert_features_close(got, want):
+  assert got.shape == want.shape == (len(want), 2048)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def test_port_matches_pytorch_fid_network_with_random_weights(tmp_path):
   torch = pytest.importorskip('torch', reason='torch (a test-only extra) is not installed')
   from tests import fid_inception_torch
@@ -129,18 +165,55 @@ def test_port_matches_pytorch_fid_network_with_random_weights(tmp_path):
   inception.load_state_dict(model, torch_weights.load(path))  # through the safe reader
 
   images = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), np.uint8)
-  nchw = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-  # pytorch-fid's own preprocessing: bilinear to 299 (align_corners=False), then 2x - 1.
-  x_ref = 2 * torch.nn.functional.interpolate(nchw, size=(299, 299), mode='bilinear',
-                                                  align_corners=False) - 1
-  x = inception.resize(images, 'pytorch_fid')
-  np.testing.assert_allclose(np.asarray(x), x_ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
+  x_ref, want = _pytorch_fid_features(reference, images)
+  x, got = _port_features(model, images)
+  np.testing.assert_allclose(x, x_ref, atol=1e-5)
+  _assert_features_close(got, want)
 
-  with torch.no_grad():
-    want = reference(x_ref).numpy()
-  got = np.asarray(jax.jit(lambda m, x: m(x))(model, jnp.asarray(x)))
-  assert got.shape == (2, 2048)
-  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+def golden_record(seed=0):
+  """GOLDEN's contents: the reference's features of two seeded images with the weights of
+  `random_inception_weights(seed)`, and what made them. Needs torch."""
+  import torch
+  from tests import fid_inception_torch
+
+  reference = fid_inception_torch.FIDInceptionReference().eval()
+  missing, unexpected = reference.load_state_dict(
+      {k: torch.from_numpy(v) for k, v in random_inception_weights(seed).items()}, strict=False)
+  assert not unexpected and all(k.startswith('fc.') or k.endswith('num_batches_tracked')
+                                for k in missing), (missing, unexpected)
+  # Small images keep the file small; the network sees them resized to 299 either way.
+  images = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), np.uint8)
+  _, features = _pytorch_fid_features(reference, images)
+  return dict(weight_seed=np.int64(seed), images=images, features=features.astype(np.float32),
+              torch_version=np.str_(torch.__version__), numpy_version=np.str_(np.__version__),
+              command=np.str_(GOLDEN_COMMAND))
+
+
+def _golden():
+  with np.load(GOLDEN, allow_pickle=False) as f:
+    return dict(f)
+
+
+def test_port_matches_golden_pytorch_fid_features():
+  """The torch test's check without torch: the port against the reference's stored features."""
+  golden = _golden()
+  model = inception.FIDInception()
+  inception.load_state_dict(model, random_inception_weights(int(golden['weight_seed'])))
+  _, got = _port_features(model, golden['images'])
+  # Measured 2026-12-01 on this 2-core CPU: max abs difference 1.9e-5 (largest feature 32.4),
+  # max relative 3.7e-5 on features above 1e-3 of the largest. A BatchNorm eps 10% off, the
+  # average pools counting their padding, or a bicubic resize fails it.
+  _assert_features_close(got, golden['features'])
+
+
+def test_golden_file_is_what_the_torch_reference_computes():
+  pytest.importorskip('torch', reason='torch (a test-only extra) is not installed')
+  golden, fresh = _golden(), golden_record()
+  assert np.array_equal(golden['images'], fresh['images'])
+  np.testing.assert_allclose(golden['features'], fresh['features'], rtol=1e-4,
+                             atol=1e-4 * np.abs(fresh['features']).max(),
+                             err_msg=f'stale {GOLDEN}: rerun {GOLDEN_COMMAND}')
 
 
 class _MeanColour(nnx.Module):
@@ -162,3 +235,10 @@ def test_real_features_are_cached_per_key(tmp_path, monkeypatch):
   other, cached = fid.cached_real_features(_MeanColour(), images, 'pytorch_fid',
                                            {**key, 'weights': 'v'})
   assert not cached and np.array_equal(other, first)
+
+
+if __name__ == '__main__':
+  if sys.argv[1:] != ['--write_golden']:
+    sys.exit(f'usage: {GOLDEN_COMMAND} (needs torch)')
+  np.savez_compressed(GOLDEN, **golden_record())
+  print(f'wrote {GOLDEN} ({os.path.getsize(GOLDEN)} bytes)')

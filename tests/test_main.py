@@ -7,8 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from facegan_jax import checkpoint
-from tests.conftest import TINY, main_py, metrics
+from tests.conftest import TINY, main_py, metrics, read_checkpoint
 from tests.test_inception import random_inception_npz
 
 
@@ -107,8 +106,8 @@ def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path, data_di
   assert os.listdir(tmp_path / 'best_checkpoint') == [str(best)]
   assert os.path.exists(tmp_path / 'losses.png')
   # The best state is the one the regular checkpoint of that step holds.
-  kept = checkpoint.read_state(str(tmp_path / 'best_checkpoint' / str(best)))
-  regular = checkpoint.read_state(str(tmp_path / 'checkpoints' / str(best)))
+  kept = read_checkpoint(str(tmp_path / 'best_checkpoint' / str(best)))
+  regular = read_checkpoint(str(tmp_path / 'checkpoints' / str(best)))
   for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(regular), strict=True):
     np.testing.assert_array_equal(a, b)
 
@@ -160,7 +159,7 @@ def test_steps_per_call_gives_the_one_step_run_at_full_optimisation(tmp_path, da
   rows = [[{k: v for k, v in row.items() if k not in timing} for row in metrics(workdir)]
           for workdir in (one, four)]
   assert [row['step'] for row in rows[1]] == [5, 10, 15, 20] and rows[0] == rows[1]
-  states = [checkpoint.read_state(os.path.join(workdir, 'checkpoints', '20'))
+  states = [read_checkpoint(os.path.join(workdir, 'checkpoints', '20'))
             for workdir in (one, four)]
   for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
     np.testing.assert_array_equal(a, b)

@@ -9,8 +9,7 @@ import sys
 import jax
 import numpy as np
 
-from facegan_jax import checkpoint
-from tests.conftest import ROOT, TINY, main_env, main_py, metrics
+from tests.conftest import ROOT, TINY, main_env, main_py, metrics, read_checkpoint
 
 
 def _free_port():
@@ -42,8 +41,8 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir)
   assert [r['step'] for r in rows_two] == [5, 10, 15, 20]  # written once, by process 0
   for a, b in zip(rows_one, rows_two, strict=True):
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, a['step']
-  ours = checkpoint.read_state(os.path.join(one, 'checkpoints', '20'))
-  theirs = checkpoint.read_state(os.path.join(two, 'checkpoints', '20'))
+  ours = read_checkpoint(os.path.join(one, 'checkpoints', '20'))
+  theirs = read_checkpoint(os.path.join(two, 'checkpoints', '20'))
   for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
     np.testing.assert_array_equal(a, b)
   assert sorted(os.listdir(os.path.join(two, 'samples'))) == ['step_0000010.png',

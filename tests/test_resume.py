@@ -12,8 +12,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 
-from facegan_jax import checkpoint
-from tests.conftest import ROOT, TINY, main_env, main_py, metrics
+from tests.conftest import ROOT, TINY, main_env, main_py, metrics, read_checkpoint
 
 LOSSES = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm', 'diversity')
 
@@ -41,7 +40,7 @@ def log(run):
 
 
 def saved_state(workdir, step):
-  return checkpoint.read_state(os.path.join(workdir, 'checkpoints', str(step)))
+  return read_checkpoint(os.path.join(workdir, 'checkpoints', str(step)))
 
 
 def assert_same_run(ours, theirs, last_step):

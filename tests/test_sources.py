@@ -16,9 +16,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from facegan_jax import data
-from facegan_jax.config import Config, UsageError
-from facegan_jax.data import celeba_small_builder, images, preprocess
+from facegan_jax.config import Config
+from facegan_jax.data import celeba_small_builder, images, preprocess, sources, tfds_prepare
+from facegan_jax.errors import UsageError
 
 # Twelve colours, 20 levels apart in red: a solid JPEG keeps its colour within a few levels,
 # so each decoded image says which file it came from.
@@ -107,7 +107,7 @@ def _celeba_config(tmp_path, manual, **kwargs):
 
 @pytest.mark.parametrize('resolution', [64, 32])
 def test_celeba_small_from_the_manual_zip(tmp_path, celeba_zip, offline, resolution):
-  faces = data.load_images(_celeba_config(tmp_path, celeba_zip, resolution=resolution))
+  faces = sources.load_images(_celeba_config(tmp_path, celeba_zip, resolution=resolution))
   assert faces.dtype == np.uint8
   assert faces.shape == (12, resolution, resolution, 3)  # 13 files, one corrupt
   _assert_colors(faces, COLORS)  # in file-name order
@@ -115,21 +115,21 @@ def test_celeba_small_from_the_manual_zip(tmp_path, celeba_zip, offline, resolut
 
 
 def test_celeba_small_reuses_the_prepared_dataset(tmp_path, celeba_zip, offline):
-  first = data.load_images(_celeba_config(tmp_path, celeba_zip))
+  first = sources.load_images(_celeba_config(tmp_path, celeba_zip))
   os.remove(celeba_zip / 'processed-celeba-small.zip')
   builder_dir = tmp_path / 'data' / 'celeba_small' / '1.0.0'
   for cache in builder_dir.glob('facegan-*.npy'):  # read the TFDS records again
     cache.unlink()
-  again = data.load_images(_celeba_config(tmp_path, celeba_zip))
+  again = sources.load_images(_celeba_config(tmp_path, celeba_zip))
   np.testing.assert_array_equal(again, first)
-  small = data.load_images(_celeba_config(tmp_path, celeba_zip, resolution=16))
+  small = sources.load_images(_celeba_config(tmp_path, celeba_zip, resolution=16))
   assert small.shape == (12, 16, 16, 3)
   _assert_colors(small, COLORS)
   assert not offline
 
 
 def test_celeba_small_lists_skipped_files_in_its_metadata(tmp_path, celeba_zip, offline):
-  data.load_images(_celeba_config(tmp_path, celeba_zip))
+  sources.load_images(_celeba_config(tmp_path, celeba_zip))
   builder = celeba_small_builder.CelebaSmall(data_dir=str(tmp_path / 'data'))
   assert builder.is_prepared()
   skipped = builder.info.metadata['skipped']
@@ -139,7 +139,7 @@ def test_celeba_small_lists_skipped_files_in_its_metadata(tmp_path, celeba_zip, 
 
 def test_celeba_small_too_many_bad_files_names_them(tmp_path, celeba_zip, offline):
   config = _celeba_config(tmp_path, celeba_zip, max_bad_fraction=0)
-  message = _usage_error(data.load_images, config)
+  message = _usage_error(sources.load_images, config)
   assert message.startswith('1 of 13 files are not readable images')
   assert f'{CELEBA_DIR}/{BAD_NAME}' in message
   assert not celeba_small_builder.CelebaSmall(data_dir=config.data_dir).is_prepared()
@@ -148,7 +148,7 @@ def test_celeba_small_too_many_bad_files_names_them(tmp_path, celeba_zip, offlin
 def test_celeba_small_from_the_extracted_folder_in_the_default_manual_dir(tmp_path, offline):
   files = {name.replace('__MACOSX/', ''): contents for name, contents in _celeba_files().items()}
   _write_tree(tmp_path / 'data' / 'downloads' / 'manual', files)
-  faces = data.load_images(_config(tmp_path, 'celeba_small', max_bad_fraction=0.1))
+  faces = sources.load_images(_config(tmp_path, 'celeba_small', max_bad_fraction=0.1))
   assert faces.shape == (12, 32, 32, 3)
   _assert_colors(faces, COLORS)
   assert not offline
@@ -158,7 +158,7 @@ def test_celeba_small_offline_without_a_manual_copy_says_where_to_put_it(tmp_pat
   manual = tmp_path / 'manual'
   manual.mkdir()
   start = time.perf_counter()
-  message = _usage_error(data.load_images, _celeba_config(tmp_path, manual))
+  message = _usage_error(sources.load_images, _celeba_config(tmp_path, manual))
   assert time.perf_counter() - start < 5  # no download retries
   assert offline == ['s3.amazonaws.com']
   assert str(manual) in message
@@ -174,7 +174,7 @@ def test_celeba_small_failed_download_says_where_to_put_the_zip(tmp_path, monkey
 
   monkeypatch.setattr(tfds.download.DownloadManager, 'download', download)
   config = _config(tmp_path, 'celeba_small')
-  message = _usage_error(data.load_images, config)
+  message = _usage_error(sources.load_images, config)
   assert message.startswith('could not download processed-celeba-small.zip (ConnectionError)')
   assert os.path.join(config.data_dir, 'downloads', 'manual') in message
 
@@ -198,14 +198,14 @@ def folder(request, tmp_path):
 
 
 def test_folder_shapes_and_order(tmp_path, folder):
-  faces = data.load_images(_config(tmp_path, f'folder:{folder}', resolution=16))
+  faces = sources.load_images(_config(tmp_path, f'folder:{folder}', resolution=16))
   assert faces.dtype == np.uint8
   assert faces.shape == (5, 16, 16, 3)
   _assert_colors(faces, FOLDER_COLORS, tolerance=1)  # PNG is lossless
 
 
 def test_folder_in_grayscale(tmp_path, folder):
-  faces = data.load_images(_config(tmp_path, f'folder:{folder}', resolution=8, channels=1))
+  faces = sources.load_images(_config(tmp_path, f'folder:{folder}', resolution=8, channels=1))
   assert faces.shape == (5, 8, 8, 1)
   luma = FOLDER_COLORS @ np.array([0.299, 0.587, 0.114])  # PIL's RGB -> L
   _assert_colors(faces, luma[:, None], tolerance=1)
@@ -213,25 +213,25 @@ def test_folder_in_grayscale(tmp_path, folder):
 
 def test_folder_second_load_reads_the_cache(tmp_path, folder, monkeypatch):
   config = _config(tmp_path, f'folder:{folder}')
-  first = data.load_images(config)
+  first = sources.load_images(config)
 
   def decode(contents):
     raise AssertionError('decoded again instead of reading the cache')
 
   monkeypatch.setattr(images, 'decode', decode)
-  np.testing.assert_array_equal(data.load_images(config), first)
+  np.testing.assert_array_equal(sources.load_images(config), first)
   assert len(list((tmp_path / 'data' / 'facegan_folders').glob('*.npy'))) == 1
 
 
 def test_folder_cache_follows_the_contents(tmp_path, folder):
   config = _config(tmp_path, f'folder:{folder}')
-  assert len(data.load_images(config)) == 5
+  assert len(sources.load_images(config)) == 5
   more = _folder_files(COLORS[:6])
   if folder.suffix == '.zip':
     _write_zip(folder, more)
   else:
     _write_tree(folder, {name: more[name] for name in more.keys() - _folder_files().keys()})
-  faces = data.load_images(config)
+  faces = sources.load_images(config)
   assert len(faces) == 6
   _assert_colors(faces, COLORS[:6], tolerance=1)
 
@@ -239,7 +239,7 @@ def test_folder_cache_follows_the_contents(tmp_path, folder):
 def test_folder_path_under_home(tmp_path, monkeypatch):
   monkeypatch.setenv('HOME', str(tmp_path))
   _write_tree(tmp_path / 'faces', _folder_files())
-  faces = data.load_images(_config(tmp_path, 'folder:~/faces', resolution=16))
+  faces = sources.load_images(_config(tmp_path, 'folder:~/faces', resolution=16))
   assert faces.shape == (5, 16, 16, 3)
 
 
@@ -258,25 +258,25 @@ def _mock_images(name, split='train'):
 
 
 def test_tfds_mnist_as_stored(tmp_path, mock_tfds):
-  digits = data.load_images(_config(tmp_path, 'tfds:mnist', resolution=28, channels=1))
+  digits = sources.load_images(_config(tmp_path, 'tfds:mnist', resolution=28, channels=1))
   assert digits.dtype == np.uint8
   assert digits.shape == (10, 28, 28, 1)
   np.testing.assert_array_equal(digits, _mock_images('mnist'))
 
 
 def test_tfds_celeb_a_uses_the_centre_crop(tmp_path, mock_tfds):
-  faces = data.load_images(_config(tmp_path, 'tfds:celeb_a'))
+  faces = sources.load_images(_config(tmp_path, 'tfds:celeb_a'))
   raw = _mock_images('celeb_a')
   assert raw.shape == (10, 218, 178, 3)
   assert faces.shape == (10, 32, 32, 3)
   np.testing.assert_array_equal(
-      faces, preprocess.to_model_images(raw, 32, 3, crop=data.CELEB_A_CROP))
+      faces, preprocess.to_model_images(raw, 32, 3, crop=tfds_prepare.CELEB_A_CROP))
   assert not np.array_equal(faces, preprocess.to_model_images(raw, 32, 3))
 
 
 def test_tfds_split_in_the_name_wins(tmp_path, mock_tfds):
   config = _config(tmp_path, 'tfds:mnist:test', resolution=28, channels=1)
-  assert data.load_images(config, split='train').shape == (10, 28, 28, 1)
+  assert sources.load_images(config, split='train').shape == (10, 28, 28, 1)
   cached = (tmp_path / 'data' / 'facegan_tfds' / 'mnist').glob('*/facegan-*.npy')
   assert [path.name for path in cached] == ['facegan-test.npy']
 
@@ -285,7 +285,7 @@ def test_tfds_split_in_the_name_wins(tmp_path, mock_tfds):
     ('no_such_dataset', "TFDS has no dataset 'no_such_dataset'"),
     ('mnist/no_such_config', 'BuilderConfig no_such_config not found')])
 def test_tfds_unknown_name(tmp_path, mock_tfds, name, reason):
-  message = _usage_error(data.load_images, _config(tmp_path, f'tfds:{name}'))
+  message = _usage_error(sources.load_images, _config(tmp_path, f'tfds:{name}'))
   assert message.startswith(f'--dataset=tfds:{name}: {reason}')
 
 
@@ -299,7 +299,7 @@ def test_tfds_download_that_returned_an_html_page(tmp_path, monkeypatch):
     raise ValueError('File is not a zip file')
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', download_and_prepare)
-  message = _usage_error(data.load_images, _config(tmp_path, 'tfds:celeb_a'))
+  message = _usage_error(sources.load_images, _config(tmp_path, 'tfds:celeb_a'))
   assert message.startswith('tfds:celeb_a: the download returned an HTML page instead of the '
                             'archive')
   assert 'quota' in message and str(tmp_path / 'data' / 'downloads' / 'manual') in message
@@ -310,7 +310,7 @@ def test_tfds_preparation_that_needs_tensorflow(tmp_path, monkeypatch):
     raise ModuleNotFoundError("No module named 'tensorflow'", name='tensorflow')
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', download_and_prepare)
-  message = _usage_error(data.load_images, _config(tmp_path, 'tfds:mnist', resolution=28,
+  message = _usage_error(sources.load_images, _config(tmp_path, 'tfds:mnist', resolution=28,
                                                    channels=1))
   assert message.startswith('preparing tfds:mnist needs tensorflow once (pip install tensorflow)')
 
@@ -321,11 +321,11 @@ def test_tfds_preparation_that_needs_tensorflow(tmp_path, monkeypatch):
                                   'synthetic_faces/full', 'celeba_small', 'tfds:x',
                                   'tfds:celeb_a:test', 'folder:x', 'folder:/a/b.zip'])
 def test_check_dataset_accepts(name):
-  data.check_dataset(name)
+  sources.check_dataset(name)
 
 
 @pytest.mark.parametrize('name', ['imagenet', 'tfds:', 'folder:', 'celeba_small/x',
                                   'synthetic_faces/huge', 'synthetic_faces:small'])
 def test_check_dataset_rejects(name):
-  message = _usage_error(data.check_dataset, name)
+  message = _usage_error(sources.check_dataset, name)
   assert message.startswith(f'unknown --dataset={name}; available: synthetic_faces, ')

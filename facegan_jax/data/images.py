@@ -12,9 +12,10 @@ import zlib
 from collections.abc import Callable
 
 import numpy as np
+from absl import logging
 from PIL import Image
 
-from facegan_jax.config import UsageError
+from facegan_jax.errors import UsageError
 from facegan_jax.data import preprocess
 
 SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp')
@@ -166,3 +167,10 @@ def prepare(files: list[File], resolution: int, channels: int, *, max_bad_fracti
   if not images:
     raise UsageError('no readable images')
   return np.stack(images), bad
+
+
+def log_skipped(skipped, source):
+  """Logs a warning naming a few of the `skipped` files of `source`, if any."""
+  if skipped:
+    logging.warning('%s: skipped %d unreadable file(s), e.g. %s', source, len(skipped),
+                    '; '.join(skipped[:3]))

@@ -14,9 +14,9 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax import data
 from facegan_jax import sample as sample_lib
-from facegan_jax.config import UsageError
+from facegan_jax.data import sources
+from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import face_attributes
 from facegan_jax.evaluation import fid
 from facegan_jax.evaluation import swd
@@ -47,7 +47,7 @@ class Evaluator:
 
   def __init__(self, config):
     self.config = config
-    real = data.load_images(config, 'train')
+    real = sources.load_images(config, 'train')
     n = config.eval_samples
     if len(real) < n:
       raise UsageError(f'--eval_samples={n} but {config.dataset} has only {len(real)} training '
@@ -58,7 +58,7 @@ class Evaluator:
     self.real = np.asarray(real[self.subset])
     self.z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (n, config.z_dim))
     self.provenance = dict(
-        dataset=config.dataset, dataset_version=data.version(config),
+        dataset=config.dataset, dataset_version=sources.version(config),
         resolution=config.resolution, n_real=n, n_fake=n,
         generator='ema' if config.ema_decay > 0 else 'raw', sample_seed=config.sample_seed)
     self.attributes = None

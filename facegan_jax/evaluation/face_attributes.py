@@ -32,10 +32,11 @@ import scipy.stats
 from absl import logging
 from flax import nnx
 
-from facegan_jax import checkpoint, data
-from facegan_jax.data import preprocess, synthetic_faces
-from facegan_jax.evaluation import distances, fid, parallel
-from facegan_jax.models.layers import DownConv
+from facegan_jax import files
+from facegan_jax.checkpoint.manager import leaf_names
+from facegan_jax.data import preprocess, sources, synthetic_faces
+from facegan_jax.evaluation import distances, parallel
+from facegan_jax.models.resample import DownConv
 
 RESOLUTION = 32
 FEATURES = 256
@@ -103,8 +104,8 @@ def _loss(model, images, continuous, *classes):
 def train(config):
   """Trains the network on `config.dataset`'s train split; returns (model, quality record)."""
   shape_config = dataclasses.replace(config, resolution=RESOLUTION)
-  images = jnp.asarray(data.load_images(shape_config, 'train'))
-  continuous, classes = targets(np.asarray(data.load_attributes(config, 'train')))
+  images = jnp.asarray(sources.load_images(shape_config, 'train'))
+  continuous, classes = targets(np.asarray(sources.load_attributes(config, 'train')))
   mean, std = continuous.mean(0), continuous.std(0) + 1e-6
   labels = (jnp.asarray((continuous - mean) / std), *map(jnp.asarray, classes))
   model = AttributeNet(config.channels, rngs=nnx.Rngs(TRAIN['seed']))
@@ -123,8 +124,8 @@ def train(config):
   for _ in range(steps):
     step(model, optimizer, images, labels, jnp.asarray(rng.integers(0, len(images), batch)))
   seconds = time.perf_counter() - started
-  test = data.load_images(shape_config, 'test')
-  quality = _quality(model, test, mean, std, *targets(data.load_attributes(config, 'test')))
+  test = sources.load_images(shape_config, 'test')
+  quality = _quality(model, test, mean, std, *targets(sources.load_attributes(config, 'test')))
   return model, dict(quality, mean=mean.tolist(), std=std.tolist(), train_steps=steps,
                      n_train=len(images), train_seconds=round(seconds, 1))
 
@@ -155,7 +156,7 @@ def _forward(model, x):
 
 def load_or_train(config):
   """The network for `config` and its quality record, trained once and cached."""
-  key = dict(dataset=config.dataset, version=data.version(config), channels=config.channels,
+  key = dict(dataset=config.dataset, version=sources.version(config), channels=config.channels,
              resolution=RESOLUTION, net=VERSION, widths=WIDTHS, train=TRAIN)
   name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
   cache_dir = os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
@@ -163,23 +164,22 @@ def load_or_train(config):
   path = os.path.join(cache_dir, f'{name}.npz')
   abstract = nnx.eval_shape(lambda: AttributeNet(config.channels, rngs=nnx.Rngs(0)))
   graph, params = nnx.split(abstract)
-  names = checkpoint.leaf_names(params)
+  names = leaf_names(params)
   if os.path.exists(path):
     with np.load(path, allow_pickle=False) as f:
       leaves = [f[n] for n in names]
       record = json.loads(str(f['record']))
     params = jax.tree.unflatten(jax.tree.structure(params), leaves)
-    return nnx.merge(graph, params), dict(record, cached=True, sha256=fid.file_sha256(path))
+    return nnx.merge(graph, params), dict(record, cached=True, sha256=files.sha256(path))
   logging.info('Training the synthetic_faces attribute network (once; cached in %s)',
                cache_dir)
   model, record = train(config)
   record = dict(record, key=key)
   os.makedirs(cache_dir, exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}.npz'
-  np.savez(tmp, record=json.dumps(record),
-           **{n: np.asarray(x) for n, x in checkpoint.leaf_names(nnx.state(model)).items()})
-  os.replace(tmp, path)
-  return model, dict(record, cached=False, sha256=fid.file_sha256(path))
+  with files.atomic_path(path) as tmp:
+    np.savez(tmp, record=json.dumps(record),
+             **{n: np.asarray(x) for n, x in leaf_names(nnx.state(model)).items()})
+  return model, dict(record, cached=False, sha256=files.sha256(path))
 
 
 def read_images(model, images, channels):

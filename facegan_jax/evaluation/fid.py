@@ -15,7 +15,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax.config import UsageError
+from facegan_jax import files
+from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import distances
 from facegan_jax.evaluation import inception
 from facegan_jax.evaluation import parallel
@@ -24,14 +25,6 @@ from facegan_jax.evaluation import torch_weights
 WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
                'pt_inception-2015-12-05-6726825d.pth')
 BATCH_PER_DEVICE = 25
-
-
-def file_sha256(path):
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def load_network(path):
@@ -52,7 +45,7 @@ def load_network(path):
     inception.load_state_dict(model, state_dict)
   except (ValueError, EOFError, OSError, zipfile.BadZipFile, KeyError) as e:
     raise UsageError(f'--inception_weights={path}: not the FID Inception weights ({e})') from e
-  return model, file_sha256(path)
+  return model, files.sha256(path)
 
 
 def features(model, images, resize_mode):
@@ -87,9 +80,8 @@ def cached_real_features(model, images, resize_mode, key):
                cache_dir)
   out = features(model, images, resize_mode)
   os.makedirs(cache_dir, exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}.npz'
-  np.savez(tmp, features=out, key=repr(sorted(key.items())))
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    np.savez(tmp, features=out, key=repr(sorted(key.items())))
   return out, False
 
 

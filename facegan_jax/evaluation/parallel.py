@@ -4,6 +4,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from facegan_jax.mesh import DATA_AXIS, make_mesh
+
 
 def map_batches(fn, images, batch_per_device, prepare=None):
   """fn over `images` in batches split on a `data` mesh axis of the local devices.
@@ -16,9 +18,8 @@ def map_batches(fn, images, batch_per_device, prepare=None):
   """
   devices = jax.local_device_count()
   # Auto sharding: XLA partitions fn over the batch as it sees fit (reshapes included).
-  mesh = jax.make_mesh((devices,), ('data',), devices=jax.local_devices(),
-                       axis_types=(jax.sharding.AxisType.Auto,))
-  sharded = NamedSharding(mesh, P('data'))
+  mesh = make_mesh(devices=jax.local_devices(), axis_types=(jax.sharding.AxisType.Auto,))
+  sharded = NamedSharding(mesh, P(DATA_AXIS))
   batch = devices * min(batch_per_device, -(-len(images) // devices))
   out = []
   for start in range(0, len(images), batch):

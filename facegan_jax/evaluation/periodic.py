@@ -12,7 +12,8 @@ import os
 
 from absl import logging
 
-from facegan_jax import checkpoint, logbook, runtime
+from facegan_jax import metrics_log, runtime
+from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.evaluation import evaluate
 
 BEST_DIR = 'best_checkpoint'
@@ -28,16 +29,16 @@ class PeriodicEval:
     self.evaluator = evaluate.Evaluator(config)
     self.best, self.best_ckpts = None, None
     if config.best_metric:
-      self.best_ckpts = checkpoint.Checkpoints(os.path.join(workdir, BEST_DIR), keep=1,
+      self.best_ckpts = Checkpoints(os.path.join(workdir, BEST_DIR), keep=1,
                                                config=config)
       self.best = min((row['eval']['metrics'][config.best_metric]['value']
-                       for row in logbook.eval_rows(metrics_path)), default=None)
+                       for row in metrics_log.eval_rows(metrics_path)), default=None)
 
   def __call__(self, state, step, generate):
     """Evaluates `generate` (z -> uint8 images, state's generator) and logs the record."""
     record = self.evaluator(step, generate)
     if runtime.writes_files():
-      logbook.append_eval(self.metrics_path, step, record)
+      metrics_log.append_eval(self.metrics_path, step, record)
     metrics = record['metrics']
     logging.info('eval at step %d (%.0f s): %s', step, record['seconds']['total'],
                  ', '.join(f'{name} {m["value"]:.3f}' for name, m in metrics.items()))

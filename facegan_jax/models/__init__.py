@@ -20,8 +20,9 @@ def build(config, rngs):
   common = dict(resolution=config.resolution, conv_dim=config.conv_dim,
                 channels=config.channels, dtype=COMPUTE_DTYPES[config.precision], rngs=rngs)
   g = family.Generator(z_dim=config.z_dim, g_first_bn=config.g_first_bn,
-                       impl=config.conv_impl, **common)
-  extra = dict(dropout=config.d_dropout) if config.model == 'mlp' else dict(impl=config.conv_impl)
+                       conv_impl=config.conv_impl, **common)
+  extra = dict(dropout=config.d_dropout) if config.model == 'mlp' else dict(
+      conv_impl=config.conv_impl)
   d = family.Discriminator(**common, **extra)
   return g, d
 

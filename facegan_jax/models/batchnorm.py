@@ -6,61 +6,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-DATA_AXIS = 'data'
-
-
-def _data_axis_size():
-  """Number of devices on the `data` axis, or None outside shard_map."""
-  try:
-    return jax.lax.axis_size(DATA_AXIS)
-  except NameError:
-    return None
-
-
-def _pmean(x):
-  return x if _data_axis_size() is None else jax.lax.pmean(x, DATA_AXIS)
-
-
-def _varying(x):
-  """x marked as varying over the data axis when bound (a no-op if it already is).
-
-  Parameters replicated across devices are invariant; a custom VJP must return cotangents of
-  the same type, and JAX's transpose of this cast adds the cross-device sum they need.
-  """
-  if _data_axis_size() is None or DATA_AXIS in jax.typeof(x).manual_axis_type.varying:
-    return x
-  return jax.lax.pcast(x, DATA_AXIS, to='varying')
-
-
-def channel_sums(*xs):
-  """Sums over every axis but the last, as matmuls with a ones vector.
-
-  XLA on CPU rewrites large sum reductions into slow reduce-windows (for accuracy); its
-  matmuls are fast and accumulate in blocks as well. ~10% of a dcgan64 step otherwise.
-  """
-  rows = xs[0].size // xs[0].shape[-1]
-  ones = jnp.ones((rows,), xs[0].dtype)
-  return tuple(jnp.dot(ones, x.reshape(rows, x.shape[-1])) for x in xs)
-
-
-def add_bias(x, bias):
-  """x + bias over the last axis, with the bias gradient summed by `channel_sums`."""
-  return _add_bias(x, _varying(bias))
-
-
-@jax.custom_vjp
-def _add_bias(x, bias):
-  return x + bias.astype(x.dtype)
-
-
-_add_bias.defvjp(lambda x, bias: (_add_bias(x, bias), bias),
-                 lambda bias, g: (g, channel_sums(g)[0].astype(bias.dtype)))
+from facegan_jax.models.reductions import as_varying, channel_sums, data_axis_size, pmean_if_bound
 
 
 def _moments(x):
   """Mean and biased variance over every axis but the last, across the data axis if bound."""
   count = x.size // x.shape[-1]
-  mean, mean_sq = _pmean(tuple(s / count for s in channel_sums(x, jnp.square(x))))
+  mean, mean_sq = pmean_if_bound(tuple(s / count for s in channel_sums(x, jnp.square(x))))
   return mean, jnp.maximum(mean_sq - jnp.square(mean), 0.0)
 
 
@@ -90,7 +42,7 @@ def _normalize_batch_bwd(epsilon, res, g):
   d_bias, d_scale = channel_sums(g32, g32 * x_hat)
   count = x.size // x.shape[-1]
   # Means over the whole global batch: a device's statistics depend on every device's inputs.
-  g_mean, gx_mean = _pmean((d_bias / count, d_scale / count))
+  g_mean, gx_mean = pmean_if_bound((d_bias / count, d_scale / count))
   dx = (inv * scale) * (g32 - g_mean - x_hat * gx_mean)
   return dx.astype(x.dtype), d_scale, d_bias
 
@@ -121,8 +73,8 @@ class BatchNorm(nnx.Module):
       return x * inv.astype(x.dtype) + (bias - self.mean[...] * inv).astype(x.dtype)
     # The statistics are computed again here for the running averages; XLA shares the work.
     mean, var = jax.lax.stop_gradient(_moments(x.astype(jnp.float32)))
-    count = (x.size // x.shape[-1]) * (_data_axis_size() or 1)
+    count = (x.size // x.shape[-1]) * (data_axis_size() or 1)
     m = self.momentum
     self.mean[...] = (1 - m) * self.mean[...] + m * mean
     self.var[...] = (1 - m) * self.var[...] + m * var * count / max(count - 1, 1)
-    return _normalize_batch(x, _varying(scale), _varying(bias), self.epsilon)
+    return _normalize_batch(x, as_varying(scale), as_varying(bias), self.epsilon)

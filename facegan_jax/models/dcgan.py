@@ -6,32 +6,22 @@ A resolution of base * 2**n (base 4, or 7 for 28x28 digits) takes n resampling l
 widest layer, conv_dim * 2**(n - 1) channels, sits at base x base.
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facegan_jax.config import num_stages
 from facegan_jax.models.batchnorm import BatchNorm
-from facegan_jax.models.layers import DownConv, UpConv
+from facegan_jax.models.resample import DownConv, UpConv
 
 dense_init = nnx.initializers.normal(0.02)
-
-
-def num_stages(resolution):
-  """(base, n) with resolution == base * 2**n."""
-  base = 7 if resolution % 7 == 0 else 4
-  n = round(math.log2(resolution / base))
-  if base * 2**n != resolution or n < 1:
-    raise ValueError(f'dcgan supports resolutions 4 * 2**n or 7 * 2**n, got {resolution}')
-  return base, n
 
 
 class Generator(nnx.Module):
   """z (B, z_dim) -> images (B, R, R, channels) in [-1, 1]."""
 
   def __init__(self, *, resolution, conv_dim, z_dim, channels=3, g_first_bn=True,
-               impl='auto', dtype=jnp.float32, rngs):
+               conv_impl='auto', dtype=jnp.float32, rngs):
     self.base, n = num_stages(resolution)
     self.width = conv_dim * 2**(n - 1)
     # ConvTranspose2d(z_dim, width, base) on a 1x1 input is exactly this dense layer.
@@ -41,7 +31,7 @@ class Generator(nnx.Module):
     self.project_bn = BatchNorm(self.width, rngs=rngs) if g_first_bn else None
     widths = [conv_dim * 2**(n - 1 - i) for i in range(n)] + [channels]
     self.ups = nnx.List([
-        UpConv(widths[i], widths[i + 1], use_bias=i == n - 1, impl=impl, rngs=rngs)
+        UpConv(widths[i], widths[i + 1], use_bias=i == n - 1, conv_impl=conv_impl, rngs=rngs)
         for i in range(n)])
     self.bns = nnx.List([BatchNorm(w, rngs=rngs) for w in widths[1:-1]])
 
@@ -58,12 +48,12 @@ class Generator(nnx.Module):
 class Discriminator(nnx.Module):
   """images (B, R, R, channels) -> logits (B,)."""
 
-  def __init__(self, *, resolution, conv_dim, channels=3, impl='auto', dtype=jnp.float32,
-               rngs):
+  def __init__(self, *, resolution, conv_dim, channels=3, conv_impl='auto',
+               dtype=jnp.float32, rngs):
     base, n = num_stages(resolution)
     widths = [channels] + [conv_dim * 2**i for i in range(n)]
     self.downs = nnx.List([
-        DownConv(widths[i], widths[i + 1], use_bias=i == 0, impl=impl, rngs=rngs)
+        DownConv(widths[i], widths[i + 1], use_bias=i == 0, conv_impl=conv_impl, rngs=rngs)
         for i in range(n)])
     self.bns = nnx.List([BatchNorm(w, rngs=rngs) for w in widths[2:]])
     # Conv2d(width, 1, base) on a base x base map is exactly this dense layer.

@@ -12,9 +12,12 @@ import jax
 import numpy as np
 from absl import logging
 
+from facegan_jax import files
 
-def checked(metrics, step):
-  """The step's metrics as floats; FloatingPointError naming any that is not finite."""
+
+def finite_floats(metrics, step):
+  """The step's metrics as Python floats; raises FloatingPointError naming any that is not
+  finite."""
   metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
   bad = [k for k, v in metrics.items() if not np.isfinite(v)]
   if bad:
@@ -29,9 +32,8 @@ def truncate(path, step):
     return
   with open(path) as f:
     lines = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
-  with open(path + '.tmp', 'w') as f:
+  with files.atomic_path(path) as tmp, open(tmp, 'w') as f:
     f.writelines(lines)
-  os.replace(path + '.tmp', path)
 
 
 def _append_line(path, row):

@@ -1,4 +1,4 @@
-"""The input path: the whole dataset lives on the devices and batches are drawn there.
+"""The training input: the one owner of epoch orders, batches and steps per epoch.
 
 At GAN dataset sizes (tens of thousands of small images) the uint8 dataset fits in device
 memory, so it is placed once, sharded over the `data` mesh axis, and every step draws its batch
@@ -10,6 +10,8 @@ resumed run replays the same batches.
 A dataset too large for the devices (more than half their memory) takes the host path instead:
 `host_batches` reads the same batches with grain from a memory-mapped array on the host, each
 process its own rows, and places them on the mesh a few steps ahead.
+
+`Input` is what the loop asks for each compiled call's input (step.make_train_fn).
 """
 
 import functools
@@ -21,7 +23,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-DATA_AXIS = 'data'
+from facegan_jax.errors import UsageError
+from facegan_jax.mesh import DATA_AXIS, replicated
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -30,26 +33,15 @@ def epoch_order(key, epoch, num_examples):
   return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
 
 
+def steps_per_epoch(num_examples, batch_size):
+  """Epochs drop their last partial batch, so step s belongs to epoch s // steps_per_epoch."""
+  return num_examples // batch_size
+
+
 def batch_indices(order, step, batch_size):
-  """Global example indices of the batch at `step`, given its epoch's order.
-
-  Epochs drop their last partial batch, so step s belongs to epoch s // steps_per_epoch.
-  """
-  position = step % (order.shape[0] // batch_size)
+  """Global example indices of the batch at `step`, given its epoch's order."""
+  position = step % steps_per_epoch(order.shape[0], batch_size)
   return jax.lax.dynamic_slice(order, (position * batch_size,), (batch_size,))
-
-
-def load_training_images(config):
-  """The training images; in a multi-process run process 0 prepares them first (once, into
-  the data dir) while the others wait, then they read the prepared files."""
-  first = jax.process_index() == 0
-  if jax.process_count() > 1 and not first:
-    multihost_utils.sync_global_devices('facegan_jax: data prepared')
-  from facegan_jax import data  # noqa: PLC0415  (TFDS: only the training run needs it)
-  images = data.load_images(config, 'train')
-  if jax.process_count() > 1 and first:
-    multihost_utils.sync_global_devices('facegan_jax: data prepared')
-  return images
 
 
 def shard_dataset(images, mesh):
@@ -117,22 +109,22 @@ def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps
   """An iterator of global batches from `images` on the host, placed on the mesh ahead of use.
 
   The input path for datasets too large to keep on the devices, through grain: the same
-  batches as the on-device path (the same epoch order and batch_indices), so results do not
-  depend on the path. `images` may be a memory-mapped .npy. Each process reads only its own
-  rows of every global batch (per-process sharding); grain's threads read `prefetch` batches
-  ahead and a prefetch thread places them on the mesh while the devices compute.
+  batches as the on-device path (the same epoch order, `order_of_epoch(epoch)` on the host,
+  and batch_indices), so results do not depend on the path. `images` may be a memory-mapped
+  .npy. Each process reads only its own rows of every global batch (per-process sharding);
+  grain's threads read `prefetch` batches ahead and a prefetch thread places them on the mesh
+  while the devices compute.
   """
   import grain  # noqa: PLC0415  (1.3 s to import; only this path needs it)
 
-  steps_per_epoch = len(images) // batch_size
+  per_epoch = steps_per_epoch(len(images), batch_size)
   num_processes, process = jax.process_count(), jax.process_index()
   local_size = batch_size // num_processes
   sharding = NamedSharding(mesh, P(DATA_AXIS))
-  orders = functools.lru_cache(maxsize=2)(lambda epoch: np.asarray(order_of_epoch(epoch)))
 
   def read(step):  # batch_indices, on the host, for this process's part of the batch
-    start = step % steps_per_epoch * batch_size + process * local_size
-    return np.asarray(images[orders(step // steps_per_epoch)[start:start + local_size]])
+    start = step % per_epoch * batch_size + process * local_size
+    return np.asarray(images[order_of_epoch(step // per_epoch)[start:start + local_size]])
 
   def place(rows):
     return jax.make_array_from_process_local_data(sharding, rows, (batch_size,) + rows.shape[1:])
@@ -142,3 +134,44 @@ def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps
   dataset = grain.experimental.ThreadPrefetchIterDataset(
       dataset.map(place), prefetch_buffer_size=prefetch)
   return iter(dataset)
+
+
+class Input:
+  """A run's training input from `start_step` on: each compiled call's input arguments.
+
+  The dataset goes on the devices (batches drawn there, several steps per call possible) or,
+  when it does not fit (`config.input`), stays on the host and is read a few batches ahead.
+  """
+
+  def __init__(self, config, images, mesh, key, start_step):
+    """`key` is the data order's key (state.data_key)."""
+    self.steps_per_epoch = steps_per_epoch(len(images), config.batch_size)
+    self.on_host = config.input == 'host' or (
+        config.input == 'auto' and not fits_on_devices(images, mesh))
+    k = config.steps_per_call
+    if k > 1 and self.on_host:
+      raise UsageError(f'--steps_per_call={k} draws batches on the devices, but this dataset '
+                       'is read from the host (--input); use --steps_per_call=1')
+    # A call draws from its epoch's order and the next's: at most an epoch per call.
+    self.max_steps_per_call = min(k, self.steps_per_epoch)
+    self._replicated = replicated(mesh)
+    self.order = functools.lru_cache(maxsize=3)(
+        lambda epoch: np.asarray(epoch_order(key, epoch, len(images))))
+    if self.on_host:
+      self._batches = host_batches(images, self.order, config.batch_size, mesh, start_step,
+                                   config.num_steps)
+    else:
+      self._dataset = shard_dataset(images, mesh)
+      self._epoch, self._orders = None, None
+
+  def __call__(self, step, num_steps):
+    """The input of the call that runs steps [step, step + num_steps): the next host batch, or
+    the dataset on the devices and the orders of this epoch and the next."""
+    if self.on_host:
+      return next(self._batches)
+    epoch = step // self.steps_per_epoch
+    if epoch != self._epoch:
+      self._epoch = epoch
+      self._orders = jax.device_put(np.stack([self.order(epoch), self.order(epoch + 1)]),
+                                    self._replicated)
+    return self._dataset, self._orders

@@ -1,23 +1,20 @@
-"""Orbax checkpoints of the whole train state that survive kills, damage and full disks.
+"""Saves and restores the whole train state with orbax, surviving kills, damage, full disks.
 
 Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp` and renames it into place when
-the save has finished; just before the rename, `_seal` writes a manifest of the SHA-256 of
-every file that holds the state into it. So a checkpoint directory exists only when finished,
-and every finished one carries its manifest. On restore the newest checkpoint whose files
-match their manifest (and that orbax reads) is used; a damaged one is moved to
-`<workdir>/damaged_checkpoints/` with a warning, never deleted. Orbax removes the temporary
-directories of killed saves when a manager opens the directory, and deletes checkpoints beyond
-the last `keep` only after a newer one has finished.
+the save has finished; just before the rename, the save is sealed with its manifest
+(manifest.py). So a checkpoint directory exists only when finished, and every finished one
+carries its manifest. On restore the newest checkpoint whose files match their manifest (and
+that orbax reads) is used; a damaged one is moved to `<workdir>/damaged_checkpoints/` with a
+warning, never deleted. Orbax removes the temporary directories of killed saves when a manager
+opens the directory, and deletes checkpoints beyond the last `keep` only after a newer one has
+finished.
 
-The state holds everything a resume needs (see train.TrainState); the run's config is saved
+The state holds everything a resume needs (see state.TrainState); the run's config is saved
 beside it as JSON.
 """
 
 import collections
-import errno
 import glob
-import hashlib
-import json
 import os
 import shutil
 import sys
@@ -29,19 +26,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from facegan_jax.config import UsageError
+from facegan_jax.checkpoint import manifest
+from facegan_jax.errors import CheckpointError, UsageError, one_line
 
 # Config fields that fix the state's shapes: resuming with other values cannot work.
 SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'g_first_bn')
-MANIFEST = 'manifest.sha256.json'
-# Files orbax rewrites when it commits the directory, after the manifest: bookkeeping only.
-UNHASHED = ('_CHECKPOINT_METADATA', 'commit_success.txt', MANIFEST)
-DISK_FULL = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded',
-              errno.EFBIG: 'file too large for the file system'}
-
-
-class CheckpointError(Exception):
-  """A checkpoint could not be written; reported to the user as one line."""
 
 
 def _quiet_closed_loop_errors(hook=sys.unraisablehook):
@@ -55,56 +44,6 @@ def _quiet_closed_loop_errors(hook=sys.unraisablehook):
   sys.unraisablehook = unraisablehook
   # The same writes can leave orbax coroutines that never ran, reported at exit (under load).
   warnings.filterwarnings('ignore', r'coroutine .* was never awaited', RuntimeWarning)
-
-
-def file_hashes(root):
-  """{path relative to root: SHA-256} of the files of checkpoint directory `root`."""
-  hashes = {}
-  for dirpath, _, filenames in os.walk(root):
-    for filename in filenames:
-      path = os.path.join(dirpath, filename)
-      name = os.path.relpath(path, root)
-      if name not in UNHASHED:
-        hashes[name] = _sha256(path)
-  return hashes
-
-
-def _sha256(path):
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    while chunk := f.read(1 << 20):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def damage(root):
-  """What is wrong with checkpoint directory `root` by its manifest, or None if nothing."""
-  try:
-    with open(os.path.join(root, MANIFEST)) as f:
-      expected = json.load(f)['files']
-  except (OSError, ValueError, KeyError, TypeError):
-    return f'{MANIFEST} is missing or unreadable'
-  for name, digest in sorted(expected.items()):
-    path = os.path.join(root, name)
-    if not os.path.isfile(path):
-      return f'{name} is missing'
-    if _sha256(path) != digest:
-      return f'{name} does not match its hash'
-  return None
-
-
-def describe(error):
-  """One line for an exception from a save: disk full spelled out, else its first line."""
-  seen = error
-  while seen is not None:
-    if isinstance(seen, OSError) and seen.errno in DISK_FULL:
-      return DISK_FULL[seen.errno]
-    seen = seen.__cause__ or seen.__context__
-  text = str(error)
-  for code, words in DISK_FULL.items():  # tensorstore reports errno in its message
-    if os.strerror(code) in text:
-      return words
-  return (text.strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def leaf_names(tree):
@@ -153,8 +92,7 @@ class Checkpoints:
     if len(tmp) != 1:
       raise RuntimeError(f'expected one temporary directory of step {step}, found {tmp}')
     if jax.process_index() == 0:
-      with open(os.path.join(tmp[0], MANIFEST), 'w') as f:
-        json.dump(dict(step=step, files=file_hashes(tmp[0])), f, indent=0)
+      manifest.write(tmp[0], step)
 
   def save(self, state, step):
     """Starts an asynchronous save of `state` as checkpoint `step`.
@@ -169,16 +107,17 @@ class Checkpoints:
           f'non-finite values in {", ".join(bad[:3])} at step {step}; not saved'
           + (f' (checkpoint {kept} is kept)' if kept is not None else ''))
     self._sealing.append(step)
-    self._guard(step, lambda: self.manager.save(step, args=ocp.args.Composite(
+    self._orbax_call(step, lambda: self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         config=ocp.args.JsonSave(vars(self.config) if self.config else {}))))
 
   def wait(self):
     """Blocks until the last save has finished; raises CheckpointError if it failed."""
-    self._guard(None, self.manager.wait_until_finished)
+    self._orbax_call(None, self.manager.wait_until_finished)
 
-  def _guard(self, step, fn):
-    """Runs `fn` (which first finishes the save in flight); tracks the last finished step."""
+  def _orbax_call(self, step, fn):
+    """Runs the orbax call `fn` (which first finishes the save in flight), then tracks `step`
+    as in flight; any failure becomes one CheckpointError line."""
     try:
       fn()
     except Exception as e:  # noqa: BLE001  (orbax's errors vary: one line for the user)
@@ -188,7 +127,7 @@ class Checkpoints:
       intact = (f'checkpoint {self.last_saved} is intact' if self.last_saved is not None
                 else 'there is no earlier checkpoint')
       raise CheckpointError(f'saving checkpoint {failed} to {self.directory} failed: '
-                            f'{describe(e)}; {intact}') from None
+                            f'{one_line(e)}; {intact}') from None
     if self._in_flight is not None:
       self.last_saved = self._in_flight
     self._in_flight = step
@@ -201,7 +140,7 @@ class Checkpoints:
     """
     steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
     for i, step in enumerate(steps):
-      problem = damage(os.path.join(self.directory, str(step)))
+      problem = manifest.find_damage(os.path.join(self.directory, str(step)))
       if problem is None:
         try:
           self._check_shapes(step, abstract_state, what)
@@ -210,7 +149,7 @@ class Checkpoints:
         except UsageError:
           raise
         except Exception as e:  # noqa: BLE001  (unreadable despite its manifest)
-          problem = describe(e)
+          problem = one_line(e)
       self._set_aside(step, problem, steps[i + 1] if i + 1 < len(steps) else None)
     return None
 
@@ -268,14 +207,3 @@ def abstract_like(state_shapes, sharding):
   """ShapeDtypeStructs of `state_shapes` placed with `sharding` (for restoring)."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       state_shapes)
-
-
-def read_state(step_dir):
-  """The state saved in checkpoint directory `step_dir`, as a tree of arrays on this process's
-  first device, whatever devices saved it (for comparing and inspecting checkpoints)."""
-  path = os.path.join(step_dir, 'state')
-  checkpointer = ocp.StandardCheckpointer()
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        checkpointer.metadata(path).item_metadata.tree)
-  return checkpointer.restore(path, target)

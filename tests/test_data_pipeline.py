@@ -4,8 +4,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from facegan_jax import pipeline
-from facegan_jax.data import preprocess
+from facegan_jax.data import pipeline, preprocess
+from facegan_jax.mesh import make_mesh
 from tests.conftest import run_python
 
 
@@ -27,11 +27,12 @@ def test_local_batch_is_the_global_batch_on_one_and_two_devices():
   out = run_python('''
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import PartitionSpec as P
-from facegan_jax import pipeline
+from facegan_jax.data import pipeline
+from facegan_jax.mesh import make_mesh
 images = np.random.default_rng(0).integers(0, 256, (11, 4, 4, 3), dtype=np.uint8)
 indices = jnp.array([10, 0, 5, 6, 3, 9])
 for n in (1, 2):
-  mesh = jax.make_mesh((n,), ('data',), devices=jax.devices()[:n])
+  mesh = make_mesh(n)
   data = pipeline.shard_dataset(images, mesh)
   fn = jax.jit(jax.shard_map(lambda d: pipeline.local_batch(d, indices), mesh=mesh,
                              in_specs=P('data'), out_specs=P('data')))
@@ -58,7 +59,7 @@ def test_preprocess_center_crops_resizes_and_converts():
 
 
 def test_fits_on_devices_by_size():
-  mesh = jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+  mesh = make_mesh(1)
   assert pipeline.fits_on_devices(np.zeros((64, 8, 8, 3), np.uint8), mesh)
   # A 10 TB stand-in (a broadcast view: no memory behind it).
   huge = np.broadcast_to(np.zeros((), np.uint8), (10**7, 1000, 1000))

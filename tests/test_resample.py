@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facegan_jax import config as config_lib
-from facegan_jax.models import layers
+from facegan_jax.models import conv_impls, resample
 from tests.conftest import run_python
 
 
@@ -82,20 +82,20 @@ def _check(op, impl, x, w, g, ref, ref_grads):
 
 # Odd sizes occur in D for the 28x28 digit models (28 -> 14 -> 7) and at 7 -> 3. 128 channels
 # take auto's Winograd kernel gradient on CPU (here at an odd output size, 3x3).
-@pytest.mark.parametrize('impl', sorted(layers.DOWN_FORMS) + ['auto'])
+@pytest.mark.parametrize('impl', sorted(conv_impls.DOWN_IMPLS) + ['auto'])
 @pytest.mark.parametrize('x_shape, c_out', [((2, 8, 8, 3), 5), ((3, 4, 6, 6), 2),
                                             ((2, 7, 7, 4), 3), ((2, 6, 6, 128), 3)])
 def test_conv_4x2_equals_textbook(impl, x_shape, c_out):
   x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], s[1] // 2, s[2] // 2))
-  _check(layers.conv_4x2, impl, x, w, g, conv_ref, conv_ref_grads)
+  _check(resample.conv_4x2, impl, x, w, g, conv_ref, conv_ref_grads)
 
 
-@pytest.mark.parametrize('impl', sorted(layers.UP_FORMS) + ['auto'])
+@pytest.mark.parametrize('impl', sorted(conv_impls.UP_IMPLS) + ['auto'])
 @pytest.mark.parametrize('x_shape, c_out', [((2, 4, 4, 6), 3), ((3, 7, 5, 2), 4),
                                             ((2, 3, 3, 4), 128)])
 def test_conv_transpose_4x2_equals_textbook(impl, x_shape, c_out):
   x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], 2 * s[1], 2 * s[2]))
-  _check(layers.conv_transpose_4x2, impl, x, w, g, conv_transpose_ref, conv_transpose_ref_grads)
+  _check(resample.conv_transpose_4x2, impl, x, w, g, conv_transpose_ref, conv_transpose_ref_grads)
 
 
 def test_references_match_each_other():
@@ -107,8 +107,9 @@ def test_references_match_each_other():
   assert lhs == pytest.approx(rhs, rel=1e-12)
 
 
-def test_config_offers_every_form():
-  assert config_lib.CHOICES['conv_impl'] == layers.IMPLS
+def test_config_offers_every_implementation():
+  assert set(config_lib.CHOICES['conv_impl']) == (
+      {'auto'} | set(conv_impls.DOWN_IMPLS) | set(conv_impls.UP_IMPLS))
 
 
 def test_layers_on_two_devices_equal_one():
@@ -118,7 +119,7 @@ def test_layers_on_two_devices_equal_one():
   out = run_python('''
 import jax, jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
-from facegan_jax.models import layers
+from facegan_jax.models import conv_impls, resample
 from tests.conftest import run_python
 mesh = jax.make_mesh((2,), ('data',))
 def check(op, impl, x_shape, kernel_shape, varying):
@@ -141,10 +142,10 @@ def check(op, impl, x_shape, kernel_shape, varying):
     assert err < 1e-5, (op.__name__, impl, x_shape, err)
 for varying in (True, False):
   for impl in ('auto', 'winograd', 'winograd_phase'):
-    check(layers.conv_transpose_4x2, impl, (4, 4, 4, 256), (4, 4, 256, 128), varying)
-    check(layers.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64), varying)
+    check(resample.conv_transpose_4x2, impl, (4, 4, 4, 256), (4, 4, 256, 128), varying)
+    check(resample.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64), varying)
   for impl in ('auto', 'winograd'):
-    check(layers.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256), varying)
+    check(resample.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256), varying)
 print('ok')
 ''', devices=2)
   assert out.strip().endswith('ok')

@@ -1,4 +1,5 @@
-"""The train step: it learns, and it is the same on one and two devices."""
+"""The train step and its compiled call: it learns, and it is the same on one and two
+devices and for any number of steps per call."""
 
 import json
 
@@ -6,27 +7,21 @@ from tests.conftest import run_python
 
 TRAIN_SNIPPET = '''
 import jax, jax.numpy as jnp, numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
-from facegan_jax import config as config_lib, train
-from facegan_jax import pipeline
+from facegan_jax import config as config_lib, mesh as mesh_lib, state as state_lib, step as step_lib
+from facegan_jax.data import pipeline
 
 def run(num_devices, steps, images, static_steps=None, **overrides):
   config = config_lib.Config(**{**dict(
       model='dcgan', resolution=16, conv_dim=8, z_dim=16, batch_size=8, g_first_bn=True,
       num_devices=num_devices), **overrides})
-  mesh = train.make_mesh(config)
-  setup = train.make_setup(config)
-  state = jax.jit(lambda: train.init_state(config, setup),
-                  out_shardings=NamedSharding(mesh, P()))()
-  step_fn = train.make_train_fn(config, setup, mesh, static_steps=static_steps)
-  data = pipeline.shard_dataset(images, mesh)
+  mesh = mesh_lib.make_mesh(config.num_devices)
+  state = jax.jit(lambda: state_lib.init_state(config),
+                  out_shardings=mesh_lib.replicated(mesh))()
+  step_fn = step_lib.make_train_fn(config, mesh, static_steps=static_steps)
+  inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
   history = []
-  order = lambda epoch: pipeline.epoch_order(train.data_key(state), epoch, len(images))
   for step in range(0, steps, config.steps_per_call):
-    epoch = step // (len(images) // config.batch_size)
-    orders = jax.device_put(jnp.stack([order(epoch), order(epoch + 1)]),
-                            NamedSharding(mesh, P()))
-    state, metrics = step_fn(state, data, orders, config.steps_per_call)
+    state, metrics = step_fn(state, inputs(step, config.steps_per_call), config.steps_per_call)
     history.append({k: float(v) for k, v in metrics.items()})
   return jax.device_get(state), history
 '''

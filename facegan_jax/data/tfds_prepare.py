@@ -1,0 +1,130 @@
+"""TFDS builders prepared once: the embedded synthetic_faces, the Udacity celeba_small zip and
+any TFDS image dataset, with their download failures translated into one-line errors."""
+
+import os
+import socket
+
+import tensorflow_datasets as tfds
+from absl import logging
+
+from facegan_jax.data import celeba_small_builder as celeba_small_module
+from facegan_jax.data import images, synthetic_faces_builder as synthetic_faces_module
+from facegan_jax.data.cache import data_root, resized
+from facegan_jax.errors import UsageError
+
+# The customary CelebA face crop before resizing: the centred 108x108 square of the 178x218
+# aligned images, as in carpedm20's DCGAN-tensorflow (and the Udacity project's ancestry).
+CELEB_A_CROP = 108
+
+
+def _manual_dir(config):
+  return os.path.expanduser(config.data_manual_dir or
+                            os.path.join(data_root(config), 'downloads', 'manual'))
+
+
+def synthetic_faces_builder(name, data_dir):
+  config_name = name.partition('/')[2] or None
+  builder = synthetic_faces_module.SyntheticFaces(
+      config=config_name, data_dir=data_dir, file_format='array_record')
+  if not builder.is_prepared():
+    logging.info('Rendering %s into %s (once; ~1 min for the full set on 2 cores)',
+                 name, builder.data_dir)
+    tfds.disable_progress_bar()
+    builder.download_and_prepare()
+  return builder
+
+
+def celeba_small_builder(config):
+  module = celeba_small_module
+  manual = _manual_dir(config)
+  found = [os.path.join(manual, f) for f in module.FILENAMES
+           if os.path.exists(os.path.join(manual, f))]
+  builder = module.CelebaSmall(data_dir=config.data_dir, file_format='array_record',
+                               source=found[0] if found else None,
+                               max_bad_fraction=config.max_bad_fraction)
+  if not builder.is_prepared():
+    if not found and not _reachable(module.URL):  # TFDS would retry for minutes
+      raise UsageError(f'celeba_small is not prepared and {module.URL.split("/")[2]} is not '
+                       'reachable: put processed-celeba-small.zip (or its extracted folder) in '
+                       f'{manual}, or pass --data_manual_dir')
+    logging.info('Preparing celeba_small from %s into %s (once)',
+                 found[0] if found else module.URL, builder.data_dir)
+    tfds.disable_progress_bar()
+    try:
+      builder.download_and_prepare()
+    except UsageError:
+      raise
+    except Exception as e:  # offline, DNS or HTTP errors
+      raise UsageError(f'could not download processed-celeba-small.zip ({type(e).__name__}); '
+                       f'put it (or its extracted folder) in {manual}, or pass '
+                       '--data_manual_dir') from None
+    images.log_skipped(builder.info.metadata.get('skipped', []), 'celeba_small')
+  return builder
+
+
+def _reachable(url):
+  """Whether `url`'s host resolves (offline machines fail at once)."""
+  try:
+    socket.getaddrinfo(url.split('/')[2], 443)
+    return True
+  except OSError:
+    return False
+
+
+def load(name, split, shape, config):
+  """A TFDS image dataset through its own builder, read TensorFlow-free as a data source."""
+  try:
+    builder = tfds.builder(name, data_dir=config.data_dir, file_format='array_record')
+  except tfds.core.registered.DatasetNotFoundError:
+    raise UsageError(f'--dataset=tfds:{name}: TFDS has no dataset {name!r}') from None
+  except ValueError as e:  # e.g. tfds:NAME/CONFIG with a config NAME does not have
+    # TFDS's first line, less its 'Failed to construct dataset ..., builder_kwargs ...: '.
+    reason = str(e).splitlines()[0].rpartition('": ')[2].partition(' Here are')[0]
+    raise UsageError(f'--dataset=tfds:{name}: {reason}') from None
+  image_keys = [k for k, f in builder.info.features.items()
+                if isinstance(f, tfds.features.Image)]
+  if not image_keys:
+    raise UsageError(f'--dataset=tfds:{name} has no image feature')
+  if split not in builder.info.splits and builder.is_prepared():
+    raise UsageError(f'--dataset=tfds:{name} has no split {split!r}; it has '
+                     f'{", ".join(builder.info.splits)}')
+  if not builder.is_prepared():
+    _prepare_tfds(builder, name, config)
+  crop = CELEB_A_CROP if name.partition('/')[0] == 'celeb_a' else None
+  cache_dir = os.path.join(data_root(config), 'facegan_tfds', name.replace('/', '_'),
+                           str(builder.version))
+  return resized(builder, split, shape, crop=crop, image_key=image_keys[0],
+                  cache_dir=cache_dir)
+
+
+def _prepare_tfds(builder, name, config):
+  logging.info('Preparing tfds:%s into %s (once)', name, builder.data_dir)
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=_manual_dir(config)))
+  except ModuleNotFoundError as e:
+    raise UsageError(f'preparing tfds:{name} needs {e.name} once (pip install {e.name}); '
+                     'training from the prepared files does not') from None
+  except Exception as e:  # noqa: BLE001  (any download or extraction failure)
+    html = _html_downloads(builder)
+    if html:
+      raise UsageError(
+          f'tfds:{name}: the download returned an HTML page instead of the archive ({html[0]}): '
+          'Google Drive does this when a file\'s download quota is exceeded. Try again in a '
+          f'day, or download the files by hand into {_manual_dir(config)}') from None
+    raise UsageError(f'could not prepare tfds:{name}: {type(e).__name__}: '
+                     f'{str(e).splitlines()[0] if str(e) else ""}') from None
+
+
+def _html_downloads(builder):
+  """Downloaded files that are HTML pages (e.g. Google Drive's quota-exceeded page)."""
+  root = os.path.join(os.path.dirname(os.path.dirname(builder.data_dir)), 'downloads')
+  found = []
+  for dirpath, _, filenames in os.walk(root):
+    for filename in filenames:
+      path = os.path.join(dirpath, filename)
+      with open(path, 'rb') as f:
+        head = f.read(64).lstrip().lower()
+      if head.startswith((b'<!doctype html', b'<html')):
+        found.append(path)
+  return found

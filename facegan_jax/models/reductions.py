@@ -1,0 +1,55 @@
+"""Reductions over the batch as fast on CPU as XLA's matmuls, and the `data`-axis helpers
+that let the models run inside shard_map or outside it."""
+
+import jax
+import jax.numpy as jnp
+
+from facegan_jax.mesh import DATA_AXIS
+
+
+def data_axis_size():
+  """Number of devices on the `data` axis, or None outside shard_map."""
+  try:
+    return jax.lax.axis_size(DATA_AXIS)
+  except NameError:
+    return None
+
+
+def pmean_if_bound(x):
+  return x if data_axis_size() is None else jax.lax.pmean(x, DATA_AXIS)
+
+
+def as_varying(x):
+  """x marked as varying over the data axis when bound (a no-op if it already is).
+
+  Parameters replicated across devices are invariant; a custom VJP must return cotangents of
+  the same type, and JAX's transpose of this cast adds the cross-device sum they need.
+  """
+  if data_axis_size() is None or DATA_AXIS in jax.typeof(x).manual_axis_type.varying:
+    return x
+  return jax.lax.pcast(x, DATA_AXIS, to='varying')
+
+
+def channel_sums(*xs):
+  """Sums over every axis but the last, as matmuls with a ones vector.
+
+  XLA on CPU rewrites large sum reductions into slow reduce-windows (for accuracy); its
+  matmuls are fast and accumulate in blocks as well. ~10% of a dcgan64 step otherwise.
+  """
+  rows = xs[0].size // xs[0].shape[-1]
+  ones = jnp.ones((rows,), xs[0].dtype)
+  return tuple(jnp.dot(ones, x.reshape(rows, x.shape[-1])) for x in xs)
+
+
+def add_bias(x, bias):
+  """x + bias over the last axis, with the bias gradient summed by `channel_sums`."""
+  return _add_bias(x, as_varying(bias))
+
+
+@jax.custom_vjp
+def _add_bias(x, bias):
+  return x + bias.astype(x.dtype)
+
+
+_add_bias.defvjp(lambda x, bias: (_add_bias(x, bias), bias),
+                 lambda bias, g: (g, channel_sums(g)[0].astype(bias.dtype)))

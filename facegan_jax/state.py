@@ -1,0 +1,96 @@
+"""The train state: everything a resume needs, with the model graphs and optimizers it runs.
+
+Also the generator's sampling helpers, which need the state and nothing of the loop.
+"""
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from facegan_jax import models
+from facegan_jax.data.pipeline import to_uint8
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resume needs. The data position is `step` itself (see data/pipeline.py).
+
+  The static fields (the model graphs and Adam's settings) follow from the config and are
+  equal for equal configs; they are not arrays, so checkpoints hold only the rest.
+  """
+  step: jax.Array
+  g_params: Any
+  g_stats: Any  # BatchNorm running statistics; the EMA generator shares them (as StyleGAN2)
+  d_params: Any
+  d_stats: Any
+  g_opt: Any
+  d_opt: Any
+  ema_params: Any
+  rng: jax.Array  # raw uint32 key: data order and per-step randomness derive from it
+  g_graph: Any = flax.struct.field(pytree_node=False, default=None)
+  d_graph: Any = flax.struct.field(pytree_node=False, default=None)
+  adam_g: tuple = flax.struct.field(pytree_node=False, default=())  # (lr, beta1, beta2)
+  adam_d: tuple = flax.struct.field(pytree_node=False, default=())
+
+  @property
+  def tx_g(self):
+    return optax.adam(*self.adam_g)
+
+  @property
+  def tx_d(self):
+    return optax.adam(*self.adam_d)
+
+
+def init_state(config):
+  """A fresh state; pure, so `jax.eval_shape` of it gives the layout for restoring."""
+  g, d = models.build(config, nnx.Rngs(config.seed))
+  g_graph, g_params, g_stats = nnx.split(g, nnx.Param, nnx.BatchStat)
+  d_graph, d_params, d_stats = nnx.split(d, nnx.Param, nnx.BatchStat)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats, d_params=d_params,
+      d_stats=d_stats, g_opt=None, d_opt=None, ema_params=g_params,
+      rng=jax.random.PRNGKey(config.seed + 1), g_graph=g_graph, d_graph=d_graph,
+      adam_g=(config.lr_g, config.beta1, config.beta2),
+      adam_d=(config.lr_d, config.beta1, config.beta2))
+  return state.replace(g_opt=state.tx_g.init(g_params), d_opt=state.tx_d.init(d_params))
+
+
+def abstract_state(config, sharding):
+  """The state's layout (shapes, dtypes, `sharding`) without computing it: what a checkpoint
+  is restored into."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      jax.eval_shape(functools.partial(init_state, config)))
+
+
+def data_key(state):
+  """The key of the data order (epoch permutations)."""
+  return jax.random.split(state.rng)[0]
+
+
+def sample_params(config, state):
+  """The generator parameters samples come from: the EMA ones when training keeps them."""
+  return state.ema_params if config.ema_decay > 0 else state.g_params
+
+
+def make_sample_fn(state):
+  """Compiled G of `state`'s graph in inference mode: (params, stats, z) -> images in [-1, 1]."""
+  g_graph = state.g_graph
+  return jax.jit(lambda params, stats, z: nnx.merge(g_graph, params, stats)(z, train=False))
+
+
+def generate_images(sample_fn, params, stats, z, batch_size=256):
+  """uint8 images of G (`make_sample_fn`) for latents z, in batches."""
+  return np.concatenate([to_uint8(sample_fn(params, stats, z[i:i + batch_size]))
+                         for i in range(0, len(z), batch_size)])
+
+
+def generator(config, state):
+  """z -> uint8 images from `state`'s sampling generator (see `sample_params`)."""
+  return functools.partial(generate_images, make_sample_fn(state), sample_params(config, state),
+                           state.g_stats)
