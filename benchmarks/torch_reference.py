@@ -24,7 +24,8 @@ def preset(name, **overrides):
   Config fields."""
   c = config_lib.preset(name, **overrides)
   return dict(model=c.model, resolution=c.resolution, conv_dim=c.conv_dim, z_dim=c.z_dim,
-              channels=c.channels, g_first_bn=c.g_first_bn, dropout=c.d_dropout)
+              channels=c.channels, g_first_bn=c.g_first_bn, hidden_dim=c.hidden_dim,
+              dropout=c.d_dropout)
 
 
 class DCGenerator(nn.Module):
@@ -79,10 +80,10 @@ def _mlp(dims, hidden_tail):
 class MLPGenerator(nn.Module):
   """z -> h -> 2h -> 4h -> image (B, channels, R, R), tanh output."""
 
-  def __init__(self, resolution, conv_dim, z_dim, channels, **unused):
+  def __init__(self, resolution, hidden_dim, z_dim, channels, **unused):
     super().__init__()
     self.shape = (channels, resolution, resolution)
-    h, out = conv_dim, resolution * resolution * channels
+    h, out = hidden_dim, resolution * resolution * channels
     self.net = nn.Sequential(*_mlp([z_dim, h, 2 * h, 4 * h, out], lambda: []), nn.Tanh())
 
   def forward(self, z):
@@ -92,9 +93,9 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
   """image -> 4h -> 2h -> h -> logit, LeakyReLU(0.2) and dropout on hidden layers."""
 
-  def __init__(self, resolution, conv_dim, channels, dropout=0.3, **unused):
+  def __init__(self, resolution, hidden_dim, channels, dropout=0.3, **unused):
     super().__init__()
-    h, inp = conv_dim, resolution * resolution * channels
+    h, inp = hidden_dim, resolution * resolution * channels
     self.net = nn.Sequential(nn.Flatten(),
                              *_mlp([inp, 4 * h, 2 * h, h, 1], lambda: [nn.Dropout(dropout)]))
 
@@ -119,6 +120,7 @@ def build(preset_name, **overrides):
   model = cfg.pop('model')
   if model == 'dcgan':
     cfg.pop('dropout', None)
+    cfg.pop('hidden_dim', None)
     g, d = DCGenerator(**cfg), DCDiscriminator(**cfg)
   elif model == 'mlp':
     g, d = MLPGenerator(**cfg), MLPDiscriminator(**cfg)

@@ -42,8 +42,9 @@ class Config:
   batch_size: int = field(64, 'global batch size, split over all devices')
   num_steps: int = field(2000, 'total training steps (one D and one G update each)')
   z_dim: int = field(100, 'latent size')
-  conv_dim: int = field(32, "base width: channels of D's first conv / G's last (dcgan), hidden "
-      'units (mlp)')
+  conv_dim: int = field(32, "dcgan's base width: channels of D's first conv and G's last")
+  hidden_dim: int = field(128, "mlp's width: units of G's first and D's last hidden layer (the "
+      'others 2x and 4x)')
   g_first_bn: bool = field(False, "BatchNorm after G's first projection (DCGAN paper: yes; "
       'Udacity: no)')
   d_dropout: float = field(0.3, 'dropout rate in the mlp discriminator')
@@ -124,7 +125,7 @@ CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'
 # flagfile's model and optimiser settings (the flagfile is their one home).
 PRESETS = dict(udacity32='celeba32_udacity.flags', dcgan64='celeba64_dcgan.flags',
                mnist_mlp='mnist_mlp.flags')
-PRESET_FIELDS = ('model', 'resolution', 'channels', 'conv_dim', 'z_dim', 'g_first_bn',
+PRESET_FIELDS = ('model', 'resolution', 'channels', 'conv_dim', 'hidden_dim', 'z_dim', 'g_first_bn',
                  'd_dropout', 'label_smoothing', 'lr_g', 'lr_d', 'beta1', 'beta2')
 
 
@@ -185,7 +186,7 @@ def validate(config, num_devices=None):
   if not 0 <= config.d_dropout < 1:
     raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',
-               'conv_dim', 'keep_checkpoints', 'num_samples', 'eval_samples'):
+               'conv_dim', 'hidden_dim', 'keep_checkpoints', 'num_samples', 'eval_samples'):
     if getattr(config, name) < 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
   if config.coordinator_address and not 0 <= config.process_id < config.num_processes:

@@ -1,16 +1,17 @@
 """Process settings that make XLA on CPU fast; call `configure()` before JAX is imported.
 
-Both were measured on the project's 2-core CPU machines (the dcgan64 step, batch 64):
+Both were measured on the project's 2-core CPU machines (benchmarks/RESULTS.md, "CPU runtime
+settings"):
 
 - glibc's malloc hands large freed blocks back to the kernel (XLA's worker threads get
   mmap'ed buffers above 32 MB or outside the main arena), so every step page-faults its
-  activations back in: ~76k faults per dcgan64 step, and fresh memory fills at 1-5 GB/s where
-  reused memory fills at 25-30 GB/s. One arena, no mmap'ed chunks and no trimming keep the
-  memory in the process: 0 faults per step after the first, ~15% more images/s.
+  activations back in, and fresh memory fills several times slower than reused memory. One
+  arena, no mmap'ed chunks and no trimming keep the memory in the process.
 - XLA's convolutions through YNNPACK fusions (the default in jaxlib 0.10) run the DCGAN layers
-  ~20% slower than XLA's own convolution emitter; dots keep the YNNPACK path.
+  slower than XLA's own convolution emitter; dots keep the YNNPACK path.
 
 Neither changes results beyond float reassociation, and neither affects GPU or TPU backends.
+Also the console filter main.py installs (`ours_or_warning`).
 """
 
 import ctypes

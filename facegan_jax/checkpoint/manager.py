@@ -30,7 +30,8 @@ from facegan_jax.checkpoint import manifest
 from facegan_jax.errors import CheckpointError, UsageError, one_line
 
 # Config fields that fix the state's shapes: resuming with other values cannot work.
-SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'g_first_bn')
+SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'hidden_dim',
+                'g_first_bn')
 
 
 def _quiet_closed_loop_errors(hook=sys.unraisablehook):

@@ -1,6 +1,8 @@
 """TFDS builders prepared once: the embedded synthetic_faces, the Udacity celeba_small zip and
 any TFDS image dataset, with their download failures translated into one-line errors."""
 
+import contextlib
+import io
 import os
 import socket
 
@@ -17,6 +19,14 @@ from facegan_jax.errors import UsageError
 CELEB_A_CROP = 108
 
 
+def _prepare(builder, **kwargs):
+  """builder.download_and_prepare without TFDS's progress bars and the lines it prints (our
+  own log line says what is being prepared, and where)."""
+  tfds.disable_progress_bar()
+  with contextlib.redirect_stdout(io.StringIO()):
+    builder.download_and_prepare(**kwargs)
+
+
 def _manual_dir(config):
   return os.path.expanduser(config.data_manual_dir or
                             os.path.join(data_root(config), 'downloads', 'manual'))
@@ -29,8 +39,7 @@ def synthetic_faces_builder(name, data_dir):
   if not builder.is_prepared():
     logging.info('Rendering %s into %s (once; ~1 min for the full set on 2 cores)',
                  name, builder.data_dir)
-    tfds.disable_progress_bar()
-    builder.download_and_prepare()
+    _prepare(builder)
   return builder
 
 
@@ -49,9 +58,8 @@ def celeba_small_builder(config):
                        f'{manual}, or pass --data_manual_dir')
     logging.info('Preparing celeba_small from %s into %s (once)',
                  found[0] if found else module.URL, builder.data_dir)
-    tfds.disable_progress_bar()
     try:
-      builder.download_and_prepare()
+      _prepare(builder)
     except UsageError:
       raise
     except Exception as e:  # offline, DNS or HTTP errors
@@ -100,7 +108,7 @@ def load(name, split, shape, config):
 def _prepare_tfds(builder, name, config):
   logging.info('Preparing tfds:%s into %s (once)', name, builder.data_dir)
   try:
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+    _prepare(builder, download_config=tfds.download.DownloadConfig(
         manual_dir=_manual_dir(config)))
   except ModuleNotFoundError as e:
     raise UsageError(f'preparing tfds:{name} needs {e.name} once (pip install {e.name}); '

@@ -14,11 +14,10 @@ def _dense(i, o, dtype, rngs):
 class Generator(nnx.Module):
   """z -> h -> 2h -> 4h -> image, LeakyReLU(0.2) hidden layers, tanh output."""
 
-  def __init__(self, *, resolution, conv_dim, z_dim, channels=1, dtype=jnp.float32, rngs,
-               **unused):
-    del unused  # DCGAN-only options
+  def __init__(self, *, resolution, hidden_dim, z_dim, channels=1, dtype=jnp.float32, rngs):
     self.shape = (resolution, resolution, channels)
-    dims = [z_dim, conv_dim, 2 * conv_dim, 4 * conv_dim, resolution * resolution * channels]
+    h = hidden_dim
+    dims = [z_dim, h, 2 * h, 4 * h, resolution * resolution * channels]
     self.layers = nnx.List([_dense(a, b, dtype, rngs) for a, b in zip(dims[:-1], dims[1:])])
 
   def __call__(self, z, *, train):
@@ -32,10 +31,10 @@ class Generator(nnx.Module):
 class Discriminator(nnx.Module):
   """image -> 4h -> 2h -> h -> logit, LeakyReLU(0.2) and dropout on hidden layers."""
 
-  def __init__(self, *, resolution, conv_dim, channels=1, dropout=0.3, dtype=jnp.float32,
-               rngs, **unused):
-    del unused
-    dims = [resolution * resolution * channels, 4 * conv_dim, 2 * conv_dim, conv_dim, 1]
+  def __init__(self, *, resolution, hidden_dim, channels=1, dropout=0.3, dtype=jnp.float32,
+               rngs):
+    h = hidden_dim
+    dims = [resolution * resolution * channels, 4 * h, 2 * h, h, 1]
     self.layers = nnx.List([_dense(a, b, dtype, rngs) for a, b in zip(dims[:-1], dims[1:])])
     self.dropout = dropout
 

@@ -1,0 +1,42 @@
+"""The config: presets from the flagfiles, the flag help on every field, one-line errors."""
+
+import dataclasses
+
+import pytest
+
+from facegan_jax import config as config_lib
+from facegan_jax.errors import UsageError
+
+
+def test_presets_are_their_flagfiles_model_settings():
+  udacity = config_lib.preset('udacity32')
+  assert (udacity.model, udacity.resolution, udacity.conv_dim, udacity.g_first_bn,
+          udacity.label_smoothing) == ('dcgan', 32, 32, False, 0.9)
+  digits = config_lib.preset('mnist_mlp', batch_size=7)
+  assert (digits.model, digits.channels, digits.hidden_dim, digits.batch_size) == (
+      'mlp', 1, 128, 7)
+  assert config_lib.preset('dcgan64').g_first_bn is True
+
+
+def test_read_flagfile_types_its_values(tmp_path):
+  path = tmp_path / 'run.flags'
+  path.write_text('# a comment\n--resolution=64\n--g_first_bn=true\n--lr_g=0.001\n'
+                  '--dataset=tfds:mnist\n--workdir=/tmp/run\n--not_a_field=1\n')
+  assert config_lib.read_flagfile(str(path)) == dict(
+      resolution=64, g_first_bn=True, lr_g=0.001, dataset='tfds:mnist')
+
+
+def test_every_field_has_flag_help():
+  for field in dataclasses.fields(config_lib.Config):
+    assert field.metadata['help'].strip(), field.name
+
+
+@pytest.mark.parametrize('resolution', [0, -4, 48, 2])
+def test_bad_dcgan_resolutions_are_one_line_errors(resolution):
+  with pytest.raises(UsageError, match=f'^--resolution={resolution}: dcgan needs 4'):
+    config_lib.validate(config_lib.Config(resolution=resolution))
+
+
+def test_num_stages():
+  assert config_lib.num_stages(64) == (4, 4)
+  assert config_lib.num_stages(28) == (7, 2)
