@@ -1,10 +1,14 @@
-"""Shared test helpers: tiny configs and multi-device runs in a subprocess."""
+"""Shared test helpers: tiny configs, multi-device runs in a subprocess, and main.py runs in
+the background that a test waits on by their log lines."""
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -57,14 +61,116 @@ def main_env(devices=1):
               XLA_FLAGS=xla_flags(devices))
 
 
-def main_py(*args, devices=1, **env):
+class Deadline:
+  """One deadline for a whole test: each wait in it gets the time that is left."""
+
+  def __init__(self, seconds):
+    self.seconds, self.end = seconds, time.monotonic() + seconds
+
+  def left(self):
+    left = self.end - time.monotonic()
+    if left <= 0:
+      raise TimeoutError(f"the test's deadline of {self.seconds} s has passed")
+    return left
+
+
+def main_py(*args, devices=1, deadline=None, **env):
   """Runs main.py with `args` to completion; returns the CompletedProcess (text output).
 
-  `env` overrides environment variables, e.g. XLA_FLAGS.
+  `deadline`: the test's Deadline (default: 300 s for this run). `env` overrides environment
+  variables, e.g. XLA_FLAGS.
   """
   return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args],
                         env={**main_env(devices), **env}, capture_output=True, text=True,
-                        timeout=300, cwd=ROOT)
+                        timeout=deadline.left() if deadline else 300, cwd=ROOT,
+                        stdin=subprocess.DEVNULL)
+
+
+class Run:
+  """A main.py process started by `started_main`, its stdout and stderr in one log file."""
+
+  def __init__(self, process, log_path):
+    self.process, self.log_path = process, log_path
+    self._read, self._lines = 0, []  # bytes of the log read so far, their complete lines
+
+  def output(self):
+    """Everything the run has written so far."""
+    with open(self.log_path, errors='replace') as f:
+      return f.read()
+
+  def _new_lines(self):
+    """The lines completed in the log since the last call."""
+    with open(self.log_path, 'rb') as f:
+      f.seek(self._read)
+      data = f.read()
+    end = data.rfind(b'\n') + 1  # a partial last line is read again next time
+    self._read += end
+    return data[:end].decode(errors='replace').splitlines()
+
+  def wait_for_line(self, pattern, deadline, when=lambda match: True):
+    """The first match of regex `pattern` in a line of the log (a line already read by an
+    earlier call does not count) for which `when(match)` holds; None if the run exits without
+    one. The log only grows, so polling it cannot miss the line."""
+    pattern = re.compile(pattern)
+    while True:
+      exited = self.process.poll() is not None  # before reading: its last lines are in
+      for line in self._new_lines():
+        match = pattern.search(line)
+        if match and when(match):
+          return match
+      if exited:
+        return None
+      deadline.left()
+      time.sleep(0.005)
+
+  def wait(self, deadline):
+    """The exit status, once the run has ended."""
+    try:
+      return self.process.wait(timeout=deadline.left())
+    except subprocess.TimeoutExpired:
+      raise TimeoutError(f'main.py still running at the deadline:\n{self.tail()}') from None
+
+  def send_signal(self, signum):
+    self.process.send_signal(signum)
+
+  def kill(self):
+    """SIGKILL (nothing if it has ended)."""
+    self.process.kill()
+    self.process.wait()
+
+  def tail(self, chars=3000):
+    return self.output()[-chars:]
+
+
+@contextlib.contextmanager
+def started_main(*args, log, devices=1, stdout=None, **env):
+  """Starts main.py with `args` in the background and yields its Run; kills it on leaving.
+
+  Its stdout and stderr go to the file `log` (a pipe nobody reads would fill and block a
+  chatty run); `stdout`, a file descriptor, takes stdout instead. `env` overrides environment
+  variables.
+  """
+  with open(log, 'wb') as f:
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'main.py'), *args],
+                               env={**main_env(devices), **env}, cwd=ROOT, stdin=subprocess.DEVNULL,
+                               stdout=f if stdout is None else stdout, stderr=f)
+  try:
+    yield Run(process, log)
+  finally:
+    if process.poll() is None:
+      process.kill()
+    process.wait()
+
+
+def wait_for_exits(runs, deadline):
+  """Waits until every Run has ended, or one has failed (the others may then wait for it
+  forever); returns their exit statuses, None for those still running."""
+  while True:
+    codes = [run.process.poll() for run in runs]
+    if None not in codes or any(codes):
+      return codes
+    deadline.left()
+    time.sleep(0.01)
 
 
 def read_checkpoint(step_dir):

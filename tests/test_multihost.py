@@ -1,15 +1,15 @@
 """Many processes, one run: 2 CPU processes (gloo over localhost, 1 device each) train exactly
 as 1 process with 2 devices."""
 
+import contextlib
 import os
 import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
 
-from tests.conftest import ROOT, TINY, main_env, main_py, metrics, read_checkpoint
+from tests.conftest import (TINY, Deadline, main_py, metrics, read_checkpoint, started_main,
+                            wait_for_exits)
 
 
 def _free_port():
@@ -19,21 +19,22 @@ def _free_port():
 
 
 def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir):
+  deadline = Deadline(280)
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=20', '--checkpoint_every=20']
   one = str(tmp_path / 'one')
-  single = main_py(*args, f'--workdir={one}', devices=2)
+  single = main_py(*args, f'--workdir={one}', devices=2, deadline=deadline)
   assert single.returncode == 0, single.stderr[-2000:]
 
   two = str(tmp_path / 'two')
   address = f'localhost:{_free_port()}'
-  processes = [subprocess.Popen(
-      [sys.executable, os.path.join(ROOT, 'main.py'), *args, f'--workdir={two}',
-       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={i}'],
-      env=main_env(devices=1), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True) for i in range(2)]
-  logs = [p.communicate(timeout=300)[0] for p in processes]
-  for p, log in zip(processes, logs):
-    assert p.returncode == 0, log[-3000:]
+  with contextlib.ExitStack() as stack:  # on leaving, both are killed if still running
+    runs = [stack.enter_context(started_main(
+        *args, f'--workdir={two}', f'--coordinator_address={address}', '--num_processes=2',
+        f'--process_id={i}', log=str(tmp_path / f'process{i}.log'))) for i in range(2)]
+    codes = wait_for_exits(runs, deadline)
+    for run, code in zip(runs, codes):
+      assert code == 0, (codes, run.tail())
+    logs = [run.output() for run in runs]
   assert 'on 2 cpu device(s)' in logs[0] and 'on 2 cpu device(s)' in logs[1]
 
   keys = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm', 'diversity')

@@ -1,9 +1,11 @@
 """Runs that survive anything: killed, stopped, damaged, out of disk or NaN, the finished run is
 bit for bit the run that was never interrupted, and no checkpoint is lost or non-finite."""
 
+import contextlib
 import glob
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -11,28 +13,16 @@ import time
 
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
-from tests.conftest import ROOT, TINY, main_env, main_py, metrics, read_checkpoint
+from tests.conftest import (ROOT, TINY, Deadline, main_env, main_py, metrics, read_checkpoint,
+                            started_main)
 
 LOSSES = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm', 'diversity')
-
-
-def start(*args, devices=1):
-  return subprocess.Popen([sys.executable, os.path.join(ROOT, 'main.py'), *args],
-                          env=main_env(devices), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-
-
-def wait_for(pattern, process, timeout=120):
-  """Polls until a path matching `pattern` exists; False if `process` ended first."""
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    if glob.glob(pattern):
-      return True
-    if process.poll() is not None:
-      return bool(glob.glob(pattern))
-    time.sleep(0.002)
-  raise TimeoutError(pattern)
+# The run's own line once checkpoint N's save has started (train.py). Orbax starts a save by
+# finishing the one in flight, so from this line on checkpoint N - --checkpoint_every is on
+# disk (or a newer one: retention deletes only older checkpoints, once a newer one is done).
+SAVING = r'Saving checkpoint (\d+) '
 
 
 def log(run):
@@ -58,20 +48,21 @@ def assert_same_run(ours, theirs, last_step):
 
 
 def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir):
+  deadline = Deadline(280)
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=60', '--checkpoint_every=5']
   straight = str(tmp_path / 'straight')
-  assert main_py(*args, f'--workdir={straight}').returncode == 0
+  assert main_py(*args, f'--workdir={straight}', deadline=deadline).returncode == 0
   seed = random.randrange(10**6)
   rng = random.Random(seed)
   # One random point per test run (benchmarks/resilience.py tries many).
   workdir = str(tmp_path / 'killed')
   after, delay = rng.choice(range(5, 55, 5)), rng.uniform(0, 0.05)
-  run = start(*args, f'--workdir={workdir}')
-  assert wait_for(os.path.join(workdir, 'checkpoints', str(after)), run)
-  time.sleep(delay)
-  run.kill()
-  run.communicate()
-  rerun = main_py(*args, f'--workdir={workdir}')
+  with started_main(*args, f'--workdir={workdir}', log=str(tmp_path / 'killed.log')) as run:
+    # Checkpoint `after` is finished once the next save has started.
+    assert run.wait_for_line(SAVING, deadline, lambda m: int(m[1]) > after), run.tail()
+    time.sleep(delay)
+    run.kill()
+  rerun = main_py(*args, f'--workdir={workdir}', deadline=deadline)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   resumed = int(log(rerun).split('Resuming at step ')[1].split()[0])
   assert resumed >= after, (seed, after, delay)
@@ -80,47 +71,74 @@ def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir):
   # --mode=sample from the resumed run gives the same images as from the straight one.
   for workdir in (straight, workdir):
     assert main_py(*args, f'--workdir={workdir}', '--mode=sample', '--num_samples=8',
-                   '--sample_seed=5').returncode == 0
+                   '--sample_seed=5', deadline=deadline).returncode == 0
   np.testing.assert_array_equal(np.load(os.path.join(straight, 'samples.npz'))['images'],
                                 np.load(os.path.join(workdir, 'samples.npz'))['images'])
 
 
 def test_sigterm_on_two_devices_saves_exits_0_and_resumes_bit_identically(tmp_path, data_dir):
-  args = TINY + [f'--data_dir={data_dir}', '--num_steps=200', '--checkpoint_every=50',
-                 '--log_every=20', '--sample_every=1000']
-  straight = str(tmp_path / 'straight')
-  assert main_py(*args, f'--workdir={straight}', devices=2).returncode == 0
+  """SIGTERM at a random point of a run too long to end first; the stopped run, rerun to a
+  step past the stop, is the uninterrupted run of that length."""
+  deadline = Deadline(280)
+  args = TINY + [f'--data_dir={data_dir}', '--checkpoint_every=50', '--log_every=20',
+                 '--sample_every=1000']
   stopped = str(tmp_path / 'stopped')
-  run = start(*args, f'--workdir={stopped}', devices=2)
-  assert wait_for(os.path.join(stopped, 'metrics.jsonl'), run)  # training, past compiling
-  time.sleep(random.uniform(0, 0.2))
-  run.send_signal(signal.SIGTERM)
-  output, _ = run.communicate(timeout=60)
-  assert run.returncode == 0, output[-2000:]
+  never_reached = 10**6  # hours of steps: the signal lands first, whatever the load
+  with started_main(*args, f'--num_steps={never_reached}', f'--workdir={stopped}', devices=2,
+                    log=str(tmp_path / 'stopped.log')) as run:
+    # The first logged step: training, past compiling, the stop handlers in place.
+    assert run.wait_for_line(rf'step 20/{never_reached} ', deadline), run.tail()
+    time.sleep(random.uniform(0, 0.2))
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(deadline) == 0, run.tail()
+    output = run.output()
   stop_step = int(output.split('Stopped by SIGTERM at step ')[1].split(';')[0])
-  assert stop_step < 200 and os.path.isdir(os.path.join(stopped, 'checkpoints', str(stop_step)))
-  rerun = main_py(*args, f'--workdir={stopped}', devices=2)
+  assert 20 <= stop_step < never_reached
+  assert os.path.isdir(os.path.join(stopped, 'checkpoints', str(stop_step)))
+  num_steps = (stop_step // 20 + 2) * 20  # one or two log steps after the resume
+  straight = str(tmp_path / 'straight')
+  run = main_py(*args, f'--num_steps={num_steps}', f'--workdir={straight}', devices=2,
+                deadline=deadline)
+  assert run.returncode == 0, run.stderr[-2000:]
+  rerun = main_py(*args, f'--num_steps={num_steps}', f'--workdir={stopped}', devices=2,
+                  deadline=deadline)
   assert rerun.returncode == 0 and f'Resuming at step {stop_step}' in log(rerun)
-  assert_same_run(stopped, straight, 200)
+  assert_same_run(stopped, straight, num_steps)
 
 
 def test_sigkill_during_an_async_save_resumes_from_the_last_finished(tmp_path, data_dir):
+  deadline = Deadline(280)
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=400', '--checkpoint_every=1',
                  '--keep_checkpoints=2', '--sample_every=1000', '--log_every=100']
+  in_flight = '*.orbax-checkpoint-tmp*'
+
+  def a_save_in_flight(workdir, run):
+    """Waits until some save's temporary directory exists; False if the run ended first.
+    With a save at every step, each waiting for the one before, one exists most of the time
+    (a poll that misses one sees the next)."""
+    while not glob.glob(os.path.join(workdir, 'checkpoints', in_flight)):
+      if run.process.poll() is not None:
+        return False
+      deadline.left()
+      time.sleep(0.002)
+    return True
+
   for attempt in range(5):  # a save takes tens of ms: the kill lands in one almost always
     workdir = str(tmp_path / f'run{attempt}')
-    run = start(*args, f'--workdir={workdir}')
-    wait_for(os.path.join(workdir, 'checkpoints', '3'), run)
-    wait_for(os.path.join(workdir, 'checkpoints', '*.orbax-checkpoint-tmp*'), run)
-    run.kill()
-    run.communicate()
-    if glob.glob(os.path.join(workdir, 'checkpoints', '*.orbax-checkpoint-tmp*')):
+    with started_main(*args, f'--workdir={workdir}',
+                      log=str(tmp_path / f'run{attempt}.log')) as run:
+      # Past compiling, saving at every step.
+      assert run.wait_for_line(SAVING, deadline, lambda m: int(m[1]) >= 3), run.tail()
+      if a_save_in_flight(workdir, run):
+        run.kill()
+    if glob.glob(os.path.join(workdir, 'checkpoints', in_flight)):
       break
   else:
     raise AssertionError('no kill landed inside a save in 5 attempts')
   finished = max(int(os.path.basename(p)) for p in glob.glob(f'{workdir}/checkpoints/[0-9]*')
                  if os.path.basename(p).isdigit())
-  rerun = main_py(*args, f'--workdir={workdir}', f'--num_steps={finished + 2}')
+  rerun = main_py(*args, f'--workdir={workdir}', f'--num_steps={finished + 2}',
+                  deadline=deadline)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert f'Resuming at step {finished}' in log(rerun)
   assert not glob.glob(os.path.join(workdir, 'checkpoints', '*tmp*'))
@@ -223,19 +241,41 @@ def test_nan_stops_with_exit_1_and_saves_no_non_finite_state(tmp_path, data_dir)
   assert all(np.isfinite(np.asarray(x)).all() for x in state.values())
 
 
+@pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='needs /proc (Linux)')
 def test_a_second_sigint_exits_at_once(tmp_path, data_dir):
+  """The second SIGINT has to land between the first one's handler and the end of the stop
+  it starts (a save, tens of ms). No timing decides it: the run's stdout is a pipe that the
+  test fills once training is under way, so the run's next log line (the progress line of
+  the next log step or the 'Saving checkpoint' line, both before the stop is done) blocks
+  until the end; a signal interrupts the blocked write and its handler runs."""
+  deadline = Deadline(240)
   workdir = str(tmp_path / 'run')
-  run = start(*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=100000',
-              '--checkpoint_every=100000', '--log_every=1000')
-  for line in run.stdout:
-    if 'Input:' in line:  # about to train
-      break
-  time.sleep(1.0)
-  run.send_signal(signal.SIGINT)
-  for line in run.stdout:
-    if line.startswith('SIGINT: finishing this step'):
-      run.send_signal(signal.SIGINT)  # before the save (tens of ms) is done
-      break
-  output, _ = run.communicate(timeout=60)
-  assert run.returncode == 128 + signal.SIGINT, output[-2000:]
-  assert 'Second SIGINT: exiting now without saving' in output
+  read_end, write_end = os.pipe()
+  # Our own open file description of the pipe, non-blocking for us only.
+  filler = os.open(f'/proc/self/fd/{write_end}', os.O_WRONLY | os.O_NONBLOCK)
+  try:
+    with started_main(*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}',
+                      '--num_steps=100000', '--checkpoint_every=100000',
+                      '--sample_every=100000', stdout=write_end,
+                      log=str(tmp_path / 'stderr.log')) as run:
+      os.close(write_end)
+      write_end = None
+      output = b''
+      while b'step 5/100000 ' not in output:  # training, the stop handlers in place
+        if select.select([read_end], [], [], deadline.left())[0]:
+          data = os.read(read_end, 1 << 16)
+          assert data, (output + run.output().encode())[-3000:]  # main.py ended
+          output += data
+      for size in (4096, 1):  # fill the pipe to its last byte
+        with contextlib.suppress(BlockingIOError):
+          while True:
+            os.write(filler, b'.' * size)
+      run.send_signal(signal.SIGINT)
+      assert run.wait_for_line(r'^SIGINT: finishing this step', deadline), run.tail()
+      run.send_signal(signal.SIGINT)
+      assert run.wait(deadline) == 128 + signal.SIGINT, run.tail()
+      assert 'Second SIGINT: exiting now without saving' in run.output()
+  finally:
+    for fd in (read_end, write_end, filler):
+      if fd is not None:
+        os.close(fd)
