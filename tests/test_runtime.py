@@ -1,6 +1,11 @@
 """The CPU runtime settings main.py applies before JAX starts."""
 
+import json
+import logging
+
 from conftest import run_python
+
+from facegan_jax import runtime
 
 
 def test_configure_sets_flags_keeps_the_users_and_refuses_after_jax():
@@ -27,15 +32,12 @@ except RuntimeError as e:
   assert refused.startswith('refused: facegan_jax.runtime.configure() must run before JAX')
 
 
-def test_freed_memory_is_reused_without_page_faults():
-  # Without the allocator settings every call faults its 64 MB output in again (16,385 faults).
-  # With them the heap grows to its high-water mark over the first calls (how many depends on
-  # when XLA's threads free the previous output: more on a loaded machine), then every call
-  # reuses it: median 0 over the later calls.
-  out = run_python('''
-import resource
+# The page faults of each of 60 calls whose 64 MB output is dropped before the next call.
+FAULTS = '''
+import json, resource
 from facegan_jax import runtime
-runtime.configure()
+if {configure}:
+  runtime.configure()
 import jax, jax.numpy as jnp
 x = jnp.ones((256, 32, 32, 64))
 f = jax.jit(lambda x: x * 2 + 1)
@@ -44,8 +46,55 @@ for _ in range(60):
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   f(x).block_until_ready()
   faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-later = faults[30:]
-print(sorted(later)[len(later) // 2], faults)
-''')
-  median, faults = out.split(' ', 1)
-  assert int(median) < 1000, f'median {median} page faults per call: {faults}'
+print(json.dumps(faults))
+'''
+
+
+def test_freed_memory_is_reused_without_page_faults():
+  """Of the later calls (30-60), every one faults its output in again without the allocator
+  settings, and few do with them.
+
+  Without the settings glibc hands each freed 64 MB output back to the kernel, so every call
+  faults it in again (16,385 faults). With them freed memory stays in the process and a page
+  faults at most once: a call faults only when the heap grows past its high-water mark, which
+  it does over the first calls, as often as outputs are alive at once; on a loaded machine
+  XLA's threads free the previous output later, so the heap grows more often and later (seen:
+  in up to 3 of the later calls, 0 on an idle machine). So the test counts the calls that
+  fault in at least half an output, as measured by the same process without the settings,
+  and allows a third of them: no absolute count and no time decides it.
+  """
+  def later_faults(configure):
+    return json.loads(run_python(FAULTS.format(configure=configure)).splitlines()[-1])[30:]
+
+  configured, unconfigured = later_faults(configure=True), later_faults(configure=False)
+  output_pages = sorted(unconfigured)[len(unconfigured) // 2]
+  refaulted = [n for n in configured if n >= output_pages / 2]
+  assert output_pages > 0 and all(n >= output_pages / 2 for n in unconfigured), unconfigured
+  assert len(refaulted) <= len(configured) // 3, (configured, unconfigured)
+
+
+def test_console_shows_our_info_lines_and_every_librarys_warnings():
+  """ours_or_warning keeps a log record from this project's package or main.py at any level,
+  and other code's at WARNING and above; a library in a virtual environment inside the clone
+  (whose name is the package's) is not ours."""
+  clone = '/home/u/facegan_jax/'
+  package_dir = clone + 'facegan_jax/'
+
+  def shown(path, level=logging.INFO):
+    record = logging.LogRecord('absl', level, path, 45, 'a line', None, None)
+    return runtime.ours_or_warning(record, package_dir=package_dir)
+
+  library = clone + '.venv/lib/python3.11/site-packages/orbax/checkpoint/checkpoint_manager.py'
+  assert not shown(library)
+  assert shown(library, logging.WARNING) and shown(library, logging.ERROR)
+  assert shown(package_dir + 'train.py') and shown(package_dir + 'checkpoint/manager.py')
+  assert shown(clone + 'main.py')
+  for other in (clone + '.venv/lib/python3.11/site-packages/absl/main.py',
+                clone + 'facegan_jax_old/train.py', clone + 'benchmarks/mfu.py',
+                '/usr/lib/python3.11/logging/__init__.py'):
+    assert not shown(other), other
+  # The real package directory is the default.
+  assert runtime.ours_or_warning(logging.LogRecord('absl', logging.INFO, runtime.__file__, 1,
+                                                   'a line', None, None))
+  assert not runtime.ours_or_warning(logging.LogRecord('absl', logging.INFO, logging.__file__,
+                                                       1, 'a line', None, None))
