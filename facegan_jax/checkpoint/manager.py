@@ -78,8 +78,9 @@ class Checkpoints:
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not read_only, read_only=read_only,
-            cleanup_tmp_directories=not read_only,
+            # Read-only managers neither save nor delete (orbax warns unless told so).
+            max_to_keep=None if read_only else keep, save_interval_steps=0 if read_only else 1,
+            create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only,
             async_options=ocp.AsyncOptions(post_finalization_callback=self._seal)),
         item_handlers=dict(state=ocp.StandardCheckpointHandler(),
                            config=ocp.JsonCheckpointHandler()))
