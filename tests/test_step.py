@@ -3,6 +3,8 @@ devices and for any number of steps per call."""
 
 import json
 
+import pytest
+
 from tests.conftest import run_python
 
 TRAIN_SNIPPET = '''
@@ -87,6 +89,8 @@ print(json.dumps(report))
   # bf16 keeps 8 bits of mantissa; measured gaps: 0.0015 (dcgan) and 0.0004 (mlp) on losses
   # of ~0.7-1.4.
   assert gaps['dcgan'] < 0.02 and gaps['mlp'] < 0.02, gaps
+  # ...and it is bf16 that ran: the same computation in fp32 gives a gap of exactly 0.
+  assert gaps['dcgan'] > 1e-5 and gaps['mlp'] > 1e-5, gaps
 
 
 def test_several_steps_per_call_give_the_one_step_run():
@@ -106,3 +110,96 @@ for static_steps in (False, True):  # the count as an argument (CPU, TPU) or sta
   print(max(diffs))
 ''', devices=2)
   assert [float(x) for x in out.split()[-2:]] == [0, 0]
+
+
+def test_ema_generator_warms_up_then_decays_at_ema_decay():
+  """After each step the EMA generator is decay * EMA + (1 - decay) * G's new parameters, with
+  decay = min(--ema_decay, (1 + step) / (10 + step)) (TF's warm-up: early samples are not
+  stuck near the initialisation); --ema_decay=0 samples G itself."""
+  out = run_python(TRAIN_SNIPPET + '''
+import json
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+report = {}
+for ema_decay in (0.5, 0.0):
+  config = config_lib.Config(model='dcgan', resolution=16, conv_dim=8, z_dim=16, batch_size=8,
+                             num_devices=1, ema_decay=ema_decay, lr_g=1e-3)
+  mesh = mesh_lib.make_mesh(1)
+  state = jax.jit(lambda: state_lib.init_state(config), out_shardings=mesh_lib.replicated(mesh))()
+  step_fn = step_lib.make_train_fn(config, mesh)
+  inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
+  flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(tree))])
+  ema, decays = flat(state.ema_params), []
+  for step in range(12):
+    state, _ = step_fn(state, inputs(step, 1), 1)
+    g, new_ema = flat(state.g_params), flat(state.ema_params)
+    # The decay that maps (EMA, G) to the new EMA, fitted over every parameter.
+    decays.append(float(np.dot(ema - g, new_ema - g) / np.dot(ema - g, ema - g)))
+    if ema_decay == 0:
+      assert np.array_equal(new_ema, g), step
+    ema = new_ema
+  assert state_lib.sample_params(config, state) is (
+      state.ema_params if ema_decay else state.g_params)
+  report[ema_decay] = decays
+print(json.dumps(report))
+''')
+  report = json.loads(out.strip().splitlines()[-1])
+  for ema_decay, decays in report.items():
+    expected = [min(float(ema_decay), (1 + step) / (10 + step)) for step in range(12)]
+    assert max(abs(a - b) for a, b in zip(decays, expected)) < 1e-5, (ema_decay, decays)
+  assert report['0.5'][:3] == pytest.approx([0.1, 2 / 11, 0.25], abs=1e-5)  # warming up
+  assert report['0.5'][-3:] == pytest.approx([0.5] * 3, abs=1e-5)  # at --ema_decay from step 8
+
+
+def test_label_smoothing_sets_the_real_target_of_ds_loss():
+  """--label_smoothing=t makes D's bce loss on reals -(t log D(x) + (1-t) log(1-D(x))): on the
+  same state and batch, d_loss(t) - d_loss(1) = (1 - t) * mean(real logits), and it reaches
+  the update (D's parameters differ)."""
+  out = run_python(TRAIN_SNIPPET + '''
+import json
+from flax import nnx
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+losses, params = {}, {}
+for t in (1.0, 0.9):
+  s, m = run(1, 1, images, label_smoothing=t)
+  losses[t], params[t] = m[0]['d_loss'], s.d_params
+# The first batch's real logits under the fresh D, as the step computes them.
+config = config_lib.Config(model='dcgan', resolution=16, conv_dim=8, z_dim=16, batch_size=8,
+                           g_first_bn=True)
+state = state_lib.init_state(config)
+order = np.asarray(pipeline.epoch_order(state_lib.data_key(state), 0, len(images)))
+logits = jax.jit(lambda params, stats, real: nnx.merge(state.d_graph, params, stats)(
+    real, train=True))(state.d_params, state.d_stats, pipeline.to_float(images[order[:8]]))
+moved = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
+                                         params[1.0], params[0.9])))
+print(json.dumps(dict(losses=losses, mean_logit=float(logits.mean()), moved=moved)))
+''')
+  report = json.loads(out.strip().splitlines()[-1])
+  losses, mean_logit = report['losses'], report['mean_logit']
+  assert abs(mean_logit) > 1e-3, report  # else the loss would not tell t apart
+  gap = losses['0.9'] - losses['1.0']
+  assert gap == pytest.approx(0.1 * mean_logit, abs=2e-6), report
+  assert report['moved'] > 0, report
+
+
+def test_seed_sets_the_initialisation_data_order_and_latents():
+  """The same --seed gives the same run bit for bit; another seed other parameters and
+  losses at every step."""
+  out = run_python(TRAIN_SNIPPET + '''
+import json
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+runs = [run(1, 3, images, seed=seed) for seed in (0, 0, 1)]
+leaves = [jax.tree.leaves(s) for s, _ in runs]
+same = all(np.array_equal(a, b) for a, b in zip(leaves[0], leaves[1]))
+differ = all(not np.array_equal(a, b) for a, b in zip(leaves[0], leaves[2])
+             if np.issubdtype(a.dtype, np.floating))
+print(json.dumps(dict(same=same, differ=differ, metrics=[m for _, m in runs])))
+''')
+  report = json.loads(out.strip().splitlines()[-1])
+  same, other = report['metrics'][1], report['metrics'][2]
+  assert report['same'] and report['metrics'][0] == same
+  assert report['differ'], report  # every parameter, statistic and optimizer moment
+  for a, b in zip(same, other, strict=True):
+    assert a['d_loss'] != b['d_loss'] and a['g_loss'] != b['g_loss'], (a, b)
