@@ -1,12 +1,7 @@
 """Datasets as uint8 arrays (N, H, W, C) at the model's resolution, prepared once and cached.
 
-Sources (`--dataset`):
-  synthetic_faces[/small]  rendered offline by the project (TFDS builder, no download)
-  celeba_small             the Udacity zip of 64x64 CelebA crops (TFDS builder; download or
-                           a manual copy of the zip or its folder)
-  tfds:NAME[:SPLIT]        any TFDS image dataset, e.g. tfds:celeb_a, tfds:mnist
-  folder:PATH              a directory tree or .zip of jpg/png/webp/bmp files
-
-Every source ends as the same uint8 array, cached as .npy under the data dir (no pickle), so
-training never decodes an image twice and never imports TensorFlow.
+sources.py turns a --dataset name into its images (through tfds_prepare.py, folder.py and
+images.py), cache.py keeps them as .npy (no pickle) so no image is decoded twice, and
+pipeline.py feeds them to the training step; that last one needs only JAX, so the step and
+the benchmarks import no TFDS, and training never imports TensorFlow.
 """
