@@ -2,6 +2,8 @@
 the background that a test waits on by their log lines."""
 
 import contextlib
+import fcntl
+import glob
 import json
 import os
 import re
@@ -196,3 +198,51 @@ def metrics(workdir):
 def data_dir(tmp_path_factory):
   """A --data_dir shared by a module's runs (synthetic_faces/small renders in ~2 s)."""
   return str(tmp_path_factory.mktemp('data'))
+
+
+@pytest.fixture(scope='session')
+def attribute_net_cache(tmp_path_factory):
+  """An XDG_CACHE_HOME holding synthetic_faces/small's attribute network (RGB), trained once
+  per test session for the runs that evaluate its metrics (the xdist workers share it; the
+  network's cache key does not depend on --data_dir or --resolution).
+
+  It trains with XLA's optimisations, as tests/test_face_attributes.py's does (which trains
+  its own, to see it trained and then cached).
+  """
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    shared = shared.parent  # this session's directory, above the workers' own
+  cache = shared / 'attribute_net_xdg_cache'
+  with open(shared / 'attribute_net.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker trains, the others wait for it
+    if not (cache / 'trained').exists():
+      run_python(f'''
+from facegan_jax.config import Config
+from facegan_jax.evaluation import face_attributes
+face_attributes.load_or_train(Config(dataset='synthetic_faces/small',
+                                     data_dir={str(cache / 'data')!r}))
+''', XLA_FLAGS='', XDG_CACHE_HOME=str(cache))
+      (cache / 'trained').touch()
+  return str(cache)
+
+
+# The base names of this project's modules: the files absl names in the console lines of ours.
+OUR_FILES = frozenset(os.path.basename(path) for path in
+                      glob.glob(os.path.join(ROOT, 'facegan_jax', '**', '*.py'), recursive=True)
+                      + [os.path.join(ROOT, 'main.py')])
+# absl's prefix of an INFO line: `I1201 20:00:00.123456 140351089916800 train.py:45] ...`.
+INFO_LINE = re.compile(r'^I\d{4} (\d\d):(\d\d):(\d\d\.\d+) +\d+ ([^:\s]+):\d+\] (.*)$')
+
+
+def info_lines(output):
+  """(file name, seconds since midnight, message) of each INFO line of a run's output."""
+  return [(m[4], int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]), m[5])
+          for m in map(INFO_LINE.match, output.splitlines()) if m]
+
+
+def assert_only_our_info_lines(output):
+  """main.py's console shows INFO lines of this project's files only (libraries' warnings
+  and errors pass too; facegan_jax/runtime.py's ours_or_warning)."""
+  files = {name for name, _, _ in info_lines(output)}
+  assert 'train.py' in files or 'sample.py' in files or 'evaluate.py' in files, output[-2000:]
+  assert files <= OUR_FILES, sorted(files - OUR_FILES)

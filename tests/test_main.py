@@ -2,20 +2,26 @@
 
 import json
 import os
+import re
+import time
 
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
-from tests.conftest import TINY, main_py, metrics, read_checkpoint
+from tests.conftest import (TINY, assert_only_our_info_lines, info_lines, main_py, metrics,
+                            read_checkpoint, run_python)
 from tests.test_inception import random_inception_npz
+from tests.test_visualize import D_COLOUR, G_COLOUR, curve_pixels
 
 
-def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
+def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attribute_net_cache):
   workdir = str(tmp_path / 'run')
   args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}']
   first = main_py(*args, '--num_steps=10')
   assert first.returncode == 0, first.stderr[-2000:]
+  assert_only_our_info_lines(first.stdout)
   for name in ('flags.txt', 'real_batch.png', 'samples/step_0000010.png', 'metrics.jsonl',
                'losses.png', 'checkpoints/10'):
     assert os.path.exists(os.path.join(workdir, name)), name
@@ -29,6 +35,7 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
   resumed = main_py(*args, '--num_steps=20')
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert 'Resuming at step 10' in resumed.stdout + resumed.stderr
+  assert_only_our_info_lines(resumed.stdout)
   assert [r['step'] for r in metrics(workdir)] == [5, 10, 15, 20]
 
   # flags.txt reruns the run as a --flagfile.
@@ -37,19 +44,27 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir):
   assert 'Resuming at step 20' in rerun.stdout + rerun.stderr
 
   sample_args = args + ['--mode=sample', '--num_samples=5', '--sample_seed=3']
-  assert main_py(*sample_args).returncode == 0
+  sampled = main_py(*sample_args)
+  assert sampled.returncode == 0, sampled.stderr[-2000:]
+  assert_only_our_info_lines(sampled.stdout)
   images = np.load(os.path.join(workdir, 'samples.npz'))['images']
   assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
   assert os.path.exists(os.path.join(workdir, 'samples.png'))
 
   # Random Inception weights (tests/test_inception.py): FID, KID and P&R are computed and
   # carry their provenance. Inception runs ~3x slower without XLA's optimisations than it
-  # compiles faster, so this run keeps them.
+  # compiles faster, so this run keeps them. A fresh cache of real features; the attribute
+  # network the session has trained.
   weights = random_inception_npz(str(tmp_path / 'inception.npz'))
+  cache = tmp_path / 'cache' / 'facegan_jax'
+  cache.mkdir(parents=True)
+  (cache / 'attribute_net').symlink_to(os.path.join(attribute_net_cache, 'facegan_jax',
+                                                    'attribute_net'))
   evaluated = main_py(*args, '--mode=eval', '--eval_samples=16',
                       f'--inception_weights={weights}', XLA_FLAGS='',
                       XDG_CACHE_HOME=str(tmp_path / 'cache'))
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  assert_only_our_info_lines(evaluated.stdout)
   with open(os.path.join(workdir, 'eval.json')) as f:
     record = json.load(f)
   assert {k: record[k] for k in ('step', 'dataset', 'dataset_version', 'resolution', 'n_real',
@@ -170,3 +185,108 @@ def test_eval_without_inception_weights_file_is_one_line(tmp_path):
                     '--inception_weights=/no/such.pth')
   assert missing.stderr.strip().splitlines()[-1] == (
       'error: --inception_weights=/no/such.pth: no such file')
+
+
+def test_each_loss_trains_logs_and_plots_its_own_numbers(tmp_path):
+  """bce, lsgan and hinge runs: finite losses, each loss's own (every logged value differs
+  from bce's), in metrics.jsonl and on the console; losses.png plots them; images_per_sec is
+  right; the console shows only our INFO lines, while the first run renders the data too."""
+  data = str(tmp_path / 'data')
+  runs = {}
+  for loss in ('bce', 'lsgan', 'hinge'):
+    workdir = str(tmp_path / loss)
+    started = time.monotonic()
+    run = main_py(*TINY, f'--data_dir={data}', f'--workdir={workdir}', '--num_steps=10',
+                  f'--loss={loss}')
+    wall = time.monotonic() - started
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert_only_our_info_lines(run.stdout)
+    rows = metrics(workdir)
+    assert [r['step'] for r in rows] == [5, 10]
+    assert all(np.isfinite(v) for row in rows for v in row.values()), rows
+    lines = {int(m[1]): (t, m[0]) for _, t, message in info_lines(run.stdout)
+             if (m := re.match(r'step (\d+)/10 \| (.*)', message))}
+    for row in rows:
+      assert f'd_loss {row["d_loss"]:.3f} g_loss {row["g_loss"]:.3f}' in lines[row['step']][1]
+      assert row['images_per_sec'] == pytest.approx(row['steps_per_sec'] * 16, rel=1e-12)
+    # The clock starts after the first step (which compiles): the 4 steps to step 5 took
+    # less than the whole process did, and steps 6-10 less than the time between the two
+    # progress lines (step 5's line is logged before the clock restarts).
+    assert rows[0]['images_per_sec'] > 4 * 16 / wall, (rows, wall)
+    between = (lines[10][0] - lines[5][0]) % 86400
+    assert rows[1]['images_per_sec'] > 5 * 16 / between * (1 - 1e-3), (rows, between)
+    png = os.path.join(workdir, 'losses.png')
+    assert len(curve_pixels(png, D_COLOUR)) > 300 and len(curve_pixels(png, G_COLOUR)) > 300
+    runs[loss] = rows, np.asarray(Image.open(png))
+  bce, _ = runs['bce']
+  for loss in ('lsgan', 'hinge'):
+    rows, picture = runs[loss]
+    for ours, theirs in zip(rows, bce):
+      assert ours['d_loss'] != theirs['d_loss'] and ours['g_loss'] != theirs['g_loss'], loss
+    assert not np.array_equal(picture, runs['bce'][1]), loss
+
+
+def test_best_domain_fd_is_kept_and_another_run_starts_from_it(tmp_path, data_dir,
+                                                               attribute_net_cache):
+  """--best_metric=domain_fd (synthetic_faces' attribute network) keeps the state of the
+  evaluated step with the lowest domain FD, and --init_checkpoint=WORKDIR/best_checkpoint
+  starts a run from that step's weights, with fresh optimizers."""
+  workdir = str(tmp_path / 'run')
+  args = TINY + [f'--data_dir={data_dir}', '--checkpoint_every=5', '--keep_checkpoints=4']
+  run = main_py(*args, f'--workdir={workdir}', '--num_steps=20', '--eval_every=5',
+                '--eval_samples=64', '--best_metric=domain_fd',
+                XDG_CACHE_HOME=attribute_net_cache)
+  assert run.returncode == 0, run.stderr[-2000:]
+  rows = [row for row in metrics(workdir) if 'eval' in row]
+  assert [row['step'] for row in rows] == [5, 10, 15, 20]
+  values = [row['eval']['metrics']['domain_fd']['value'] for row in rows]
+  assert len(set(values)) == 4  # the generator changed between evaluations
+  best = rows[int(np.argmin(values))]['step']
+  assert os.listdir(os.path.join(workdir, 'best_checkpoint')) == [str(best)]
+  assert f'best domain_fd so far: {min(values):.4f} at step {best}' in run.stdout
+  kept = read_checkpoint(os.path.join(workdir, 'best_checkpoint', str(best)))
+  regular = read_checkpoint(os.path.join(workdir, 'checkpoints', str(best)))
+  for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(regular), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+  # What a run with --init_checkpoint=WORKDIR/best_checkpoint starts from (resume.py, as
+  # main.py calls it), against the kept state.
+  out = run_python(f'''
+import dataclasses, json
+import jax, numpy as np
+from facegan_jax import config as config_lib, mesh as mesh_lib, resume, state as state_lib
+from facegan_jax.checkpoint.manager import Checkpoints
+config = dataclasses.replace(  # the run's flags, and --init_checkpoint
+    config_lib.Config(**config_lib.read_flagfile({workdir + '/flags.txt'!r})),
+    init_checkpoint={workdir + '/best_checkpoint'!r})
+mesh = mesh_lib.make_mesh(1)
+state, origin = resume.restore_or_init(config, Checkpoints({str(tmp_path / 'new')!r},
+                                                           config=config), mesh)
+best = Checkpoints({workdir + '/best_checkpoint'!r}, config=config, read_only=True).restore(
+    state_lib.abstract_state(config, mesh_lib.replicated(mesh)))
+same = {{name: all(np.array_equal(a, b) for a, b in zip(
+    jax.tree.leaves(getattr(state, name)), jax.tree.leaves(getattr(best, name)), strict=True))
+    for name in ('g_params', 'g_stats', 'd_params', 'd_stats', 'ema_params', 'g_opt')}}
+print(json.dumps(dict(origin=origin, step=int(state.step), same=same,
+                      adam_count=int(state.g_opt[0].count))))
+''')
+  report = json.loads(out.strip().splitlines()[-1])
+  assert report['origin'] == (f'Starting at step 0 from the weights of step {best} in '
+                              f'{workdir}/best_checkpoint')
+  assert report['step'] == 0 and report['adam_count'] == 0
+  assert report['same'] == dict(g_params=True, g_stats=True, d_params=True, d_stats=True,
+                                ema_params=True, g_opt=False)
+
+
+@pytest.mark.parametrize('flags, message', [
+    ('--num_devices=3', '--num_devices=3 but only 2 cpu devices are available'),
+    ('--init_checkpoint=/no/such/run', '--init_checkpoint=/no/such/run does not exist'),
+    ('--eval_every=5 --eval_samples=2000',
+     '--eval_samples=2000 but synthetic_faces/small has only 1024 training images'),
+])
+def test_errors_found_as_the_run_starts_are_one_line(tmp_path, data_dir, flags, message):
+  result = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}', *flags.split(),
+                   devices=2)
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines()[-1] == f'error: {message}'
+  assert 'Traceback' not in result.stderr
