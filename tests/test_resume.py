@@ -189,6 +189,16 @@ def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path,
   assert other.stderr.strip().splitlines()[-1] == (
       f'error: --init_checkpoint 25 in {checkpoints} was trained with --conv_dim=8, this run '
       'has --conv_dim=16; use another --workdir or the same flags')
+  # ...nor from a directory of damaged checkpoints only (each is named, none is moved).
+  damaged = os.path.join(workdir, 'damaged_checkpoints')
+  other = main_py(*args, f'--workdir={tmp_path / "other"}', f'--init_checkpoint={damaged}')
+  assert other.returncode == 1
+  assert other.stderr.strip().splitlines()[-1] == (
+      f'error: --init_checkpoint={damaged}: no undamaged checkpoint in {damaged}')
+  assert 'Traceback' not in other.stderr
+  for step in (40, 35, 30):
+    assert f'Checkpoint {damaged}/{step} is damaged' in log(other), step
+  assert sorted(os.listdir(damaged), key=int) == ['30', '35', '40']
 
 
 def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir):
@@ -224,6 +234,21 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_pa
   assert full.stderr.strip().splitlines()[-1] == (
       f'error: writing {workdir} failed: file too large for the file system; with space again, '
       'rerun the command to resume from the last checkpoint')
+  assert 'Traceback' not in full.stderr
+
+
+@pytest.mark.skipif(not os.path.exists('/dev/full'), reason='needs /dev/full (Linux)')
+def test_no_space_left_writing_the_runs_files_is_one_line(tmp_path, data_dir):
+  """ENOSPC (a full disk; EFBIG is above): every write to /dev/full fails with it."""
+  workdir = str(tmp_path / 'run')
+  os.makedirs(workdir)
+  os.symlink('/dev/full', os.path.join(workdir, 'flags.txt'))  # the run's first file
+  full = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=10')
+  assert full.returncode == 1, full.stderr[-3000:]
+  assert full.stderr.strip().splitlines()[-1] == (
+      f'error: writing {workdir} failed: no space left on the device; with space again, '
+      'rerun the command to resume from the last checkpoint')
+  assert 'Traceback' not in full.stderr
 
 
 def test_nan_stops_with_exit_1_and_saves_no_non_finite_state(tmp_path, data_dir):
