@@ -46,7 +46,8 @@ def run_python(code, devices=1, timeout=240, **env):
   env = {**os.environ, 'PYTHONPATH': ROOT, 'JAX_PLATFORMS': 'cpu',
          'XLA_FLAGS': xla_flags(devices), **env}
   result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+                          text=True, timeout=_timeout(timeout), cwd=ROOT,
+                          stdin=subprocess.DEVNULL)
   if result.returncode:
     pytest.fail(f'subprocess failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}')
   return result.stdout
@@ -76,16 +77,33 @@ class Deadline:
     return left
 
 
-def main_py(*args, devices=1, deadline=None, **env):
+# Each test's one deadline: the subprocesses it runs and its waits share it.
+TEST_SECONDS = 300
+_test_deadline = None
+
+
+@pytest.fixture(autouse=True)
+def deadline():
+  """The test's Deadline, TEST_SECONDS from its start; main_py and run_python use it."""
+  global _test_deadline
+  _test_deadline = Deadline(TEST_SECONDS)
+  yield _test_deadline
+  _test_deadline = None
+
+
+def _timeout(seconds):
+  """`seconds`, or less when less is left of the running test's deadline."""
+  return min(seconds, _test_deadline.left()) if _test_deadline else seconds
+
+
+def main_py(*args, devices=1, **env):
   """Runs main.py with `args` to completion; returns the CompletedProcess (text output).
 
-  `deadline`: the test's Deadline (default: 300 s for this run). `env` overrides environment
-  variables, e.g. XLA_FLAGS.
+  `env` overrides environment variables, e.g. XLA_FLAGS.
   """
   return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args],
                         env={**main_env(devices), **env}, capture_output=True, text=True,
-                        timeout=deadline.left() if deadline else 300, cwd=ROOT,
-                        stdin=subprocess.DEVNULL)
+                        timeout=_timeout(TEST_SECONDS), cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
 class Run:

@@ -8,8 +8,7 @@ import socket
 import jax
 import numpy as np
 
-from tests.conftest import (TINY, Deadline, main_py, metrics, read_checkpoint, started_main,
-                            wait_for_exits)
+from tests.conftest import TINY, main_py, metrics, read_checkpoint, started_main, wait_for_exits
 
 
 def _free_port():
@@ -18,11 +17,10 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir):
-  deadline = Deadline(280)
+def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir, deadline):
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=20', '--checkpoint_every=20']
   one = str(tmp_path / 'one')
-  single = main_py(*args, f'--workdir={one}', devices=2, deadline=deadline)
+  single = main_py(*args, f'--workdir={one}', devices=2)
   assert single.returncode == 0, single.stderr[-2000:]
 
   two = str(tmp_path / 'two')

@@ -15,8 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tests.conftest import (ROOT, TINY, Deadline, main_env, main_py, metrics, read_checkpoint,
-                            started_main)
+from tests.conftest import ROOT, TINY, main_env, main_py, metrics, read_checkpoint, started_main
 
 LOSSES = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm', 'diversity')
 # The run's own line once checkpoint N's save has started (train.py). Orbax starts a save by
@@ -47,11 +46,10 @@ def assert_same_run(ours, theirs, last_step):
     assert {k: row_a[k] for k in LOSSES} == {k: row_b[k] for k in LOSSES}, row_a['step']
 
 
-def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir):
-  deadline = Deadline(280)
+def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir, deadline):
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=60', '--checkpoint_every=5']
   straight = str(tmp_path / 'straight')
-  assert main_py(*args, f'--workdir={straight}', deadline=deadline).returncode == 0
+  assert main_py(*args, f'--workdir={straight}').returncode == 0
   seed = random.randrange(10**6)
   rng = random.Random(seed)
   # One random point per test run (benchmarks/resilience.py tries many).
@@ -62,7 +60,7 @@ def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir):
     assert run.wait_for_line(SAVING, deadline, lambda m: int(m[1]) > after), run.tail()
     time.sleep(delay)
     run.kill()
-  rerun = main_py(*args, f'--workdir={workdir}', deadline=deadline)
+  rerun = main_py(*args, f'--workdir={workdir}')
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   resumed = int(log(rerun).split('Resuming at step ')[1].split()[0])
   assert resumed >= after, (seed, after, delay)
@@ -71,15 +69,15 @@ def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir):
   # --mode=sample from the resumed run gives the same images as from the straight one.
   for workdir in (straight, workdir):
     assert main_py(*args, f'--workdir={workdir}', '--mode=sample', '--num_samples=8',
-                   '--sample_seed=5', deadline=deadline).returncode == 0
+                   '--sample_seed=5').returncode == 0
   np.testing.assert_array_equal(np.load(os.path.join(straight, 'samples.npz'))['images'],
                                 np.load(os.path.join(workdir, 'samples.npz'))['images'])
 
 
-def test_sigterm_on_two_devices_saves_exits_0_and_resumes_bit_identically(tmp_path, data_dir):
+def test_sigterm_on_two_devices_saves_exits_0_and_resumes_bit_identically(tmp_path, data_dir,
+                                                                          deadline):
   """SIGTERM at a random point of a run too long to end first; the stopped run, rerun to a
   step past the stop, is the uninterrupted run of that length."""
-  deadline = Deadline(280)
   args = TINY + [f'--data_dir={data_dir}', '--checkpoint_every=50', '--log_every=20',
                  '--sample_every=1000']
   stopped = str(tmp_path / 'stopped')
@@ -97,17 +95,14 @@ def test_sigterm_on_two_devices_saves_exits_0_and_resumes_bit_identically(tmp_pa
   assert os.path.isdir(os.path.join(stopped, 'checkpoints', str(stop_step)))
   num_steps = (stop_step // 20 + 2) * 20  # one or two log steps after the resume
   straight = str(tmp_path / 'straight')
-  run = main_py(*args, f'--num_steps={num_steps}', f'--workdir={straight}', devices=2,
-                deadline=deadline)
+  run = main_py(*args, f'--num_steps={num_steps}', f'--workdir={straight}', devices=2)
   assert run.returncode == 0, run.stderr[-2000:]
-  rerun = main_py(*args, f'--num_steps={num_steps}', f'--workdir={stopped}', devices=2,
-                  deadline=deadline)
+  rerun = main_py(*args, f'--num_steps={num_steps}', f'--workdir={stopped}', devices=2)
   assert rerun.returncode == 0 and f'Resuming at step {stop_step}' in log(rerun)
   assert_same_run(stopped, straight, num_steps)
 
 
-def test_sigkill_during_an_async_save_resumes_from_the_last_finished(tmp_path, data_dir):
-  deadline = Deadline(280)
+def test_sigkill_during_an_async_save_resumes_from_the_last_finished(tmp_path, data_dir, deadline):
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=400', '--checkpoint_every=1',
                  '--keep_checkpoints=2', '--sample_every=1000', '--log_every=100']
   in_flight = '*.orbax-checkpoint-tmp*'
@@ -137,8 +132,7 @@ def test_sigkill_during_an_async_save_resumes_from_the_last_finished(tmp_path, d
     raise AssertionError('no kill landed inside a save in 5 attempts')
   finished = max(int(os.path.basename(p)) for p in glob.glob(f'{workdir}/checkpoints/[0-9]*')
                  if os.path.basename(p).isdigit())
-  rerun = main_py(*args, f'--workdir={workdir}', f'--num_steps={finished + 2}',
-                  deadline=deadline)
+  rerun = main_py(*args, f'--workdir={workdir}', f'--num_steps={finished + 2}')
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert f'Resuming at step {finished}' in log(rerun)
   assert not glob.glob(os.path.join(workdir, 'checkpoints', '*tmp*'))
@@ -201,7 +195,8 @@ def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path,
   assert sorted(os.listdir(damaged), key=int) == ['30', '35', '40']
 
 
-def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir):
+def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir,
+                                                                          deadline):
   workdir = str(tmp_path / 'run')
   # The checkpoint's largest file is ~50 kB, over the limit set below; the run's other files
   # (logs, pictures) stay under it.
@@ -217,7 +212,7 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_pa
   env = dict(main_env(), JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=str(10**12))  # no writes
   full = subprocess.run([sys.executable, '-c', small_files_only, os.path.join(ROOT, 'main.py'),
                          *args, '--num_steps=20'], env=env, capture_output=True, text=True,
-                        cwd=ROOT, timeout=300)
+                        cwd=ROOT, timeout=deadline.left())
   assert full.returncode == 1, full.stderr[-3000:]
   assert full.stderr.strip().splitlines()[-1] == (
       f'error: saving checkpoint 20 to {workdir}/checkpoints failed: file too large for the '
@@ -229,7 +224,7 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_pa
   tiny = small_files_only.replace('30_000', '3_000')
   full = subprocess.run([sys.executable, '-c', tiny, os.path.join(ROOT, 'main.py'), *args,
                          '--num_steps=30'], env=env, capture_output=True, text=True, cwd=ROOT,
-                        timeout=300)
+                        timeout=deadline.left())
   assert full.returncode == 1, full.stderr[-3000:]
   assert full.stderr.strip().splitlines()[-1] == (
       f'error: writing {workdir} failed: file too large for the file system; with space again, '
@@ -267,13 +262,12 @@ def test_nan_stops_with_exit_1_and_saves_no_non_finite_state(tmp_path, data_dir)
 
 
 @pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='needs /proc (Linux)')
-def test_a_second_sigint_exits_at_once(tmp_path, data_dir):
+def test_a_second_sigint_exits_at_once(tmp_path, data_dir, deadline):
   """The second SIGINT has to land between the first one's handler and the end of the stop
   it starts (a save, tens of ms). No timing decides it: the run's stdout is a pipe that the
   test fills once training is under way, so the run's next log line (the progress line of
   the next log step or the 'Saving checkpoint' line, both before the stop is done) blocks
   until the end; a signal interrupts the blocked write and its handler runs."""
-  deadline = Deadline(240)
   workdir = str(tmp_path / 'run')
   read_end, write_end = os.pipe()
   # Our own open file description of the pipe, non-blocking for us only.
