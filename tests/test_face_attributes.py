@@ -1,6 +1,7 @@
 """The synthetic_faces attribute network: it learns, is cached, and its metrics see shifts."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,25 +13,18 @@ from tests.conftest import run_python
 
 
 @pytest.fixture(scope='module')
-def trained(data_dir, tmp_path_factory):
+def trained(data_dir, attribute_net_cache):
   """The network trained on synthetic_faces/small (160 steps) and its record, then loaded
   again from the cache, and the config.
 
-  It trains in a subprocess with XLA's optimisations (the suite turns them off, which makes
-  this training ~5x slower) and is loaded here from the cache it wrote.
+  It trains once per test session (conftest's attribute_net_cache, in a subprocess, with
+  XLA's optimisations) and is loaded here from the cache it wrote.
   """
-  cache = str(tmp_path_factory.mktemp('cache'))
   config = Config(dataset='synthetic_faces/small', data_dir=data_dir, resolution=32)
-  out = run_python(f'''
-import json
-from facegan_jax.config import Config
-from facegan_jax.evaluation import face_attributes
-_, record = face_attributes.load_or_train(Config(**{vars(config)!r}))
-print(json.dumps(record))
-''', XLA_FLAGS='', XDG_CACHE_HOME=cache)
-  record = json.loads(out.strip().splitlines()[-1])
+  with open(os.path.join(attribute_net_cache, 'training.json')) as f:
+    record = json.load(f)
   with pytest.MonkeyPatch.context() as patch:
-    patch.setenv('XDG_CACHE_HOME', cache)
+    patch.setenv('XDG_CACHE_HOME', attribute_net_cache)
     model, again = face_attributes.load_or_train(config)
   return model, record, again, config
 
