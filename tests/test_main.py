@@ -57,6 +57,13 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
   images = np.load(os.path.join(workdir, 'samples.npz'))['images']
   assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
   assert os.path.exists(os.path.join(workdir, 'samples.png'))
+  # They are the EMA generator's (--ema_decay=0.9) for seed 3's latents; without
+  # --ema_decay, G's own.
+  expected = _generators_images(workdir, str(tmp_path / 'expected.npz'), num_samples=5)
+  np.testing.assert_array_equal(images, expected['ema3'])
+  np.testing.assert_array_equal(expected['sampled_without_ema'], expected['g3'])
+  assert not np.array_equal(expected['ema3'], expected['g3'])  # the EMA G is not G
+  assert not np.array_equal(expected['ema3'], expected['ema4'])  # another seed, other images
 
   # Random Inception weights (tests/test_inception.py): FID, KID and P&R are computed and
   # carry their provenance. Inception runs ~3x slower without XLA's optimisations than it
@@ -90,6 +97,30 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
     assert value['value'] > 0 and len(value['weights_sha256']) == 64, name
   for name in ('SWD', 'domainFD', 'attr W1', 'attr TV', 'FID', 'KID', 'P / R'):
     assert name in evaluated.stdout
+
+
+def _generators_images(workdir, path, num_samples):
+  """The images of the latest checkpoint's EMA generator and of G for the latents of seeds 3
+  and 4, computed as main.py computes them (its runtime settings, the same compiled G), and
+  those sample.sample (--mode=sample) returns for seed 3 with --ema_decay=0; as an npz."""
+  run_python(f'''
+from facegan_jax import runtime
+runtime.configure()
+import dataclasses
+import jax, numpy as np
+from facegan_jax import config as config_lib, sample, state as state_lib
+config = config_lib.Config(**config_lib.read_flagfile({workdir + '/flags.txt'!r}))
+state, _ = sample.load_latest(config, {workdir!r})
+generate = state_lib.make_sample_fn(state)
+def images(params, seed):
+  z = jax.random.normal(jax.random.PRNGKey(seed), ({num_samples}, config.z_dim))
+  return state_lib.generate_images(generate, params, state.g_stats, z)
+without_ema = sample.sample(dataclasses.replace(config, ema_decay=0.0, sample_seed=3,
+                                                num_samples={num_samples}), {workdir!r})
+np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3),
+         ema4=images(state.ema_params, 4), sampled_without_ema=without_ema)
+''')
+  return np.load(path)
 
 
 @pytest.mark.parametrize('flag, message', [
