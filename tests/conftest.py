@@ -34,6 +34,28 @@ TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
 os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS}'.strip()
 
 
+# The modules whose tests run main.py or train for seconds (~3/4 of the suite's time). They
+# are collected first and `-n 2` steals work (below), so that the two workers end the session
+# on quick tests, not one of them idle while the other runs a long one.
+SLOW_MODULES = ('test_main.py', 'test_resume.py', 'test_multihost.py', 'test_experiments.py',
+                'test_face_attributes.py', 'test_resample.py', 'test_step.py')
+
+
+def pytest_collection_modifyitems(items):
+  items.sort(key=lambda item: (SLOW_MODULES.index(item.path.name)
+                               if item.path.name in SLOW_MODULES else len(SLOW_MODULES)))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+  """xdist's default for -n, `load`, hands out a quarter of the tests up front, round robin,
+  long ones too; `worksteal` lets an idle worker take tests still queued for the other."""
+  if config.getvalue('dist') == 'load':
+    from xdist.scheduler import WorkStealingScheduling  # noqa: PLC0415  (with xdist only)
+    return WorkStealingScheduling(config, log)
+  return None
+
+
 def xla_flags(devices):
   """XLA_FLAGS for a test subprocess with `devices` CPU devices."""
   return f'{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}'
