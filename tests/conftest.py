@@ -34,7 +34,7 @@ TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
 os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS}'.strip()
 
 
-# The modules whose tests run main.py or train for seconds (~3/4 of the suite's time). They
+# The modules whose tests run main.py or train for seconds (most of the suite's time). They
 # are collected first and `-n 2` steals work (below), so that the two workers end the session
 # on quick tests, not one of them idle while the other runs a long one.
 SLOW_MODULES = ('test_main.py', 'test_resume.py', 'test_multihost.py', 'test_experiments.py',
@@ -136,7 +136,7 @@ class Run:
 
   def __init__(self, process, log_path):
     self.process, self.log_path = process, log_path
-    self._read, self._lines = 0, []  # bytes of the log read so far, their complete lines
+    self._read = 0  # bytes of the log read so far (complete lines)
 
   def output(self):
     """Everything the run has written so far."""
