@@ -73,7 +73,7 @@ def train_and_evaluate(config, workdir):
     with preemption.StopSignals() as stop:
       while step < config.num_steps:
         num_steps = call_length(config, step, inputs.max_steps_per_call)
-        state, metrics = train_fn(state, inputs(step, num_steps), num_steps)
+        state, metrics = train_fn(state, inputs(step), num_steps)
         step += num_steps
         # At most two calls queued ahead of the devices: a stop request waits for one call,
         # not for every call dispatched since the last log.

@@ -23,7 +23,7 @@ def run(num_devices, steps, images, static_steps=None, **overrides):
   inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
   history = []
   for step in range(0, steps, config.steps_per_call):
-    state, metrics = step_fn(state, inputs(step, config.steps_per_call), config.steps_per_call)
+    state, metrics = step_fn(state, inputs(step), config.steps_per_call)
     history.append({k: float(v) for k, v in metrics.items()})
   return jax.device_get(state), history
 '''
@@ -33,7 +33,7 @@ def test_one_and_two_devices_give_the_same_run():
   """Same global batch and seed: same losses and parameters (BatchNorm and dropout synced)."""
   out = run_python(TRAIN_SNIPPET + '''
 rng = np.random.default_rng(0)
-for overrides in (dict(), dict(model='mlp', resolution=28, channels=1, conv_dim=16)):
+for overrides in (dict(), dict(model='mlp', resolution=28, channels=1, hidden_dim=16)):
   r = overrides.get('resolution', 16)
   images = rng.integers(0, 256, (20, r, r, overrides.get('channels', 3)), dtype=np.uint8)
   (s1, m1), (s2, m2) = (run(n, 4, images, **overrides) for n in (1, 2))
@@ -73,7 +73,7 @@ def test_bf16_training_stays_finite_and_tracks_fp32():
 import json
 rng = np.random.default_rng(0)
 report = {}
-for overrides in (dict(), dict(model='mlp', resolution=28, channels=1, conv_dim=16)):
+for overrides in (dict(), dict(model='mlp', resolution=28, channels=1, hidden_dim=16)):
   r = overrides.get('resolution', 16)
   images = rng.integers(0, 256, (64, r, r, overrides.get('channels', 3)), dtype=np.uint8)
   (s32, m32), (s16, m16) = (run(1, 30, images, precision=p, **overrides)
@@ -131,7 +131,7 @@ for ema_decay in (0.5, 0.0):
   flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(tree))])
   ema, decays = flat(state.ema_params), []
   for step in range(12):
-    state, _ = step_fn(state, inputs(step, 1), 1)
+    state, _ = step_fn(state, inputs(step), 1)
     g, new_ema = flat(state.g_params), flat(state.ema_params)
     # The decay that maps (EMA, G) to the new EMA, fitted over every parameter.
     decays.append(float(np.dot(ema - g, new_ema - g) / np.dot(ema - g, ema - g)))

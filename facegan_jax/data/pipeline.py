@@ -164,9 +164,9 @@ class Input:
       self._dataset = shard_dataset(images, mesh)
       self._epoch, self._orders = None, None
 
-  def __call__(self, step, num_steps):
-    """The input of the call that runs steps [step, step + num_steps): the next host batch, or
-    the dataset on the devices and the orders of this epoch and the next."""
+  def __call__(self, step):
+    """The input of the call that starts at `step` (at most max_steps_per_call long): the next
+    host batch, or the dataset on the devices and the orders of this epoch and the next."""
     if self.on_host:
       return next(self._batches)
     epoch = step // self.steps_per_epoch
