@@ -69,6 +69,7 @@ def train_and_evaluate(config, workdir):
 
   timer_start, timer_step, synced = None, step, False
   in_flight = collections.deque()
+  unclosed = [m for m in (ckpts, periodic) if m]  # their saves in flight end before we return
   try:
     with preemption.StopSignals() as stop:
       while step < config.num_steps:
@@ -117,14 +118,13 @@ def train_and_evaluate(config, workdir):
           break
         if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
           timer_start, timer_step, synced = time.perf_counter(), step, False
+      # Still under StopSignals: a second Ctrl-C while the last save is written exits at once.
+      while unclosed:
+        unclosed.pop(0).close()
   except BaseException:
-    for manager in (ckpts, periodic):  # let saves in flight finish; report the error above
-      if manager:
-        manager.close(quiet=True)
+    for manager in unclosed:  # let saves in flight finish; report the error above
+      manager.close(quiet=True)
     raise
-  ckpts.close()
-  if periodic:
-    periodic.close()
   if stop.requested:
     logging.info('Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to '
                  'resume.', stop.requested, step, ckpts.directory)
