@@ -203,9 +203,3 @@ class Checkpoints:
 
 def _shape(leaf):
   return 'absent' if leaf is None else str(tuple(leaf.shape))
-
-
-def abstract_like(state_shapes, sharding):
-  """ShapeDtypeStructs of `state_shapes` placed with `sharding` (for restoring)."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                      state_shapes)
