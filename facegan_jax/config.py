@@ -94,7 +94,8 @@ class Config:
       'provenance')
   best_metric: str = field('', 'with --eval_every: also keep the checkpoint with the lowest value '
       'of this metric in workdir/best_checkpoint (swd, domain_fd, attr_w1, attr_tv for '
-      'synthetic_faces; fid, kid with --inception_weights)')
+      'synthetic_faces; class_fd, class_tv for labelled datasets, and class_coverage, the '
+      'one kept highest; fid, kid with --inception_weights)')
   sample_seed: int = field(0, 'seed of the latents of samples (training grids and --mode=sample)')
 
   def to_flags(self):
@@ -117,8 +118,9 @@ CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'
                precision=('fp32', 'bf16'),  # models.COMPUTE_DTYPES
                model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
                fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
-               # Lower is better for each (evaluation/periodic.py keeps the lowest).
-               best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'fid', 'kid'),
+               # Lower is better for each but class_coverage (evaluation/periodic.py).
+               best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'class_fd',
+                            'class_tv', 'class_coverage', 'fid', 'kid'),
                conv_impl=('auto',) + tuple(dict.fromkeys(DOWN_CONV_IMPLS + UP_CONV_IMPLS)))
 
 # The models of the paper-style experiments, for benchmarks and tests: each preset is its

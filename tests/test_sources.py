@@ -225,7 +225,37 @@ def test_folder_second_load_reads_the_cache(tmp_path, folder, monkeypatch):
 
   monkeypatch.setattr(images, 'decode', decode)
   np.testing.assert_array_equal(sources.load_images(config), first)
-  assert len(list((tmp_path / 'data' / 'facegan_folders').glob('*.npy'))) == 1
+  cached = sorted(p.name for p in (tmp_path / 'data' / 'facegan_folders').glob('*.npy'))
+  assert len(cached) == 2 and cached[0] == cached[1][:-4] + '-labels.npy'  # labels, images
+
+
+def test_folder_class_subfolders_are_labels(tmp_path, folder):
+  config = _config(tmp_path, f'folder:{folder}', resolution=16)
+  labels, names = sources.load_labels(config)
+  assert names == ['a', 'b']
+  np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1])  # in load_images' order
+  assert len(sources.load_images(config)) == len(labels)
+
+
+def test_folder_labels_skip_what_the_images_skip(tmp_path):
+  files = {f'{digit}/{i}.png': _encode(COLORS[3 * digit + i], fmt='PNG')
+           for digit in range(3) for i in range(3)}
+  files['1/1.png'] = b'not an image'
+  # A zip holding one top folder: the classes are the folders inside it.
+  path = _write_zip(tmp_path / 'digits.zip', {f'digits/{k}': v for k, v in files.items()})
+  config = _config(tmp_path, f'folder:{path}', resolution=16, max_bad_fraction=0.2)
+  faces = sources.load_images(config)
+  labels, names = sources.load_labels(config)
+  assert names == ['0', '1', '2']
+  np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 2, 2, 2])
+  _assert_colors(faces, COLORS[[0, 1, 2, 3, 5, 6, 7, 8]], tolerance=1)
+
+
+@pytest.mark.parametrize('names', [['x.png', 'y.png'], ['a/x.png', 'a/y.png'],
+                                   ['a/x.png', 'y.png']])
+def test_folder_without_class_subfolders_has_no_labels(tmp_path, names):
+  root = _write_tree(tmp_path / 'faces', {name: _encode(COLORS[0], fmt='PNG') for name in names})
+  assert sources.load_labels(_config(tmp_path, f'folder:{root}')) is None
 
 
 def test_folder_cache_follows_the_contents(tmp_path, folder):
@@ -267,6 +297,16 @@ def test_tfds_mnist_as_stored(tmp_path, mock_tfds):
   assert digits.dtype == np.uint8
   assert digits.shape == (10, 28, 28, 1)
   np.testing.assert_array_equal(digits, _mock_images('mnist'))
+
+
+def test_tfds_label_feature(tmp_path, mock_tfds):
+  config = _config(tmp_path, 'tfds:mnist', resolution=28, channels=1)
+  labels, names = sources.load_labels(config)
+  source = tfds.builder('mnist').as_data_source('train')
+  np.testing.assert_array_equal(labels, [source[i]['label'] for i in range(len(source))])
+  assert names == [str(i) for i in range(10)] and labels.dtype == np.int32
+  assert len(labels) == len(sources.load_images(config))
+  assert sources.load_labels(_config(tmp_path, 'tfds:celeb_a')) is None  # no label feature
 
 
 def test_tfds_celeb_a_uses_the_centre_crop(tmp_path, mock_tfds):

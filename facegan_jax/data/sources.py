@@ -70,6 +70,20 @@ def load_attributes(config, split='train'):
                       read)
 
 
+def load_labels(config, split='train'):
+  """(class codes int32 (N,), class names) of load_images' images for a labelled dataset (a
+  folder with class subfolders, a TFDS dataset with a `label` feature), else None."""
+  check_dataset(config.dataset)
+  kind, _, rest = config.dataset.partition(':')
+  if kind == 'folder':
+    return folder.load_labels(rest, (config.resolution, config.resolution, config.channels),
+                              config)
+  if kind == 'tfds':
+    name, _, tfds_split = rest.partition(':')
+    return tfds_prepare.load_labels(name, tfds_split or split, config)
+  return None
+
+
 def version(config):
   """What identifies the data behind `config.dataset`, for provenance: its TFDS builder's
   version, or for a folder the hash of its file listing (names, sizes, times)."""

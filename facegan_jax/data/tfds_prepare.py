@@ -6,12 +6,13 @@ import io
 import os
 import socket
 
+import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
 from facegan_jax.data import celeba_small_builder as celeba_small_module
 from facegan_jax.data import images, synthetic_faces_builder as synthetic_faces_module
-from facegan_jax.data.cache import data_root, resized
+from facegan_jax.data.cache import cached, data_root, resized
 from facegan_jax.errors import UsageError
 
 # The customary CelebA face crop before resizing: the centred 108x108 square of the 178x218
@@ -81,6 +82,27 @@ def _reachable(url):
 
 def load(name, split, shape, config):
   """A TFDS image dataset through its own builder, read TensorFlow-free as a data source."""
+  builder, image_key, cache_dir = _prepared_builder(name, split, config)
+  crop = CELEB_A_CROP if name.partition('/')[0] == 'celeb_a' else None
+  return resized(builder, split, shape, crop=crop, image_key=image_key, cache_dir=cache_dir)
+
+
+def load_labels(name, split, config):
+  """(class codes int32 (N,) of the split, class names) from the dataset's `label` feature
+  (a ClassLabel, as mnist, cifar10 or svhn_cropped have), or None when it has none."""
+  builder, _, cache_dir = _prepared_builder(name, split, config)
+  feature = dict(builder.info.features.items()).get('label')
+  if not isinstance(feature, tfds.features.ClassLabel):
+    return None
+
+  def read():  # once per split (TFDS's SkipDecoding would need TensorFlow)
+    source = builder.as_data_source(split=split)
+    return np.array([source[i]['label'] for i in range(len(source))], np.int32)
+  return cached(os.path.join(cache_dir, f'facegan-{split}-labels.npy'), read), feature.names
+
+
+def _prepared_builder(name, split, config):
+  """(builder, its image feature's key, our cache dir) of tfds:NAME, prepared once."""
   try:
     builder = tfds.builder(name, data_dir=config.data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError:
@@ -98,11 +120,9 @@ def load(name, split, shape, config):
                      f'{", ".join(builder.info.splits)}')
   if not builder.is_prepared():
     _prepare_tfds(builder, name, config)
-  crop = CELEB_A_CROP if name.partition('/')[0] == 'celeb_a' else None
   cache_dir = os.path.join(data_root(config), 'facegan_tfds', name.replace('/', '_'),
                            str(builder.version))
-  return resized(builder, split, shape, crop=crop, image_key=image_keys[0],
-                  cache_dir=cache_dir)
+  return builder, image_keys[0], cache_dir
 
 
 def _prepare_tfds(builder, name, config):

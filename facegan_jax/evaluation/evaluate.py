@@ -17,6 +17,7 @@ from absl import logging
 from facegan_jax import sample as sample_lib
 from facegan_jax.data import sources
 from facegan_jax.errors import UsageError
+from facegan_jax.evaluation import classifier
 from facegan_jax.evaluation import face_attributes
 from facegan_jax.evaluation import fid
 from facegan_jax.evaluation import swd
@@ -66,6 +67,20 @@ class Evaluator:
       net, quality = face_attributes.load_or_train(config)
       self.attributes = (net, quality, face_attributes.read_images(net, self.real,
                                                                    config.channels))
+    self.classes = None
+    labelled = sources.load_labels(config, 'train')
+    if labelled is not None:
+      labels, names = labelled
+      net, quality = classifier.load_or_train(config, real, labels, names)
+      # The floor: as many other training images as there are fakes (all others if fewer).
+      others = np.setdiff1d(np.arange(len(real)), self.subset)
+      others = np.sort(np.random.default_rng(config.sample_seed + 1).permutation(others)[:n])
+      self.classes = classifier.ClassMetrics.prepare(net, quality, config.channels, self.real,
+                                                     np.asarray(real[others]))
+    if config.best_metric.startswith('class_') and self.classes is None:
+      raise UsageError(f'--best_metric={config.best_metric} needs a labelled dataset (a folder '
+                       f'with class subfolders, or a TFDS dataset with a label feature); '
+                       f'{config.dataset} has no labels')
     self.inception = None
     if config.inception_weights:
       model, digest = fid.load_network(config.inception_weights)
@@ -92,6 +107,9 @@ class Evaluator:
     if self.attributes is not None:
       metrics.update(face_attributes.metrics(*self.attributes, fake, config.channels))
       seconds['domain'] = time.perf_counter() - started - sum(seconds.values())
+    if self.classes is not None:
+      metrics.update(self.classes(fake))
+      seconds['classes'] = time.perf_counter() - started - sum(seconds.values())
     if self.inception is not None:
       metrics.update(self._inception_metrics(fake))
       seconds['inception'] = time.perf_counter() - started - sum(seconds.values())
@@ -136,6 +154,14 @@ def table(record):
                  + ', '.join(f'{k} {v:.2f}' for k, v in worst))
     lines.append(f'{"attr TV":<8} {tv["value"]:>9.3f}  '
                  + ', '.join(f'{k} {v:.2f}' for k, v in tv['per_attribute'].items()))
+  if 'class_fd' in metrics:
+    fd, tv, coverage = metrics['class_fd'], metrics['class_tv'], metrics['class_coverage']
+    floor = f'real-vs-real floor ({fd["n_floor"]} other reals)'
+    lines.append(f'{"classFD":<8} {fd["value"]:>9.2f}  {floor} {_floor(fd, ".2f")}; class net '
+                 f'held-out accuracy {fd["held_out_accuracy"]:.3f}')
+    lines.append(f'{"class TV":<8} {tv["value"]:>9.3f}  floor {_floor(tv, ".3f")}')
+    lines.append(f'{"classes":<8} {coverage["value"]:>6}/{coverage["of"]:<2}  floor '
+                 f'{_floor(coverage, "d")}: classes with >= 1/(2K) of the fakes')
   if 'fid' in metrics:
     lines.append(f'{"FID":<8} {metrics["fid"]["value"]:>9.2f}  resize {metrics["fid"]["resize"]}'
                  f', weights {metrics["fid"]["weights_sha256"][:12]}')
@@ -144,3 +170,7 @@ def table(record):
     precision, recall = metrics['precision']['value'], metrics['recall']['value']
     lines.append(f'{"P / R":<8} {precision:>4.2f} {recall:>4.2f}  precision / recall, k=3')
   return '\n'.join(lines)
+
+
+def _floor(record, spec):
+  return 'n/a' if record['floor'] is None else format(record['floor'], spec)

@@ -19,9 +19,6 @@ bicubic), so runs at 32 and 64 pixels are compared on the same scale.
 """
 
 import dataclasses
-import hashlib
-import json
-import os
 import time
 
 import jax
@@ -29,13 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.stats
-from absl import logging
 from flax import nnx
 
-from facegan_jax import files
-from facegan_jax.checkpoint.manager import leaf_names
 from facegan_jax.data import preprocess, sources, synthetic_faces
-from facegan_jax.evaluation import distances, parallel
+from facegan_jax.evaluation import distances, netcache, parallel
 from facegan_jax.models.resample import DownConv
 
 RESOLUTION = 32
@@ -158,28 +152,9 @@ def load_or_train(config):
   """The network for `config` and its quality record, trained once and cached."""
   key = dict(dataset=config.dataset, version=sources.version(config), channels=config.channels,
              resolution=RESOLUTION, net=VERSION, widths=WIDTHS, train=TRAIN)
-  name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-  cache_dir = os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
-                           'facegan_jax', 'attribute_net')
-  path = os.path.join(cache_dir, f'{name}.npz')
-  abstract = nnx.eval_shape(lambda: AttributeNet(config.channels, rngs=nnx.Rngs(0)))
-  graph, params = nnx.split(abstract)
-  names = leaf_names(params)
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      leaves = [f[n] for n in names]
-      record = json.loads(str(f['record']))
-    params = jax.tree.unflatten(jax.tree.structure(params), leaves)
-    return nnx.merge(graph, params), dict(record, cached=True, sha256=files.sha256(path))
-  logging.info('Training the synthetic_faces attribute network (once; cached in %s)',
-               cache_dir)
-  model, record = train(config)
-  record = dict(record, key=key)
-  os.makedirs(cache_dir, exist_ok=True)
-  with files.atomic_path(path) as tmp:
-    np.savez(tmp, record=json.dumps(record),
-             **{n: np.asarray(x) for n, x in leaf_names(nnx.state(model)).items()})
-  return model, dict(record, cached=False, sha256=files.sha256(path))
+  return netcache.load_or_train(
+      'attribute_net', key, lambda: AttributeNet(config.channels, rngs=nnx.Rngs(0)),
+      lambda: train(config))
 
 
 def read_images(model, images, channels):

@@ -17,6 +17,7 @@ from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.evaluation import evaluate
 
 BEST_DIR = 'best_checkpoint'
+HIGHER_IS_BETTER = ('class_coverage',)
 
 
 class PeriodicEval:
@@ -31,8 +32,13 @@ class PeriodicEval:
     if config.best_metric:
       self.best_ckpts = Checkpoints(os.path.join(workdir, BEST_DIR), keep=1,
                                                config=config)
-      self.best = min((row['eval']['metrics'][config.best_metric]['value']
+      self.best = min((self._loss(row['eval']['metrics'])
                        for row in metrics_log.eval_rows(metrics_path)), default=None)
+
+  def _loss(self, metrics):
+    """The --best_metric value of an eval record's metrics, as lower-is-better."""
+    value = metrics[self.config.best_metric]['value']
+    return -value if self.config.best_metric in HIGHER_IS_BETTER else value
 
   def __call__(self, state, step, generate):
     """Evaluates `generate` (z -> uint8 images, state's generator) and logs the record."""
@@ -44,14 +50,15 @@ class PeriodicEval:
                  ', '.join(f'{name} {m["value"]:.3f}' for name, m in metrics.items()))
     if self.best_ckpts is None:
       return
-    value = metrics[self.config.best_metric]['value']
+    value = self._loss(metrics)
     if self.best is not None and value >= self.best:
       return
     self.best = value
     # A resumed run that reaches a step again reaches the same state: keep the saved one.
     if step not in self.best_ckpts.manager.all_steps():
       self.best_ckpts.save(state, step)
-    logging.info('best %s so far: %.4f at step %d (%s)', self.config.best_metric, value, step,
+    logging.info('best %s so far: %.4f at step %d (%s)', self.config.best_metric,
+                 metrics[self.config.best_metric]['value'], step,
                  self.best_ckpts.directory)
 
   def close(self, quiet=False):

@@ -1,14 +1,24 @@
-"""Fully-connected GAN for 28x28 digits (Goodfellow et al. 2014; the Udacity MNIST GAN)."""
+"""Fully-connected GAN for 28x28 digits (Goodfellow et al. 2014; the Udacity MNIST GAN).
+
+Initialised as its reference (PyTorch's nn.Linear): weights and biases U(-1/sqrt(fan_in),
+1/sqrt(fan_in)). DCGAN's N(0, 0.02) is for convolutions followed by BatchNorm; without
+BatchNorm it shrinks the signal ~10x per layer, so at init G's output varies with z by ~0.002
+and every sample starts as the same image (the collapse measured in docs/failures.md).
+"""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-dense_init = nnx.initializers.normal(0.02)
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)): variance 1/(3 fan_in).
+kernel_init = nnx.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 
 
 def _dense(i, o, dtype, rngs):
-  return nnx.Linear(i, o, kernel_init=dense_init, dtype=dtype, rngs=rngs)
+  bound = 1 / np.sqrt(i)
+  bias_init = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)
+  return nnx.Linear(i, o, kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, rngs=rngs)
 
 
 class Generator(nnx.Module):
