@@ -1,6 +1,7 @@
 """Real handwritten digits to develop against: scikit-learn's 1,797 8x8 digits as 28x28 PNGs.
 
-  python benchmarks/sklearn_digits.py DIR     # writes DIR/0/*.png ... DIR/9/*.png
+  python benchmarks/sklearn_digits.py DIR       # writes DIR/0/*.png ... DIR/9/*.png
+  python benchmarks/sklearn_digits.py DIR 5000  # 5,000 jittered copies instead (jittered())
 
 then train on them with `--dataset=folder:DIR`. scikit-learn ships the digits (the UCI
 optdigits test set, 43 writers; no download), so tests and benchmarks can use real handwriting
@@ -33,10 +34,31 @@ def digit_images():
   return np.stack(images), digits.target.astype(np.int64)
 
 
-def write_tree(directory):
+def jittered(images, labels, count, seed=0):
+  """`count` new digits: random originals, each rotated (+-12 degrees), scaled (0.85-1.15) and
+  shifted (+-2 pixels); a second, larger set of the same writers, to check that a recipe does
+  not depend on the 1,797 images alone."""
+  rng = np.random.default_rng(seed)
+  rows = rng.integers(0, len(images), count)
+  out = np.empty((count, SIDE, SIDE), np.uint8)
+  for i, row in enumerate(rows):
+    angle, scale = rng.uniform(-12, 12), rng.uniform(0.85, 1.15)
+    dx, dy = rng.uniform(-2, 2, size=2)
+    c, s = np.cos(np.radians(angle)) / scale, np.sin(np.radians(angle)) / scale
+    centre = (SIDE - 1) / 2  # PIL's affine maps output to input coordinates
+    matrix = (c, s, centre - c * (centre + dx) - s * (centre + dy),
+              -s, c, centre + s * (centre + dx) - c * (centre + dy))
+    out[i] = np.asarray(Image.fromarray(images[row]).transform(
+        (SIDE, SIDE), Image.Transform.AFFINE, matrix, Image.Resampling.BICUBIC))
+  return out, labels[rows]
+
+
+def write_tree(directory, count=0):
   """Writes the digits as DIR/<label>/<index>.png (once: an existing complete tree is kept);
-  returns `directory`."""
+  with `count`, that many jittered() digits instead. Returns `directory`."""
   images, labels = digit_images()
+  if count:
+    images, labels = jittered(images, labels, count)
   done = os.path.join(directory, '.complete')
   if os.path.exists(done):
     return directory
@@ -49,6 +71,8 @@ def write_tree(directory):
 
 
 if __name__ == '__main__':
-  if len(sys.argv) != 2:
-    sys.exit(f'usage: python {sys.argv[0]} DIR')
-  print(f'wrote {len(digit_images()[1])} digits into {write_tree(sys.argv[1])}')
+  if len(sys.argv) not in (2, 3):
+    sys.exit(f'usage: python {sys.argv[0]} DIR [COUNT (jittered digits)]')
+  count = int(sys.argv[2]) if len(sys.argv) == 3 else 0
+  write_tree(sys.argv[1], count)
+  print(f'wrote {count or len(digit_images()[1])} digits into {sys.argv[1]}')

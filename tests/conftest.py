@@ -294,6 +294,41 @@ print(json.dumps(record))
   return str(cache)
 
 
+@pytest.fixture(scope='session')
+def digits_dir(tmp_path_factory):
+  """scikit-learn's 1,797 real digits as a 28x28 class-folder tree (benchmarks/sklearn_digits),
+  written once per test session."""
+  shared = _session_dir(tmp_path_factory)
+  with _session_lock(shared / 'digits.lock'):
+    from benchmarks import sklearn_digits  # noqa: PLC0415  (imports scikit-learn)
+    return sklearn_digits.write_tree(str(shared / 'digits'))
+
+
+@pytest.fixture(scope='session')
+def class_net_cache(tmp_path_factory, data_dir, digits_dir):
+  """An XDG_CACHE_HOME holding the digits' class network (grayscale), trained once per test
+  session with XLA's optimisations (as attribute_net_cache); the record load_or_train
+  returned when it trained is in its training.json."""
+  shared = _session_dir(tmp_path_factory)
+  cache = shared / 'class_net_xdg_cache'
+  with _session_lock(shared / 'class_net.lock'):
+    if not (cache / 'training.json').exists():
+      out = run_python(f'''
+import json
+from facegan_jax.config import Config
+from facegan_jax.data import sources
+from facegan_jax.evaluation import classifier
+config = Config(dataset='folder:{digits_dir}', data_dir={data_dir!r},
+                resolution=28, channels=1)
+_, record = classifier.load_or_train(config, sources.load_images(config),
+                                     *sources.load_labels(config))
+print(json.dumps(record))
+''', XLA_FLAGS='', XDG_CACHE_HOME=str(cache))
+      (cache / 'training.json.tmp').write_text(out.strip().splitlines()[-1])
+      (cache / 'training.json.tmp').rename(cache / 'training.json')
+  return str(cache)
+
+
 # The base names of this project's modules: the files absl names in the console lines of ours.
 OUR_FILES = frozenset(os.path.basename(path) for path in
                       glob.glob(os.path.join(ROOT, 'facegan_jax', '**', '*.py'), recursive=True)

@@ -67,6 +67,7 @@ def test_celeba32_udacity_trains_on_the_zip(tmp_path):
 
 # celeba64_dcgan's batch of 128 at 64x64 takes seconds a step here: 16 keeps it quick.
 @pytest.mark.parametrize('flagfile, batch', [('mnist_mlp.flags', 64),
+                                             ('mnist_dcgan.flags', 64),
                                              ('celeba64_dcgan.flags', 16)])
 def test_tfds_flagfiles_train_on_mocked_datasets(tmp_path, flagfile, batch):
   workdir = str(tmp_path / 'run')

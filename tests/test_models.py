@@ -50,6 +50,21 @@ def test_weights_are_dcgan_init():
   assert abs(kernel.mean()) < 1e-3 and kernel.std() == pytest.approx(0.02, rel=0.02)
 
 
+def test_mlp_weights_are_pytorch_linear_init_and_samples_differ_at_init():
+  """The MLP is initialised as its reference (nn.Linear: U(+-1/sqrt(fan_in)) for weights and
+  biases), not with DCGAN's N(0, 0.02), under which G's output barely depends on z."""
+  config = config_lib.preset('mnist_mlp')
+  g, d = models.build(config, nnx.Rngs(0))
+  for layer in [*g.layers, *d.layers]:
+    kernel, bias = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
+    bound = 1 / np.sqrt(kernel.shape[0])
+    assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+    assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+    assert bias.size == 1 or bias.std() > bound / 4  # not zeros
+  images = g(jax.random.normal(jax.random.key(1), (256, config.z_dim)), train=False)
+  assert float(images.std(axis=0).mean()) > 0.01  # N(0, 0.02) everywhere gives ~0.002
+
+
 def test_batchnorm_gradients_equal_autodiff_of_the_formula():
   """The hand-written backward pass equals JAX's autodiff of textbook BatchNorm."""
   def textbook(x, scale, bias):

@@ -1,0 +1,106 @@
+"""The class metrics: the classifier learns real digits, is cached, and its metrics are ~0 for
+real vs real and see a generator that never draws one class."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from facegan_jax.config import Config
+from facegan_jax.data import sources
+from facegan_jax.evaluation import classifier
+from tests.conftest import TINY, main_py
+
+
+@pytest.fixture(scope='module')
+def digits(data_dir, digits_dir, class_net_cache):
+  """(config, images, labels, model, the training record, the record of loading it again)."""
+  config = Config(dataset=f'folder:{digits_dir}', data_dir=data_dir, resolution=28, channels=1)
+  images, (labels, names) = sources.load_images(config), sources.load_labels(config)
+  with open(os.path.join(class_net_cache, 'training.json')) as f:
+    record = json.load(f)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv('XDG_CACHE_HOME', class_net_cache)
+    model, again = classifier.load_or_train(config, images, labels, names)
+  return config, np.asarray(images), labels, model, record, again
+
+
+def test_learns_the_digits_and_is_cached(digits):
+  _, images, labels, model, record, again = digits
+  assert images.shape == (1797, 28, 28, 1) and len(labels) == 1797
+  assert record['classes'] == [str(d) for d in range(10)]
+  assert not record['cached'] and again['cached'] and record['sha256'] == again['sha256']
+  assert record['n_held_out'] == 180 and record['n_train'] == 1617
+  assert record['held_out_accuracy'] > 0.9 > 4 * record['majority_baseline']
+  # The reloaded network is the trained one: the same held-out accuracy, recomputed.
+  _, held_out = classifier.split(len(images))
+  _, predicted = classifier.read(model, classifier.to_input(images[held_out], 1))
+  assert np.mean(predicted == labels[held_out]) == pytest.approx(record['held_out_accuracy'],
+                                                                  abs=1e-4)
+
+
+def _metrics(digits, real_rows, other_rows):
+  _, images, _, model, _, quality = digits
+  return classifier.ClassMetrics.prepare(model, quality, 1, images[real_rows],
+                                         images[other_rows])
+
+
+def test_real_vs_real_is_near_zero_and_a_missing_class_is_seen(digits):
+  _, images, labels, *_ = digits
+  order = np.random.default_rng(0).permutation(len(images))
+  real, others = order[:800], order[800:1600]
+  metrics = _metrics(digits, real, others)
+  floor = metrics.floor
+  assert floor['n_floor'] == 800 and floor['class_coverage'] == 10
+  assert floor['class_tv'] < 0.06 and floor['class_fd'] > 0
+  same = metrics.values(images[real])
+  assert same['class_tv'] == 0 and abs(same['class_fd']) < 1e-6
+  # A generator that never draws a 3: the other reals with every 3 replaced by a non-3.
+  no_threes = others[labels[others] != 3]
+  fake = np.concatenate([no_threes, no_threes[:len(others) - len(no_threes)]])
+  records = metrics(images[fake])
+  assert records['class_coverage']['value'] == 9 and records['class_coverage']['floor'] == 10
+  assert records['class_coverage']['of'] == 10
+  assert records['class_tv']['frequencies']['3'] < 0.01
+  assert records['class_tv']['value'] > 0.08 > 1.3 * floor['class_tv']
+  assert records['class_fd']['value'] > 2 * floor['class_fd']
+  assert records['class_fd']['held_out_accuracy'] > 0.9
+  assert records['class_fd']['weights_sha256'] == digits[4]['sha256']
+
+
+def test_eval_mode_and_best_metric_on_a_labelled_folder(tmp_path, data_dir, digits_dir,
+                                                        class_net_cache):
+  args = [f'--dataset=folder:{digits_dir}', f'--data_dir={data_dir}', '--model=mlp',
+          '--resolution=28', '--channels=1', '--hidden_dim=16', '--z_dim=8', '--batch_size=16',
+          '--log_every=10', '--sample_every=20', '--checkpoint_every=20', '--num_steps=20',
+          '--eval_samples=200', f'--workdir={tmp_path}']
+  env = dict(XDG_CACHE_HOME=class_net_cache)
+  trained = main_py(*args, '--eval_every=10', '--best_metric=class_coverage', **env)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  evals = [row['eval'] for row in rows if 'eval' in row]
+  assert [e['step'] for e in evals] == [10, 20]
+  for record in evals:
+    coverage = record['metrics']['class_coverage']
+    assert coverage['of'] == 10 and 1 <= coverage['value'] <= 10 and coverage['floor'] == 10
+    assert record['metrics']['class_fd']['floor'] < record['metrics']['class_fd']['value']
+    assert record['metrics']['class_fd']['n_floor'] == 200
+  best = max(evals, key=lambda e: (e['metrics']['class_coverage']['value'], -e['step']))
+  assert os.listdir(tmp_path / 'best_checkpoint') == [str(best['step'])]
+  evaluated = main_py(*args, '--mode=eval', **env)
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  assert 'classFD' in evaluated.stdout and 'real-vs-real floor (200 other reals)' in evaluated.stdout
+  record = json.load(open(tmp_path / 'eval.json'))
+  assert record['metrics']['class_tv']['floor'] == evals[-1]['metrics']['class_tv']['floor']
+  assert record['dataset_version'].startswith('files-')
+
+
+def test_class_metric_on_an_unlabelled_dataset_is_a_usage_error(tmp_path, data_dir):
+  result = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}', '--num_steps=10',
+                   '--eval_every=10', '--eval_samples=64', '--best_metric=class_fd')
+  assert result.returncode != 0
+  assert ('--best_metric=class_fd needs a labelled dataset (a folder with class subfolders, or '
+          'a TFDS dataset with a label feature); synthetic_faces/small has no labels'
+          in result.stderr), result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr
