@@ -38,7 +38,8 @@ os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS}'.
 # are collected first and `-n 2` steals work (below), so that the two workers end the session
 # on quick tests, not one of them idle while the other runs a long one.
 SLOW_MODULES = ('test_main.py', 'test_resume.py', 'test_multihost.py', 'test_experiments.py',
-                'test_face_attributes.py', 'test_resample.py', 'test_step.py')
+                'test_face_attributes.py', 'test_classifier.py', 'test_resample.py',
+                'test_step.py')
 
 
 def pytest_collection_modifyitems(items):
