@@ -71,8 +71,15 @@ def ours_or_warning(record, package_dir=_PACKAGE_DIR):
   (orbax, TFDS and JAX log a lot at INFO). Ours by the file that logged: a library installed
   in a virtual environment inside the clone is not ours."""
   path = os.path.abspath(record.pathname)
-  return (record.levelno >= logging.WARNING or path.startswith(package_dir)
-          or path == os.path.join(os.path.dirname(package_dir.rstrip(os.sep)), 'main.py'))
+  if path.startswith(package_dir) or path == os.path.join(
+      os.path.dirname(package_dir.rstrip(os.sep)), 'main.py'):
+    return True
+  # orbax warns of every manager opened read-only, as --mode=sample and eval open theirs.
+  return (record.levelno >= logging.WARNING
+          and not str(record.msg).startswith(_EXPECTED_WARNINGS))
+
+
+_EXPECTED_WARNINGS = ('Given directory is read only',)
 
 
 def _keep_freed_memory():

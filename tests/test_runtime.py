@@ -80,13 +80,15 @@ def test_console_shows_our_info_lines_and_every_librarys_warnings():
   clone = '/home/u/facegan_jax/'
   package_dir = clone + 'facegan_jax/'
 
-  def shown(path, level=logging.INFO):
-    record = logging.LogRecord('absl', level, path, 45, 'a line', None, None)
+  def shown(path, level=logging.INFO, message='a line'):
+    record = logging.LogRecord('absl', level, path, 45, message, None, None)
     return runtime.ours_or_warning(record, package_dir=package_dir)
 
   library = clone + '.venv/lib/python3.11/site-packages/orbax/checkpoint/checkpoint_manager.py'
   assert not shown(library)
   assert shown(library, logging.WARNING) and shown(library, logging.ERROR)
+  # What our read-only checkpoint managers make orbax say, every time: not news to the user.
+  assert not shown(library, logging.WARNING, 'Given directory is read only=/w/checkpoints')
   assert shown(package_dir + 'train.py') and shown(package_dir + 'checkpoint/manager.py')
   assert shown(clone + 'main.py')
   for other in (clone + '.venv/lib/python3.11/site-packages/absl/main.py',
