@@ -45,11 +45,16 @@ class Recipe:
   flags: tuple[str, ...]
   metrics: tuple[str, ...]  # the ones on the scoreboard, first one the headline
   eval_every: int
+  floors: dict = dataclasses.field(default_factory=dict)  # real vs real, where not recorded
 
+
+# The real-vs-real floors of synthetic_faces' metrics at --eval_samples=2048:
+# `python benchmarks/eval_floor.py --flagfile=experiments/quickstart.flags` (2026-12-01).
+FACES_FLOORS = dict(swd=6.99, domain_fd=16.50, attr_w1=0.035, attr_tv=0.014)
 
 RECIPES = dict(
     quickstart=Recipe('quickstart.flags', ('--num_steps=1000000',),
-                      ('domain_fd', 'swd', 'attr_tv'), 500),
+                      ('domain_fd', 'swd', 'attr_tv'), 500, FACES_FLOORS),
     digits_mlp=Recipe('mnist_mlp.flags', (f'--dataset=folder:{DIGITS}', '--num_steps=1000000',
                                           '--eval_samples=800'),
                       ('class_fd', 'class_coverage', 'class_tv', 'swd'), 2000),
@@ -57,10 +62,6 @@ RECIPES = dict(
                                               '--num_steps=1000000', '--eval_samples=800'),
                         ('class_fd', 'class_coverage', 'class_tv', 'swd'), 500),
 )
-# The real-vs-real floors of the domain metrics at the quickstart's --eval_samples=2048:
-# `python benchmarks/eval_floor.py --flagfile=experiments/quickstart.flags` (2026-12-01).
-DOMAIN_FLOORS = dict(swd=6.99, domain_fd=16.50, attr_w1=0.035, attr_tv=0.014)
-
 FLAGS = flags.FLAGS
 flags.DEFINE_list('recipes', list(RECIPES), f'recipes to run, of {", ".join(RECIPES)}')
 flags.DEFINE_integer('budget_s', 240, 'wall-clock seconds of training per recipe')
@@ -117,21 +118,21 @@ def run_recipe(name, recipe, workdir, digits, budget_s):
   return [(seconds, step, records[step]) for seconds, step in evals if step in records]
 
 
-def floor(metrics, name):
-  record = metrics[name]
-  return record.get('floor', DOMAIN_FLOORS.get(name))
+def floor(recipe, metrics, name):
+  """The real-vs-real value of metric `name`: recorded with it, or the recipe's, or None."""
+  return metrics[name].get('floor', recipe.floors.get(name))
 
 
 def table(name, recipe, points, budget_s):
   header = ['seconds', 'step'] + [m.replace('_', ' ') for m in recipe.metrics]
   lines = [f'### {name}: `--flagfile=experiments/{recipe.flagfile} '
-           f'{" ".join(recipe.flags)}`, {budget_s} s budget',
+           f'{" ".join(recipe.flags).replace(DIGITS, "DIGITS")}`, {budget_s} s budget',
            '', '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for seconds, step, metrics in points:
     cells = [f'{seconds:.0f}', str(step)] + [_format(metrics[m]['value']) for m in recipe.metrics]
     lines.append('| ' + ' | '.join(cells) + ' |')
   if points:
-    floors = [_format(floor(points[-1][2], m)) for m in recipe.metrics]
+    floors = [_format(floor(recipe, points[-1][2], m)) for m in recipe.metrics]
     lines.append('| floor | real vs real | ' + ' | '.join(floors) + ' |')
   return '\n'.join(lines)
 
@@ -152,7 +153,7 @@ def plot(name, recipe, points, path):
   seconds = [p[0] for p in points]
   for ax, metric in zip(axes, recipe.metrics):
     ax.plot(seconds, [p[2][metric]['value'] for p in points], 'o-', ms=3)
-    level = floor(points[-1][2], metric)
+    level = floor(recipe, points[-1][2], metric)
     if level is not None:
       ax.axhline(level, color='gray', ls='--', lw=1, label='real vs real')
       ax.legend(fontsize=7)
