@@ -56,12 +56,12 @@ def jittered(images, labels, count, seed=0):
 def write_tree(directory, count=0):
   """Writes the digits as DIR/<label>/<index>.png (once: an existing complete tree is kept);
   with `count`, that many jittered() digits instead. Returns `directory`."""
-  images, labels = digit_images()
-  if count:
-    images, labels = jittered(images, labels, count)
   done = os.path.join(directory, '.complete')
   if os.path.exists(done):
     return directory
+  images, labels = digit_images()
+  if count:
+    images, labels = jittered(images, labels, count)
   for i, (image, label) in enumerate(zip(images, labels)):
     folder = os.path.join(directory, str(label))
     os.makedirs(folder, exist_ok=True)
@@ -75,4 +75,4 @@ if __name__ == '__main__':
     sys.exit(f'usage: python {sys.argv[0]} DIR [COUNT (jittered digits)]')
   count = int(sys.argv[2]) if len(sys.argv) == 3 else 0
   write_tree(sys.argv[1], count)
-  print(f'wrote {count or len(digit_images()[1])} digits into {sys.argv[1]}')
+  print(f'{sys.argv[1]}: {count or 1797} digits in class folders 0-9')

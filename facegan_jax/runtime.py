@@ -66,6 +66,11 @@ def writes_files():
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+# Library warnings that say nothing new: orbax's for every manager opened read-only, as
+# --mode=sample and eval open theirs.
+_EXPECTED_WARNINGS = ('Given directory is read only',)
+
+
 def ours_or_warning(record, package_dir=_PACKAGE_DIR):
   """Console filter: this project's log lines, and every library's warnings and errors
   (orbax, TFDS and JAX log a lot at INFO). Ours by the file that logged: a library installed
@@ -74,12 +79,8 @@ def ours_or_warning(record, package_dir=_PACKAGE_DIR):
   if path.startswith(package_dir) or path == os.path.join(
       os.path.dirname(package_dir.rstrip(os.sep)), 'main.py'):
     return True
-  # orbax warns of every manager opened read-only, as --mode=sample and eval open theirs.
   return (record.levelno >= logging.WARNING
           and not str(record.msg).startswith(_EXPECTED_WARNINGS))
-
-
-_EXPECTED_WARNINGS = ('Given directory is read only',)
 
 
 def _keep_freed_memory():

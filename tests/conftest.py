@@ -278,18 +278,24 @@ def attribute_net_cache(tmp_path_factory, data_dir):
   --data_dir nor --resolution. The record load_or_train returned when it trained the network
   is in its training.json.
   """
-  shared = _session_dir(tmp_path_factory)
-  cache = shared / 'attribute_net_xdg_cache'
-  with _session_lock(shared / 'attribute_net.lock'):  # the first worker trains, others wait
-    if not (cache / 'training.json').exists():
-      out = run_python(f'''
-import json
+  return _trained_once(tmp_path_factory, 'attribute_net', f'''
 from facegan_jax.config import Config
 from facegan_jax.evaluation import face_attributes
 _, record = face_attributes.load_or_train(Config(dataset='synthetic_faces/small',
                                                  data_dir={data_dir!r}))
-print(json.dumps(record))
-''', XLA_FLAGS='', XDG_CACHE_HOME=str(cache))
+''')
+
+
+def _trained_once(tmp_path_factory, name, code):
+  """An XDG_CACHE_HOME of this session holding the network that `code` trains (setting
+  `record`), trained by the first worker that asks (the others wait) in a subprocess with XLA's
+  optimisations; `record` is written to its training.json."""
+  shared = _session_dir(tmp_path_factory)
+  cache = shared / f'{name}_xdg_cache'
+  with _session_lock(shared / f'{name}.lock'):
+    if not (cache / 'training.json').exists():
+      out = run_python(code + '\nimport json\nprint(json.dumps(record))\n', XLA_FLAGS='',
+                       XDG_CACHE_HOME=str(cache))
       (cache / 'training.json.tmp').write_text(out.strip().splitlines()[-1])
       (cache / 'training.json.tmp').rename(cache / 'training.json')
   return str(cache)
@@ -310,12 +316,7 @@ def class_net_cache(tmp_path_factory, data_dir, digits_dir):
   """An XDG_CACHE_HOME holding the digits' class network (grayscale), trained once per test
   session with XLA's optimisations (as attribute_net_cache); the record load_or_train
   returned when it trained is in its training.json."""
-  shared = _session_dir(tmp_path_factory)
-  cache = shared / 'class_net_xdg_cache'
-  with _session_lock(shared / 'class_net.lock'):
-    if not (cache / 'training.json').exists():
-      out = run_python(f'''
-import json
+  return _trained_once(tmp_path_factory, 'class_net', f'''
 from facegan_jax.config import Config
 from facegan_jax.data import sources
 from facegan_jax.evaluation import classifier
@@ -323,11 +324,7 @@ config = Config(dataset='folder:{digits_dir}', data_dir={data_dir!r},
                 resolution=28, channels=1)
 _, record = classifier.load_or_train(config, sources.load_images(config),
                                      *sources.load_labels(config))
-print(json.dumps(record))
-''', XLA_FLAGS='', XDG_CACHE_HOME=str(cache))
-      (cache / 'training.json.tmp').write_text(out.strip().splitlines()[-1])
-      (cache / 'training.json.tmp').rename(cache / 'training.json')
-  return str(cache)
+''')
 
 
 # The base names of this project's modules: the files absl names in the console lines of ours.

@@ -18,13 +18,14 @@ from facegan_jax.data.cache import cached, data_root
 
 
 def _source(path, shape, config):
-  """(image cache path, {file: class} or None, prepare() -> images) of a folder source."""
+  """(image cache path, class names or None, prepare() -> images) of a folder source."""
   path = os.path.expanduser(path)
   files = images.list_images(path)
   key = content_key(path, files)
   cache = os.path.join(data_root(config), 'facegan_folders',
                        f'{key}-{"x".join(map(str, shape))}.npy')
   classes = class_names([name for name, _ in files])
+  names = sorted(set(classes.values())) if classes else None
 
   def prepare():
     logging.info('Preparing %d image files from %s (once)', len(files), path)
@@ -35,16 +36,16 @@ def _source(path, shape, config):
     os.makedirs(os.path.dirname(cache), exist_ok=True)
     if classes:
       bad_names = {name for name, _ in bad}
-      code = {name: i for i, name in enumerate(sorted(set(classes.values())))}
+      code = {name: i for i, name in enumerate(names)}
       labels = [code[classes[name]] for name, _ in files if name not in bad_names]
       with files_lib.atomic_path(_labels_path(cache)) as tmp:
         np.save(tmp, np.asarray(labels, np.int32))
     with open(cache[:-4] + '.json', 'w') as f:
       json.dump(dict(source=os.path.abspath(path), images=len(prepared), skipped=skipped,
-                     classes=sorted(set(classes.values())) if classes else None), f, indent=1)
+                     classes=names), f, indent=1)
     return prepared
 
-  return cache, classes, prepare
+  return cache, names, prepare
 
 
 def load(path, shape, config):
@@ -56,12 +57,12 @@ def load(path, shape, config):
 def load_labels(path, shape, config):
   """(class codes int32 (N,) of load()'s images, class names), or None for an unlabelled
   folder."""
-  cache, classes, prepare = _source(path, shape, config)
-  if not classes:
+  cache, names, prepare = _source(path, shape, config)
+  if not names:
     return None
   if not os.path.exists(_labels_path(cache)):  # images prepared by a version without labels
     prepare()
-  return np.load(_labels_path(cache)), sorted(set(classes.values()))
+  return np.load(_labels_path(cache)), names
 
 
 def _labels_path(cache):

@@ -46,25 +46,37 @@ WIDTHS = (32, 64, 128)
 MIN_R2 = 0.5
 
 
+def conv_trunk(channels, rngs, widths=WIDTHS):
+  """The 4x4 stride-2 convolutions of the feature networks (this one and the class net's),
+  He-initialised: the DCGAN default of N(0, 0.02) trains slowly here."""
+  widths = (channels, *widths)
+  downs = nnx.List([DownConv(a, b, use_bias=True, rngs=rngs)
+                    for a, b in zip(widths, widths[1:])])
+  for down in downs:
+    fan_in = np.prod(down.kernel.shape[:3])
+    down.kernel[...] = down.kernel[...] * (np.sqrt(2 / fan_in) / 0.02)
+  return downs
+
+
+def trunk_outputs(downs, images):
+  """uint8 images through `conv_trunk`'s convolutions (LeakyReLU 0.2), flattened."""
+  x = images.astype(jnp.float32) / 127.5 - 1
+  for down in downs:
+    x = jax.nn.leaky_relu(down(x), 0.2)
+  return x.reshape(x.shape[0], -1)
+
+
 class AttributeNet(nnx.Module):
   """uint8 faces (B, 32, 32, C) -> (features (B, 256), continuous (B, K), class logits)."""
 
   def __init__(self, channels, *, rngs):
-    widths = (channels, *WIDTHS)
-    self.downs = nnx.List([DownConv(a, b, use_bias=True, rngs=rngs)
-                           for a, b in zip(widths, widths[1:])])
-    for down in self.downs:  # He init: the DCGAN default of N(0, 0.02) trains slowly here
-      fan_in = np.prod(down.kernel.shape[:3])
-      down.kernel[...] = down.kernel[...] * (np.sqrt(2 / fan_in) / 0.02)
+    self.downs = conv_trunk(channels, rngs)
     side = RESOLUTION // 2**len(self.downs)
-    self.hidden = nnx.Linear(side * side * widths[-1], FEATURES, rngs=rngs)
+    self.hidden = nnx.Linear(side * side * WIDTHS[-1], FEATURES, rngs=rngs)
     self.out = nnx.Linear(FEATURES, len(CONTINUOUS) + sum(CATEGORICAL.values()), rngs=rngs)
 
   def __call__(self, images):
-    x = images.astype(jnp.float32) / 127.5 - 1
-    for down in self.downs:
-      x = jax.nn.leaky_relu(down(x), 0.2)
-    features = self.hidden(x.reshape(x.shape[0], -1))
+    features = self.hidden(trunk_outputs(self.downs, images))
     out = self.out(jax.nn.leaky_relu(features, 0.2))
     splits = np.cumsum([len(CONTINUOUS), *CATEGORICAL.values()])[:-1]
     continuous, *logits = jnp.split(out, splits, axis=-1)
