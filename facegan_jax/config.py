@@ -57,6 +57,9 @@ class Config:
       'off)')
   lr_g: float = field(2e-4, 'generator Adam learning rate')
   lr_d: float = field(2e-4, 'discriminator Adam learning rate')
+  lr_decay: str = field('none', 'none, or linear: both learning rates constant until '
+      '--lr_decay_start, then linearly to 0 at --num_steps (SNGAN, Mimicry)')
+  lr_decay_start: int = field(0, 'with --lr_decay=linear: the step the decay starts at')
   beta1: float = field(0.5, 'Adam beta1 (DCGAN: 0.5)')
   beta2: float = field(0.999, 'Adam beta2')
   ema_decay: float = field(0.0, 'decay of the EMA generator used for samples (0 = off)')
@@ -116,7 +119,7 @@ UP_CONV_IMPLS = ('xla', 'phase', 's2d', 'col2im', 'winograd', 'winograd_phase')
 
 CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'),
                precision=('fp32', 'bf16'),  # models.COMPUTE_DTYPES
-               model=('dcgan', 'mlp'), loss=('bce', 'lsgan', 'hinge'),
+               model=('dcgan', 'mlp'), lr_decay=('none', 'linear'), loss=('bce', 'lsgan', 'hinge'),
                fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
                # Lower is better for each but class_coverage (evaluation/periodic.py).
                best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'class_fd',
@@ -211,3 +214,6 @@ def validate(config, num_devices=None):
   for name in ('lr_g', 'lr_d'):
     if not getattr(config, name) > 0:
       raise UsageError(f'--{name}={getattr(config, name)}: must be positive')
+  if config.lr_decay == 'linear' and not 0 <= config.lr_decay_start < config.num_steps:
+    raise UsageError(f'--lr_decay_start={config.lr_decay_start}: must be in [0, --num_steps='
+                     f'{config.num_steps})')

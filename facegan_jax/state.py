@@ -35,16 +35,31 @@ class TrainState:
   rng: jax.Array  # raw uint32 key: data order and per-step randomness derive from it
   g_graph: Any = flax.struct.field(pytree_node=False, default=None)
   d_graph: Any = flax.struct.field(pytree_node=False, default=None)
-  adam_g: tuple = flax.struct.field(pytree_node=False, default=())  # (lr, beta1, beta2)
+  # (lr, beta1, beta2, decay_start, decay_end): see `adam`.
+  adam_g: tuple = flax.struct.field(pytree_node=False, default=())
   adam_d: tuple = flax.struct.field(pytree_node=False, default=())
 
   @property
   def tx_g(self):
-    return optax.adam(*self.adam_g)
+    return adam(*self.adam_g)
 
   @property
   def tx_d(self):
-    return optax.adam(*self.adam_d)
+    return adam(*self.adam_d)
+
+
+def adam(lr, beta1, beta2, decay_start=None, decay_end=None):
+  """Adam at `lr`, or with `decay_start` at `lr` until that step, then linearly to 0 at step
+  `decay_end` (`--lr_decay=linear`, as SNGAN's and Mimicry's trainers decay it)."""
+  if decay_start is not None:
+    lr = optax.linear_schedule(lr, 0.0, decay_end - decay_start, decay_start)
+  return optax.adam(lr, beta1, beta2)
+
+
+def adam_settings(config, lr):
+  """`adam`'s arguments for a network trained at `lr` under `config`."""
+  decay = ((config.lr_decay_start, config.num_steps) if config.lr_decay == 'linear' else ())
+  return (lr, config.beta1, config.beta2, *decay)
 
 
 def init_state(config):
@@ -56,8 +71,7 @@ def init_state(config):
       step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats, d_params=d_params,
       d_stats=d_stats, g_opt=None, d_opt=None, ema_params=g_params,
       rng=jax.random.PRNGKey(config.seed + 1), g_graph=g_graph, d_graph=d_graph,
-      adam_g=(config.lr_g, config.beta1, config.beta2),
-      adam_d=(config.lr_d, config.beta1, config.beta2))
+      adam_g=adam_settings(config, config.lr_g), adam_d=adam_settings(config, config.lr_d))
   return state.replace(g_opt=state.tx_g.init(g_params), d_opt=state.tx_d.init(d_params))
 
 

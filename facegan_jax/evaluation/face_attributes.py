@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import scipy.stats
 from flax import nnx
 
 from facegan_jax.data import preprocess, sources, synthetic_faces
@@ -177,6 +176,7 @@ def read_images(model, images, channels):
 def metrics(model, quality, real_read, fake, channels):
   """Domain FD and attribute match of uint8 fakes (any resolution) against the reals, given
   as their read_images()."""
+  import scipy.stats  # noqa: PLC0415  (1 s to import, and every main.py run imports this module)
   real_features, real_cont, real_classes = real_read
   fake_features, fake_cont, fake_classes = read_images(model, fake, channels)
   fd = distances.frechet_distance(*distances.mean_and_covariance(real_features),
