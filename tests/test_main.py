@@ -133,6 +133,8 @@ np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3
     ('--best_metric=fid --eval_every=5', '--best_metric=fid needs --inception_weights'),
     ('--best_metric=domain_fd --eval_every=5 --dataset=celeba_small',
      '--best_metric=domain_fd is defined for synthetic_faces only'),
+    ('--lr_decay=linear --lr_decay_start=30 --num_steps=30',
+     '--lr_decay_start=30: must be in [0, --num_steps=30)'),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, flag, message):
   result = main_py(*TINY, f'--workdir={tmp_path}', *flag.split(), devices=2)

@@ -3,8 +3,11 @@ devices and for any number of steps per call."""
 
 import json
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+from facegan_jax import config as config_lib, state as state_lib
 from tests.conftest import run_python
 
 TRAIN_SNIPPET = '''
@@ -203,3 +206,19 @@ print(json.dumps(dict(same=same, differ=differ, metrics=[m for _, m in runs])))
   assert report['differ'], report  # every parameter, statistic and optimizer moment
   for a, b in zip(same, other, strict=True):
     assert a['d_loss'] != b['d_loss'] and a['g_loss'] != b['g_loss'], (a, b)
+
+
+def test_linear_lr_decay_holds_the_rate_then_reaches_zero_at_num_steps():
+  config = config_lib.Config(lr_g=1e-3, lr_d=4e-3, lr_decay='linear', lr_decay_start=2,
+                             num_steps=6)
+  for lr, settings in ((1e-3, state_lib.adam_settings(config, config.lr_g)),
+                       (4e-3, state_lib.adam_settings(config, config.lr_d))):
+    tx = state_lib.adam(*settings)
+    params = jnp.zeros(3)
+    opt, steps = tx.init(params), []
+    for _ in range(7):  # a constant gradient: each Adam update is -lr(step), in float32
+      updates, opt = tx.update(jnp.ones(3), opt, params)
+      steps.append(-float(updates[0]) / lr)
+    np.testing.assert_allclose(steps, [1, 1, 1, 0.75, 0.5, 0.25, 0], atol=1e-4)
+  # Without --lr_decay, a constant rate: optax.adam's own state, as checkpoints hold it.
+  assert state_lib.adam_settings(config_lib.Config(lr_g=1e-3), 1e-3) == (1e-3, 0.5, 0.999)
