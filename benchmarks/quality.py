@@ -53,7 +53,8 @@ class Recipe:
 FACES_FLOORS = dict(swd=6.99, domain_fd=16.50, attr_w1=0.035, attr_tv=0.014)
 
 RECIPES = dict(
-    quickstart=Recipe('quickstart.flags', ('--num_steps=1000000',),
+    # The flagfile's own length: its learning rates decay to 0 at its --num_steps.
+    quickstart=Recipe('quickstart.flags', (),
                       ('domain_fd', 'swd', 'attr_tv'), 500, FACES_FLOORS),
     digits_mlp=Recipe('mnist_mlp.flags', (f'--dataset=folder:{DIGITS}', '--num_steps=1000000',
                                           '--eval_samples=800'),
