@@ -29,9 +29,10 @@ from absl import logging
 from facegan_jax.checkpoint import manifest
 from facegan_jax.errors import CheckpointError, UsageError, one_line
 
-# Config fields that fix the state's shapes: resuming with other values cannot work.
+# Config fields that fix the state's shapes (lr_decay: the optimizers' schedule state):
+# resuming with other values cannot work.
 SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'hidden_dim',
-                'g_first_bn')
+                'g_first_bn', 'lr_decay')
 
 
 def _quiet_closed_loop_errors(hook=sys.unraisablehook):
