@@ -125,15 +125,18 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
     steps_per_epoch = pipeline.steps_per_epoch(orders.shape[1], config.batch_size)
     first_epoch = state.step // steps_per_epoch
 
-    def body(_, carry):
-      state = carry[0]
+    # jit: the loop's body is traced once, by eval_shape (for the metrics' zeros), and the
+    # loop reuses that trace (~1 s less of tracing at dcgan64); XLA inlines the call.
+    @jax.jit
+    def next_step(state):
       order = orders[state.step // steps_per_epoch - first_epoch]
       return one_step(state, pipeline.local_batch(
           dataset, pipeline.batch_indices(order, state.step, config.batch_size)))
 
     no_metrics = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype),
-                              jax.eval_shape(body, 0, (state, None))[1])
-    return jax.lax.fori_loop(0, num_steps, body, (state, no_metrics))
+                              jax.eval_shape(next_step, state)[1])
+    return jax.lax.fori_loop(0, num_steps, lambda _, carry: next_step(carry[0]),
+                             (state, no_metrics))
 
   on_mesh = functools.partial(jax.shard_map, mesh=mesh, out_specs=(P(), P()))
   if on_host:

@@ -31,7 +31,11 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 # computed, not how fast, and without them the same HLO computes the same numbers (a tiny run's
 # losses are unchanged); the suite's cold compiles take half the time.
 TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
-os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS}'.strip()
+# The test processes themselves have two CPU devices, as the multi-device runs they start:
+# one- and two-device computations are compared in process, without a subprocess's ~3 s of
+# start-up. Tests that need one device make a one-device mesh.
+os.environ['XLA_FLAGS'] = (f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS} '
+                           '--xla_force_host_platform_device_count=2').strip()
 
 
 # The modules whose tests run main.py or train for seconds (most of the suite's time). They

@@ -3,13 +3,14 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from facegan_jax.config import Config
 from facegan_jax.data import preprocess, sources, synthetic_faces
-from facegan_jax.evaluation import face_attributes
-from tests.conftest import run_python
+from facegan_jax.evaluation import face_attributes, parallel
 
 
 @pytest.fixture(scope='module')
@@ -77,16 +78,10 @@ def test_metrics_are_zero_for_the_same_faces_and_see_a_missing_attribute(trained
 
 
 def test_features_on_two_devices_equal_one():
-  out = run_python('''
-import jax, numpy as np
-from flax import nnx
-from facegan_jax.evaluation import face_attributes, parallel
-assert jax.local_device_count() == 2
-model = face_attributes.AttributeNet(3, rngs=nnx.Rngs(1))
-images = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), np.uint8)
-split = parallel.map_batches(lambda x: face_attributes._forward(model, x), images, 2)
-whole = face_attributes._forward(model, jax.device_put(images, jax.devices()[0]))
-assert len(split) == len(whole) and split[0].shape == (7, face_attributes.FEATURES)
-print(max(float(np.abs(a - np.asarray(b)).max()) for a, b in zip(split, whole)))
-''', devices=2)
-  assert float(out.split()[-1]) < 1e-5
+  assert jax.local_device_count() == 2
+  model = face_attributes.AttributeNet(3, rngs=nnx.Rngs(1))
+  images = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), np.uint8)
+  split = parallel.map_batches(lambda x: face_attributes._forward(model, x), images, 2)
+  whole = face_attributes._forward(model, jax.device_put(images, jax.devices()[0]))
+  assert len(split) == len(whole) and split[0].shape == (7, face_attributes.FEATURES)
+  assert max(float(np.abs(a - np.asarray(b)).max()) for a, b in zip(split, whole)) < 1e-5

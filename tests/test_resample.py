@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from facegan_jax import config as config_lib
 from facegan_jax.models import conv_impls, resample
-from tests.conftest import run_python
 
 
 def _dot(a, b):
@@ -112,40 +112,37 @@ def test_config_offers_every_implementation():
       {'auto'} | set(conv_impls.DOWN_IMPLS) | set(conv_impls.UP_IMPLS))
 
 
-def test_layers_on_two_devices_equal_one():
+@pytest.mark.parametrize('varying', [True, False], ids=['varying', 'replicated'])
+def test_layers_on_two_devices_equal_one(varying):
   """Under shard_map on a 2-device data axis, auto's forms and kernel gradients, the Winograd
   ones included (128+ channels), give the one-device outputs and gradients, with kernels
   varying over the axis (as in the train step) or replicated (summed by the layer)."""
-  out = run_python('''
-import jax, jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
-from facegan_jax.models import conv_impls, resample
-from tests.conftest import run_python
-mesh = jax.make_mesh((2,), ('data',))
-def check(op, impl, x_shape, kernel_shape, varying):
-  x, k, _ = (jax.random.normal(jax.random.key(i), s) for i, s in
-             enumerate((x_shape, kernel_shape, ())))
-  y, vjp = jax.vjp(lambda x, k: op(x, k, 'xla'), x, k)
-  g = jax.random.normal(jax.random.key(3), y.shape)
-  def fwd_bwd(x, k, g):
-    if varying:
-      k = jax.lax.pcast(k, 'data', to='varying')
-    y, vjp = jax.vjp(lambda x, k: op(x, k, impl), x, k)
-    dx, dk = vjp(g)
-    return y, dx, jax.lax.psum(dk, 'data') if varying else dk
+  mesh = jax.make_mesh((2,), ('data',))
   sharded = NamedSharding(mesh, P('data'))
-  got = jax.jit(jax.shard_map(fwd_bwd, mesh=mesh, in_specs=(P('data'), P(), P('data')),
-                              out_specs=(P('data'), P('data'), P())))(
-      jax.device_put(x, sharded), k, jax.device_put(g, sharded))
-  for a, b in zip(got, (y,) + vjp(g)):
-    err = float(jnp.abs(a - b).max() / jnp.abs(b).max())
-    assert err < 1e-5, (op.__name__, impl, x_shape, err)
-for varying in (True, False):
+
+  def check(op, impl, x_shape, kernel_shape):
+    x, k = (jax.random.normal(jax.random.key(i), s) for i, s in
+            enumerate((x_shape, kernel_shape)))
+    y, vjp = jax.vjp(lambda x, k: op(x, k, 'xla'), x, k)
+    g = jax.random.normal(jax.random.key(3), y.shape)
+
+    def fwd_bwd(x, k, g):
+      if varying:
+        k = jax.lax.pcast(k, 'data', to='varying')
+      y, vjp = jax.vjp(lambda x, k: op(x, k, impl), x, k)
+      dx, dk = vjp(g)
+      return y, dx, jax.lax.psum(dk, 'data') if varying else dk
+
+    got = jax.jit(jax.shard_map(fwd_bwd, mesh=mesh, in_specs=(P('data'), P(), P('data')),
+                                out_specs=(P('data'), P('data'), P())))(
+        jax.device_put(x, sharded), k, jax.device_put(g, sharded))
+    for a, b in zip(got, (y,) + vjp(g)):
+      err = float(jnp.abs(a - b).max() / jnp.abs(b).max())
+      assert err < 1e-5, (op.__name__, impl, x_shape, err)
+
   for impl in ('auto', 'winograd', 'winograd_phase'):
-    check(resample.conv_transpose_4x2, impl, (4, 4, 4, 256), (4, 4, 256, 128), varying)
-    check(resample.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64), varying)
+    check(resample.conv_transpose_4x2, impl, (4, 4, 4, 256), (4, 4, 256, 128))
+    check(resample.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64))
   for impl in ('auto', 'winograd'):
-    check(resample.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256), varying)
-print('ok')
-''', devices=2)
-  assert out.strip().endswith('ok')
+    check(resample.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256))
+

@@ -1,27 +1,35 @@
 """The train step and its compiled call: it learns, and it is the same on one and two
-devices and for any number of steps per call."""
+devices and for any number of steps per call (in the test process, which has two CPU
+devices: tests/conftest.py)."""
 
-import json
-
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from facegan_jax import config as config_lib, state as state_lib
-from tests.conftest import run_python
-
-TRAIN_SNIPPET = '''
-import jax, jax.numpy as jnp, numpy as np
-from facegan_jax import config as config_lib, mesh as mesh_lib, state as state_lib, step as step_lib
+from facegan_jax import config as config_lib, mesh as mesh_lib, state as state_lib
+from facegan_jax import step as step_lib
 from facegan_jax.data import pipeline
 
-def run(num_devices, steps, images, static_steps=None, **overrides):
-  config = config_lib.Config(**{**dict(
-      model='dcgan', resolution=16, conv_dim=8, z_dim=16, batch_size=8, g_first_bn=True,
-      num_devices=num_devices), **overrides})
+
+def tiny_config(**overrides):
+  return config_lib.Config(**{**dict(model='dcgan', resolution=16, conv_dim=8, z_dim=16,
+                                     batch_size=8, g_first_bn=True), **overrides})
+
+
+def start(config):
+  """(mesh, initial state) of a run on config.num_devices devices."""
   mesh = mesh_lib.make_mesh(config.num_devices)
   state = jax.jit(lambda: state_lib.init_state(config),
                   out_shardings=mesh_lib.replicated(mesh))()
+  return mesh, state
+
+
+def run(num_devices, steps, images, static_steps=None, **overrides):
+  """(final state on the host, each call's metrics) of `steps` steps on `images`."""
+  config = tiny_config(num_devices=num_devices, **overrides)
+  mesh, state = start(config)
   step_fn = step_lib.make_train_fn(config, mesh, static_steps=static_steps)
   inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
   history = []
@@ -29,109 +37,91 @@ def run(num_devices, steps, images, static_steps=None, **overrides):
     state, metrics = step_fn(state, inputs(step), config.steps_per_call)
     history.append({k: float(v) for k, v in metrics.items()})
   return jax.device_get(state), history
-'''
 
 
-def test_one_and_two_devices_give_the_same_run():
+def random_images(n, resolution=16, channels=3):
+  return np.random.default_rng(0).integers(0, 256, (n, resolution, resolution, channels),
+                                           dtype=np.uint8)
+
+
+MLP = dict(model='mlp', resolution=28, channels=1, hidden_dim=16)
+
+
+@pytest.mark.parametrize('overrides', [{}, MLP], ids=['dcgan', 'mlp'])
+def test_one_and_two_devices_give_the_same_run(overrides):
   """Same global batch and seed: same losses and parameters (BatchNorm and dropout synced)."""
-  out = run_python(TRAIN_SNIPPET + '''
-rng = np.random.default_rng(0)
-for overrides in (dict(), dict(model='mlp', resolution=28, channels=1, hidden_dim=16)):
-  r = overrides.get('resolution', 16)
-  images = rng.integers(0, 256, (20, r, r, overrides.get('channels', 3)), dtype=np.uint8)
+  images = random_images(20, overrides.get('resolution', 16), overrides.get('channels', 3))
   (s1, m1), (s2, m2) = (run(n, 4, images, **overrides) for n in (1, 2))
   for a, b in zip(m1, m2):
     for k in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm'):
-      assert abs(a[k] - b[k]) <= 1e-5 * max(1, abs(a[k])), (overrides, k, a[k], b[k])
+      assert abs(a[k] - b[k]) <= 1e-5 * max(1, abs(a[k])), (k, a[k], b[k])
   diffs = jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), s1, s2))
   assert max(diffs) < 1e-5, max(diffs)
   assert m1[0]['d_loss'] != m1[-1]['d_loss']  # the parameters did move
-print('ok')
-''', devices=2)
-  assert out.strip().endswith('ok')
 
 
 def test_discriminator_learns_to_separate_real_from_fake():
   """With G frozen (lr_g ~ 0), D's real/fake scores pull apart within a few steps."""
-  out = run_python(TRAIN_SNIPPET + '''
-rng = np.random.default_rng(0)
-# "Real" images: smooth bright blobs, unlike an untrained G's output.
-yy, xx = np.mgrid[:16, :16]
-blob = 255 * np.exp(-((yy - 8)**2 + (xx - 8)**2) / 20)
-images = np.clip(blob[None, :, :, None] + rng.normal(0, 10, (32, 16, 16, 3)), 0, 255)
-_, history = run(1, 30, images.astype(np.uint8), lr_g=1e-12, lr_d=1e-3, batch_size=16)
-first, last = history[0], history[-1]
-print(first['d_real'] - first['d_fake'], last['d_real'] - last['d_fake'], last['d_loss'])
-''')
-  gap_before, gap_after, d_loss = map(float, out.split()[-3:])
-  assert gap_before < 0.2
-  assert gap_after > 0.8  # D scores real ~1 and fake ~0
-  assert d_loss < 0.3
+  rng = np.random.default_rng(0)
+  # "Real" images: smooth bright blobs, unlike an untrained G's output.
+  yy, xx = np.mgrid[:16, :16]
+  blob = 255 * np.exp(-((yy - 8)**2 + (xx - 8)**2) / 20)
+  images = np.clip(blob[None, :, :, None] + rng.normal(0, 10, (32, 16, 16, 3)), 0, 255)
+  _, history = run(1, 30, images.astype(np.uint8), lr_g=1e-12, lr_d=1e-3, batch_size=16)
+  first, last = history[0], history[-1]
+  assert first['d_real'] - first['d_fake'] < 0.2
+  assert last['d_real'] - last['d_fake'] > 0.8  # D scores real ~1 and fake ~0
+  assert last['d_loss'] < 0.3
 
 
-def test_bf16_training_stays_finite_and_tracks_fp32():
+@pytest.mark.parametrize('overrides', [{}, MLP], ids=['dcgan', 'mlp'])
+def test_bf16_training_stays_finite_and_tracks_fp32(overrides):
   """--precision=bf16: bfloat16 compute, float32 parameters, optimizer state, BatchNorm
   statistics and losses; over 30 steps the losses follow the float32 run's."""
-  out = run_python(TRAIN_SNIPPET + '''
-import json
-rng = np.random.default_rng(0)
-report = {}
-for overrides in (dict(), dict(model='mlp', resolution=28, channels=1, hidden_dim=16)):
-  r = overrides.get('resolution', 16)
-  images = rng.integers(0, 256, (64, r, r, overrides.get('channels', 3)), dtype=np.uint8)
-  (s32, m32), (s16, m16) = (run(1, 30, images, precision=p, **overrides)
-                            for p in ('fp32', 'bf16'))
+  images = random_images(64, overrides.get('resolution', 16), overrides.get('channels', 3))
+  (_, m32), (s16, m16) = (run(1, 30, images, precision=p, **overrides)
+                          for p in ('fp32', 'bf16'))
   leaves = jax.tree.leaves(s16)
   assert {str(x.dtype) for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)} == {'float32'}
   assert all(np.isfinite(x).all() for x in leaves)
-  report[overrides.get('model', 'dcgan')] = max(
-      abs(a[k] - b[k]) for a, b in zip(m32, m16) for k in ('d_loss', 'g_loss'))
-print(json.dumps(report))
-''')
-  gaps = json.loads(out.strip().splitlines()[-1])
+  gap = max(abs(a[k] - b[k]) for a, b in zip(m32, m16) for k in ('d_loss', 'g_loss'))
   # bf16 keeps 8 bits of mantissa; measured gaps: 0.0015 (dcgan) and 0.0004 (mlp) on losses
   # of ~0.7-1.4.
-  assert gaps['dcgan'] < 0.02 and gaps['mlp'] < 0.02, gaps
+  assert gap < 0.02
   # ...and it is bf16 that ran: the same computation in fp32 gives a gap of exactly 0.
-  assert gaps['dcgan'] > 1e-5 and gaps['mlp'] > 1e-5, gaps
+  assert gap > 1e-5
 
 
 def test_several_steps_per_call_give_the_one_step_run():
   """Three steps per call (crossing an epoch inside a call) are the same run as one step per
   call, bit for bit, on 2 devices: the same state and the same metrics at every third step
   (tests/test_main.py checks main.py's calls on 1 device under XLA's default flags)."""
-  out = run_python(TRAIN_SNIPPET + '''
-rng = np.random.default_rng(0)
-images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)  # 8 steps per epoch
-s1, m1 = run(2, 12, images, steps_per_call=1)
-for static_steps in (False, True):  # the count as an argument (CPU, TPU) or static (GPU)
-  s3, m3 = run(2, 12, images, static_steps, steps_per_call=3)
-  assert len(m3) == 4
-  for a, b in zip(m1[2::3], m3):
-    assert a == b, (static_steps, a, b)
-  diffs = jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), s1, s3))
-  print(max(diffs))
-''', devices=2)
-  assert [float(x) for x in out.split()[-2:]] == [0, 0]
+  images = random_images(64)  # 8 steps per epoch
+  s1, m1 = run(2, 12, images, steps_per_call=1)
+  for static_steps in (False, True):  # the count as an argument (CPU, TPU) or static (GPU)
+    s3, m3 = run(2, 12, images, static_steps, steps_per_call=3)
+    assert len(m3) == 4
+    for a, b in zip(m1[2::3], m3):
+      assert a == b, (static_steps, a, b)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s3), strict=True):
+      np.testing.assert_array_equal(a, b)
 
 
-def test_ema_generator_warms_up_then_decays_at_ema_decay():
+@pytest.mark.parametrize('ema_decay', [0.5, 0.0])
+def test_ema_generator_warms_up_then_decays_at_ema_decay(ema_decay):
   """After each step the EMA generator is decay * EMA + (1 - decay) * G's new parameters, with
   decay = min(--ema_decay, (1 + step) / (10 + step)) (TF's warm-up: early samples are not
   stuck near the initialisation); --ema_decay=0 samples G itself."""
-  out = run_python(TRAIN_SNIPPET + '''
-import json
-rng = np.random.default_rng(0)
-images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
-report = {}
-for ema_decay in (0.5, 0.0):
+  images = random_images(64)
   config = config_lib.Config(model='dcgan', resolution=16, conv_dim=8, z_dim=16, batch_size=8,
                              num_devices=1, ema_decay=ema_decay, lr_g=1e-3)
-  mesh = mesh_lib.make_mesh(1)
-  state = jax.jit(lambda: state_lib.init_state(config), out_shardings=mesh_lib.replicated(mesh))()
+  mesh, state = start(config)
   step_fn = step_lib.make_train_fn(config, mesh)
   inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
-  flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(tree))])
+
+  def flat(tree):
+    return np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(tree))])
+
   ema, decays = flat(state.ema_params), []
   for step in range(12):
     state, _ = step_fn(state, inputs(step), 1)
@@ -139,71 +129,53 @@ for ema_decay in (0.5, 0.0):
     # The decay that maps (EMA, G) to the new EMA, fitted over every parameter.
     decays.append(float(np.dot(ema - g, new_ema - g) / np.dot(ema - g, ema - g)))
     if ema_decay == 0:
-      assert np.array_equal(new_ema, g), step
+      np.testing.assert_array_equal(new_ema, g)
     ema = new_ema
   assert state_lib.sample_params(config, state) is (
       state.ema_params if ema_decay else state.g_params)
-  report[ema_decay] = decays
-print(json.dumps(report))
-''')
-  report = json.loads(out.strip().splitlines()[-1])
-  for ema_decay, decays in report.items():
-    expected = [min(float(ema_decay), (1 + step) / (10 + step)) for step in range(12)]
-    assert max(abs(a - b) for a, b in zip(decays, expected)) < 1e-5, (ema_decay, decays)
-  assert report['0.5'][:3] == pytest.approx([0.1, 2 / 11, 0.25], abs=1e-5)  # warming up
-  assert report['0.5'][-3:] == pytest.approx([0.5] * 3, abs=1e-5)  # at --ema_decay from step 8
+  expected = [min(ema_decay, (1 + step) / (10 + step)) for step in range(12)]
+  assert max(abs(a - b) for a, b in zip(decays, expected)) < 1e-5, decays
+  if ema_decay:
+    assert decays[:3] == pytest.approx([0.1, 2 / 11, 0.25], abs=1e-5)  # warming up
+    assert decays[-3:] == pytest.approx([0.5] * 3, abs=1e-5)  # at --ema_decay from step 8
 
 
 def test_label_smoothing_sets_the_real_target_of_ds_loss():
   """--label_smoothing=t makes D's bce loss on reals -(t log D(x) + (1-t) log(1-D(x))): on the
   same state and batch, d_loss(t) - d_loss(1) = (1 - t) * mean(real logits), and it reaches
   the update (D's parameters differ)."""
-  out = run_python(TRAIN_SNIPPET + '''
-import json
-from flax import nnx
-rng = np.random.default_rng(0)
-images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
-losses, params = {}, {}
-for t in (1.0, 0.9):
-  s, m = run(1, 1, images, label_smoothing=t)
-  losses[t], params[t] = m[0]['d_loss'], s.d_params
-# The first batch's real logits under the fresh D, as the step computes them.
-config = config_lib.Config(model='dcgan', resolution=16, conv_dim=8, z_dim=16, batch_size=8,
-                           g_first_bn=True)
-state = state_lib.init_state(config)
-order = np.asarray(pipeline.epoch_order(state_lib.data_key(state), 0, len(images)))
-logits = jax.jit(lambda params, stats, real: nnx.merge(state.d_graph, params, stats)(
-    real, train=True))(state.d_params, state.d_stats, pipeline.to_float(images[order[:8]]))
-moved = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
-                                         params[1.0], params[0.9])))
-print(json.dumps(dict(losses=losses, mean_logit=float(logits.mean()), moved=moved)))
-''')
-  report = json.loads(out.strip().splitlines()[-1])
-  losses, mean_logit = report['losses'], report['mean_logit']
-  assert abs(mean_logit) > 1e-3, report  # else the loss would not tell t apart
-  gap = losses['0.9'] - losses['1.0']
-  assert gap == pytest.approx(0.1 * mean_logit, abs=2e-6), report
-  assert report['moved'] > 0, report
+  images = random_images(64)
+  losses, params = {}, {}
+  for t in (1.0, 0.9):
+    s, m = run(1, 1, images, label_smoothing=t)
+    losses[t], params[t] = m[0]['d_loss'], s.d_params
+  # The first batch's real logits under the fresh D, as the step computes them.
+  state = state_lib.init_state(tiny_config())
+  order = np.asarray(pipeline.epoch_order(state_lib.data_key(state), 0, len(images)))
+  logits = jax.jit(lambda params, stats, real: nnx.merge(state.d_graph, params, stats)(
+      real, train=True))(state.d_params, state.d_stats, pipeline.to_float(images[order[:8]]))
+  mean_logit = float(logits.mean())
+  assert abs(mean_logit) > 1e-3  # else the loss would not tell t apart
+  assert losses[0.9] - losses[1.0] == pytest.approx(0.1 * mean_logit, abs=2e-6), losses
+  moved = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
+                                           params[1.0], params[0.9])))
+  assert moved > 0
 
 
 def test_seed_sets_the_initialisation_data_order_and_latents():
   """The same --seed gives the same run bit for bit; another seed other parameters and
   losses at every step."""
-  out = run_python(TRAIN_SNIPPET + '''
-import json
-rng = np.random.default_rng(0)
-images = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
-runs = [run(1, 3, images, seed=seed) for seed in (0, 0, 1)]
-leaves = [jax.tree.leaves(s) for s, _ in runs]
-same = all(np.array_equal(a, b) for a, b in zip(leaves[0], leaves[1]))
-differ = all(not np.array_equal(a, b) for a, b in zip(leaves[0], leaves[2])
-             if np.issubdtype(a.dtype, np.floating))
-print(json.dumps(dict(same=same, differ=differ, metrics=[m for _, m in runs])))
-''')
-  report = json.loads(out.strip().splitlines()[-1])
-  same, other = report['metrics'][1], report['metrics'][2]
-  assert report['same'] and report['metrics'][0] == same
-  assert report['differ'], report  # every parameter, statistic and optimizer moment
+  images = random_images(64)
+  runs = [run(1, 3, images, seed=seed) for seed in (0, 0, 1)]
+  leaves = [jax.tree.leaves(s) for s, _ in runs]
+  for a, b in zip(leaves[0], leaves[1], strict=True):
+    np.testing.assert_array_equal(a, b)
+  # Every parameter, statistic and optimizer moment differs.
+  for a, b in zip(leaves[0], leaves[2], strict=True):
+    if np.issubdtype(a.dtype, np.floating):
+      assert not np.array_equal(a, b)
+  (_, first), (_, same), (_, other) = runs
+  assert first == same
   for a, b in zip(same, other, strict=True):
     assert a['d_loss'] != b['d_loss'] and a['g_loss'] != b['g_loss'], (a, b)
 
