@@ -26,11 +26,18 @@ class Health:
     self._wins, self._low = [], 0  # g_loss over the current D-wins streak; collapse streak
     self._best_diversity = 0.0
 
-  def update(self, step, metrics):
+  def replay(self, rows):
+    """Catches up on a resumed run's logged rows (metrics.jsonl's, up to its step), silently:
+    the streaks and flags then continue as in the uninterrupted run."""
+    for row in rows:
+      if {'d_real', 'd_fake', 'g_loss', 'diversity'} <= row.keys():
+        self.update(row['step'], dict(row), warn=False)
+
+  def update(self, step, metrics, warn=True):
     d_wins = metrics['d_fake'] < D_FAKE_MAX and metrics['d_real'] > D_REAL_MIN
     self._wins = self._wins + [metrics['g_loss']] if d_wins else []
     flagged = len(self._wins) >= self.patience and self._wins[-1] > self._wins[0]
-    if flagged and len(self._wins) == self.patience:
+    if warn and flagged and len(self._wins) == self.patience:
       logging.warning('Step %d: D has won outright for %d log intervals (d_real %.2f, '
                       'd_fake %.3f, g_loss %.2f -> %.2f): G may stop learning', step,
                       len(self._wins), metrics['d_real'], metrics['d_fake'], self._wins[0],
@@ -40,7 +47,7 @@ class Health:
     low = diversity < DIVERSITY_MIN and diversity < 0.5 * self._best_diversity
     self._low = self._low + 1 if low else 0
     collapse = self._low >= self.patience
-    if self._low == self.patience:
+    if warn and self._low == self.patience:
       logging.warning('Step %d: fakes have collapsed: their spread over the batch is %.2f of '
                       'the real images\' for %d log intervals', step, metrics['diversity'],
                       self._low)

@@ -1,8 +1,11 @@
 """metrics.jsonl: the training log, one JSON object per line with its `step`.
 
 Training appends a line per log step (`append`) and, with --eval_every, one `{"step": S,
-"eval": RECORD}` per evaluation; a resumed run first drops the lines logged after the step it
-resumes from (`truncate`), then logs them again, identically.
+"eval": RECORD}` per evaluation. A resumed run first repairs the log (`repair`): it keeps the
+lines up to the step it resumes from and moves every other line to metrics_set_aside.txt
+beside it, never deleting one: the lines logged after that step (the run logs them again,
+identically) and any line that is not a JSON object with a step (a line torn by a kill during
+an append, or damaged otherwise). Readers skip such lines too.
 """
 
 import json
@@ -26,14 +29,62 @@ def finite_floats(metrics, step):
   return metrics
 
 
-def truncate(path, step):
-  """Drops metrics.jsonl lines after `step` (a resumed run logs them again, identically)."""
+SET_ASIDE = 'metrics_set_aside.txt'
+
+
+def _row(line):
+  """The JSON object with an integer `step` that `line` holds, or None."""
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None
+  return row if isinstance(row, dict) and isinstance(row.get('step'), int) else None
+
+
+def read_rows(path):
+  """The log's rows (dicts with a `step`), skipping damaged lines; none if there is no log."""
+  try:
+    with open(path, errors='replace') as f:
+      return [row for row in map(_row, filter(str.strip, f)) if row is not None]
+  except FileNotFoundError:
+    return []
+
+
+def repair(path, step):
+  """Keeps the log's rows up to `step` and moves every other line aside (module doc); returns
+  the rows kept. Warns once when lines were damaged."""
   if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+    return []
+  with open(path, errors='replace') as f:
+    lines = [line if line.endswith('\n') else line + '\n' for line in f if line.strip()]
+  rows = [_row(line) for line in lines]
+  keep = [row is not None and row['step'] <= step for row in rows]
+  if all(keep):
+    if lines and not _ends_with_newline(path):  # appends start on a fresh line
+      with open(path, 'a') as f:
+        f.write('\n')
+    return rows
+  aside = os.path.join(os.path.dirname(path), SET_ASIDE)
+  with open(aside, 'a') as f:
+    f.writelines(line for line, kept in zip(lines, keep) if not kept)
   with files.atomic_path(path) as tmp, open(tmp, 'w') as f:
-    f.writelines(lines)
+    f.writelines(line for line, kept in zip(lines, keep) if kept)
+  damaged = [i + 1 for i, row in enumerate(rows) if row is None]
+  later = sum(1 for row in rows if row is not None and row['step'] > step)
+  if damaged:
+    logging.warning('%s: %d damaged line(s) (line %s%s), a run killed while writing it; moved '
+                    'them to %s and kept the %d good lines up to step %d', path, len(damaged),
+                    damaged[0], ', ...' if len(damaged) > 1 else '', aside, sum(keep), step)
+  if later:
+    logging.info('Moved the %d metrics.jsonl line(s) logged after step %d to %s (this run logs '
+                 'them again)', later, step, aside)
+  return [row for row, kept in zip(rows, keep) if kept]
+
+
+def _ends_with_newline(path):
+  with open(path, 'rb') as f:
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) == b'\n'
 
 
 def _append_line(path, row):
@@ -43,11 +94,7 @@ def _append_line(path, row):
 
 def eval_rows(path):
   """The evaluation lines of the log at `path` (none if it does not exist)."""
-  try:
-    with open(path) as f:
-      return [row for row in map(json.loads, filter(str.strip, f)) if 'eval' in row]
-  except FileNotFoundError:
-    return []
+  return [row for row in read_rows(path) if 'eval' in row]
 
 
 def append_eval(path, step, record):

@@ -62,9 +62,9 @@ def train_and_evaluate(config, workdir):
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
-  if writer:  # drop the lines a killed run logged after its last checkpoint
-    metrics_log.truncate(metrics_path, step)
   health = health_lib.Health()
+  if writer:  # the log up to this step, as an uninterrupted run has it; health's streaks too
+    health.replay(metrics_log.repair(metrics_path, step))
   periodic = PeriodicEval(config, workdir, metrics_path) if config.eval_every else None
 
   timer_start, timer_step, synced = None, step, False

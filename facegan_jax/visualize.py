@@ -1,13 +1,11 @@
 """Image grids and loss curves written to the workdir."""
 
-import json
 import math
-import os
 
 import numpy as np
 from PIL import Image
 
-from facegan_jax import files
+from facegan_jax import files, metrics_log
 
 
 def grid(images, columns=None, pad=2):
@@ -35,10 +33,7 @@ def save_grid(images, path, scale=2):
 
 def plot_losses(metrics_path, path):
   """D and G loss curves from metrics.jsonl."""
-  if not os.path.exists(metrics_path):
-    return
-  with open(metrics_path) as f:
-    rows = [row for row in map(json.loads, filter(str.strip, f)) if 'd_loss' in row]
+  rows = [row for row in metrics_log.read_rows(metrics_path) if 'd_loss' in row]
   if not rows:
     return
   # A Figure of its own, not pyplot's: files only, no display or global state; imported here,

@@ -39,7 +39,10 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
           'images_per_sec'} <= set(rows[-1])
 
   # Rerunning the same command with more steps resumes from step 10 (that it lands where an
-  # uninterrupted run does is tested in test_resume.py).
+  # uninterrupted run does is tested in test_resume.py), even after a kill took the log's
+  # last newline: the next line starts on a line of its own.
+  os.truncate(os.path.join(workdir, 'metrics.jsonl'),
+              os.path.getsize(os.path.join(workdir, 'metrics.jsonl')) - 1)
   resumed = main_py(*args, '--num_steps=20')
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert 'Resuming at step 10' in resumed.stdout + resumed.stderr

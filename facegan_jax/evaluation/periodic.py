@@ -25,7 +25,7 @@ class PeriodicEval:
 
   def __init__(self, config, workdir, metrics_path):
     """Prepares the real side (see evaluate.Evaluator); the best value so far is read from
-    metrics.jsonl, which the caller has already truncated to the restored step."""
+    metrics.jsonl, which the caller has already repaired up to the restored step."""
     self.config, self.metrics_path = config, metrics_path
     self.evaluator = evaluate.Evaluator(config)
     self.best, self.best_ckpts = None, None
