@@ -11,6 +11,7 @@ from absl import app, flags, logging
 
 from facegan_jax import config as config_lib
 from facegan_jax import runtime
+from facegan_jax import workdir as workdir_lib
 from facegan_jax.errors import DISK_FULL, CheckpointError, UsageError
 
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
@@ -33,6 +34,7 @@ def main(argv):
   handler.addFilter(runtime.ours_or_warning)
   try:
     config_lib.validate(config)
+    workdir_lib.check(FLAGS.workdir)
   except UsageError as e:
     sys.exit(f'error: {e}')
   # JAX is imported only now: --help and flag errors do not wait for it, and the CPU runtime

@@ -103,13 +103,40 @@ class Config:
 
   def to_flags(self):
     """The config as flagfile lines, e.g. `--batch_size=64`."""
-    lines = []
-    for f in dataclasses.fields(self):
-      value = getattr(self, f.name)
-      if value is None:
-        continue
-      lines.append(f'--{f.name}={str(value).lower() if isinstance(value, bool) else value}')
-    return '\n'.join(lines) + '\n'
+    return ''.join(flag(f.name, getattr(self, f.name)) + '\n' for f in dataclasses.fields(self)
+                   if getattr(self, f.name) is not None)
+
+
+def flag(name, value):
+  """`--name=value` as a flagfile line has it (booleans as true/false, None as empty)."""
+  text = '' if value is None else str(value).lower() if isinstance(value, bool) else value
+  return f'--{name}={text}'
+
+
+# The flags a resumed run may change, applied from the step it resumes at (and recorded in
+# flags.txt): where the data and devices are and how steps are grouped (the run computes the
+# same), how long it runs, how often it logs, samples, checkpoints and evaluates, and the
+# learning rates. Every other flag fixes what the run computes: a resume with another value is
+# an error (checkpoint/manager.py).
+RESUME_MAY_CHANGE = ('mode', 'data_dir', 'data_manual_dir', 'max_bad_fraction', 'input',
+                     'conv_impl', 'num_devices', 'coordinator_address', 'num_processes',
+                     'process_id', 'steps_per_call', 'num_steps', 'log_every', 'sample_every',
+                     'checkpoint_every', 'keep_checkpoints', 'num_samples', 'sample_seed',
+                     'eval_every', 'inception_weights', 'lr_g', 'lr_d', 'lr_decay_start')
+
+
+def fixed_on_resume():
+  """The Config fields a resume must keep (all but RESUME_MAY_CHANGE)."""
+  return tuple(f.name for f in dataclasses.fields(Config) if f.name not in RESUME_MAY_CHANGE)
+
+
+def changed_on_resume(saved, config):
+  """{name: (saved value, this run's)} of the RESUME_MAY_CHANGE flags that differ from the
+  checkpoint's config `saved` (a dict; fields it lacks are not compared), per-process ones
+  aside."""
+  return {name: (saved[name], getattr(config, name)) for name in RESUME_MAY_CHANGE
+          if name not in ('mode', 'process_id') and name in saved
+          and saved[name] != getattr(config, name)}
 
 
 # --conv_impl's implementations of each resampling layer (models/conv_impls.py builds them

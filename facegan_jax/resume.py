@@ -4,6 +4,7 @@ import os
 
 import jax
 
+from facegan_jax import config as config_lib
 from facegan_jax import mesh as mesh_lib
 from facegan_jax import state as state_lib
 from facegan_jax.checkpoint.manager import Checkpoints
@@ -20,7 +21,7 @@ def restore_or_init(config, ckpts, mesh):
   """
   replicated = mesh_lib.replicated(mesh)
   abstract = state_lib.abstract_state(config, replicated)
-  state = ckpts.restore(abstract)
+  state = ckpts.restore(abstract, fixed=config_lib.fixed_on_resume())
   if state is not None:
     return state, f'Resuming at step {int(state.step)}'
   fresh = jax.jit(lambda: state_lib.init_state(config), out_shardings=replicated)()

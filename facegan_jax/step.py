@@ -106,7 +106,7 @@ def global_norm(tree):
 
 
 def make_train_fn(config, mesh, on_host=False, static_steps=None):
-  """The compiled call over the mesh: (state, inputs, n) -> (state, metrics of the last step)
+  """The jitted call over the mesh: (state, inputs, n) -> (state, metrics of the last step)
   after n steps, `inputs` being data/pipeline.Input's for the call.
 
   On the devices, inputs are (dataset shard, orders of this epoch and the next), n at most an
@@ -139,10 +139,11 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
                              (state, no_metrics))
 
   on_mesh = functools.partial(jax.shard_map, mesh=mesh, out_specs=(P(), P()))
-  if on_host:
-    call = jax.jit(on_mesh(lambda state, batch: one_step(state, pipeline.to_float(batch)),
-                           in_specs=(P(), P(DATA_AXIS))), donate_argnums=0)
-    return lambda state, batch, num_steps: call(state, batch)
+  if on_host:  # n is 1
+    call = on_mesh(lambda state, batch: one_step(state, pipeline.to_float(batch)),
+                   in_specs=(P(), P(DATA_AXIS)))
+    return jax.jit(lambda state, batch, num_steps: call(state, batch), donate_argnums=0,
+                   static_argnums=2)
   if static_steps is None:
     static_steps = jax.default_backend() == 'gpu'
   in_specs = (P(), (P(DATA_AXIS), P()))

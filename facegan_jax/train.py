@@ -9,12 +9,13 @@ import time
 import jax
 from absl import logging
 
+from facegan_jax import config as config_lib, files
 from facegan_jax import health as health_lib
 from facegan_jax import mesh as mesh_lib
-from facegan_jax import metrics_log, preemption, resume, runtime, step as step_lib, visualize
+from facegan_jax import memory, metrics_log, preemption, resume, runtime, step as step_lib, visualize
 from facegan_jax import state as state_lib
+from facegan_jax import workdir as workdir_lib
 from facegan_jax.checkpoint.manager import Checkpoints
-from facegan_jax.config import validate
 from facegan_jax.data import pipeline, sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation.periodic import PeriodicEval
@@ -28,36 +29,90 @@ def call_length(config, step, max_steps_per_call):
   return min(max_steps_per_call, min(ends) - step)
 
 
+def record_flags(path, config, workdir, step, changed):
+  """flags.txt, a --flagfile that reruns the run: a fresh run writes its flags; each resume
+  appends a line with its step and the flags it changed (in a flagfile the later line wins),
+  so the file keeps the run's history and always gives its current flags."""
+  if step == 0 or not os.path.exists(path):  # a fresh run, or a flags.txt lost since
+    with files.atomic_path(path) as tmp, open(tmp, 'w') as f:
+      if step:
+        f.write(f'# Rewritten at step {step}: the earlier flags.txt was missing\n')
+      f.write(config.to_flags() + f'--workdir={workdir}\n')
+    return
+  with open(path, 'a') as f:
+    f.write(f'# Resumed at step {step}' + (' with:\n' if changed else ' (no flag changed)\n'))
+    f.writelines(config_lib.flag(name, new) + '\n' for name, (_, new) in changed.items())
+
+
+def _start(config, mesh, num_devices, images, ckpts):
+  """(state, step, inputs, train_fn, flags changed on resume) of the run's start, its step
+  compiled and its memory checked; state None when the run has no step left."""
+  state, origin = resume.restore_or_init(config, ckpts, mesh)
+  step = int(state.step)
+  if step > config.num_steps:
+    raise UsageError(f'--num_steps={config.num_steps} is below the step this run has reached '
+                     f'({step}); pass --num_steps={step} or more to go on, or another --workdir')
+  changed = (config_lib.changed_on_resume(ckpts.restored_config, config) if step else {})
+  logging.info('%s on %d %s device(s); %d training images', origin, num_devices,
+               jax.default_backend(), len(images))
+  if changed:
+    logging.info('Changed on resume: %s', ', '.join(
+        f'{config_lib.flag(name, new)} (was {old})' for name, (old, new) in changed.items()))
+  if step == config.num_steps:
+    logging.info('The run has reached --num_steps=%d: nothing to train (a larger --num_steps '
+                 'goes on)', step)
+    return None, step, None, None, changed
+  # The order's key, taken now: steps donate the state's buffers.
+  inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), step)
+  logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if inputs.on_host
+               else 'the whole dataset on the devices', images.nbytes / 1e6)
+  train_fn = step_lib.make_train_fn(config, mesh, inputs.on_host)
+  # Compiled now, to check its memory before training (the first call reuses it).
+  memory.check(train_fn.lower(state, inputs.spec(step), call_length(
+      config, step, inputs.max_steps_per_call)).compile(), config)
+  return state, step, inputs, train_fn, changed
+
+
 def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its latest checkpoint."""
   mesh = mesh_lib.make_mesh(config.num_devices)
   num_devices = mesh.shape[mesh_lib.DATA_AXIS]
-  validate(config, num_devices)
+  config_lib.validate(config, num_devices)
   sources.check_dataset(config.dataset)
-  ckpts = Checkpoints(os.path.join(workdir, 'checkpoints'), keep=config.keep_checkpoints,
-                      config=config)
-  state, origin = resume.restore_or_init(config, ckpts, mesh)
-  step = int(state.step)
+  lock = workdir_lib.lock_for_training(workdir)  # before anything in it is read or written
+  try:
+    return _train(config, workdir, mesh, num_devices)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _train(config, workdir, mesh, num_devices):
   images = sources.load_training_images(config)
   if len(images) < config.batch_size:
     raise UsageError(f'{config.dataset} has {len(images)} training images, fewer than '
                      f'--batch_size={config.batch_size}')
-  logging.info('%s on %d %s device(s); %d training images', origin, num_devices,
-               jax.default_backend(), len(images))
+  # Opened once the data is known to work; a run that stops before its first save leaves
+  # no empty checkpoints/ behind (below).
+  fresh = not os.path.exists(os.path.join(workdir, 'checkpoints'))
+  ckpts = Checkpoints(os.path.join(workdir, 'checkpoints'), keep=config.keep_checkpoints,
+                      config=config)
+  try:
+    state, step, inputs, train_fn, changed = _start(config, mesh, num_devices, images, ckpts)
+  except BaseException:
+    ckpts.close(quiet=True)
+    if fresh and not os.listdir(ckpts.directory):
+      os.rmdir(ckpts.directory)
+    raise
+  if state is None:  # nothing to train
+    ckpts.close()
+    return None
   writer = runtime.writes_files()  # process 0 writes the files; every process computes
-  if writer:  # once the flags are known to work with this workdir: a --flagfile to rerun it
+  if writer:  # once the flags are known to work with this workdir and its memory
     os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-    with open(os.path.join(workdir, 'flags.txt'), 'w') as f:
-      f.write(config.to_flags() + f'--workdir={workdir}\n')
-
-  # The order's key, taken now: steps donate the state's buffers.
-  inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), step)
-  if writer:
+    record_flags(os.path.join(workdir, 'flags.txt'), config, workdir, step, changed)
     first_batch = inputs.order(0)[:min(config.batch_size, 64)]
     visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
-  logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if inputs.on_host
-               else 'the whole dataset on the devices', images.nbytes / 1e6)
-  train_fn = step_lib.make_train_fn(config, mesh, inputs.on_host)
   sample_fn = state_lib.make_sample_fn(state)
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
@@ -70,8 +125,10 @@ def train_and_evaluate(config, workdir):
   timer_start, timer_step, synced = None, step, False
   in_flight = collections.deque()
   unclosed = [m for m in (ckpts, periodic) if m]  # their saves in flight end before we return
-  try:
-    with preemption.StopSignals() as stop:
+  # Everything to the last save's end under StopSignals: a second Ctrl-C while a save is
+  # written (at the stop, the end or after an error) exits at once.
+  with preemption.StopSignals() as stop:
+    try:
       while step < config.num_steps:
         num_steps = call_length(config, step, inputs.max_steps_per_call)
         state, metrics = train_fn(state, inputs(step), num_steps)
@@ -118,13 +175,12 @@ def train_and_evaluate(config, workdir):
           break
         if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
           timer_start, timer_step, synced = time.perf_counter(), step, False
-      # Still under StopSignals: a second Ctrl-C while the last save is written exits at once.
       while unclosed:
         unclosed.pop(0).close()
-  except BaseException:
-    for manager in unclosed:  # let saves in flight finish; report the error above
-      manager.close(quiet=True)
-    raise
+    except BaseException:
+      for manager in unclosed:  # let saves in flight finish; report the error above
+        manager.close(quiet=True)
+      raise
   if stop.requested:
     logging.info('Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to '
                  'resume.', stop.requested, step, ckpts.directory)

@@ -245,9 +245,12 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_pa
 def test_no_space_left_writing_the_runs_files_is_one_line(tmp_path, data_dir):
   """ENOSPC (a full disk; EFBIG is above): every write to /dev/full fails with it."""
   workdir = str(tmp_path / 'run')
-  os.makedirs(workdir)
-  os.symlink('/dev/full', os.path.join(workdir, 'flags.txt'))  # the run's first file
-  full = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=10')
+  args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}']
+  assert main_py(*args, '--num_steps=10').returncode == 0
+  # A resume's first write: the line it appends to flags.txt.
+  os.remove(os.path.join(workdir, 'flags.txt'))
+  os.symlink('/dev/full', os.path.join(workdir, 'flags.txt'))
+  full = main_py(*args, '--num_steps=20')
   assert full.returncode == 1, full.stderr[-3000:]
   assert full.stderr.strip().splitlines()[-1] == (
       f'error: writing {workdir} failed: no space left on the device; with space again, '

@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from facegan_jax import config as config_lib
 from facegan_jax.checkpoint import manifest
 from facegan_jax.errors import CheckpointError, UsageError, one_line
 
@@ -86,6 +87,7 @@ class Checkpoints:
         item_handlers=dict(state=ocp.StandardCheckpointHandler(),
                            config=ocp.JsonCheckpointHandler()))
     self.last_saved = self.manager.latest_step()  # the last finished save
+    self.restored_config = None
     self._in_flight = None
 
   def _seal(self):
@@ -135,18 +137,20 @@ class Checkpoints:
       self.last_saved = self._in_flight
     self._in_flight = step
 
-  def restore(self, abstract_state, step=None, what='checkpoint'):
+  def restore(self, abstract_state, step=None, what='checkpoint', fixed=SHAPE_FIELDS):
     """The newest undamaged state (or the one at `step`), laid out like `abstract_state`.
 
     Returns None when there is none; raises UsageError when the saved run's shapes differ
-    from `abstract_state`'s. Damaged checkpoints are moved aside (skipped when read-only).
+    from `abstract_state`'s or its config from ours in a `fixed` field. Damaged checkpoints
+    are moved aside (skipped when read-only). The saved config (a dict) is then in
+    `restored_config`.
     """
     steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
     for i, step in enumerate(steps):
       problem = manifest.find_damage(os.path.join(self.directory, str(step)))
       if problem is None:
         try:
-          self._check_shapes(step, abstract_state, what)
+          self.restored_config = self._check_shapes(step, abstract_state, what, fixed)
           return self.manager.restore(step, args=ocp.args.Composite(
               state=ocp.args.StandardRestore(abstract_state))).state
         except UsageError:
@@ -156,16 +160,18 @@ class Checkpoints:
       self._set_aside(step, problem, steps[i + 1] if i + 1 < len(steps) else None)
     return None
 
-  def _check_shapes(self, step, abstract_state, what):
+  def _check_shapes(self, step, abstract_state, what, fixed):
     config = self.manager.restore(step, args=ocp.args.Composite(
         config=ocp.args.JsonRestore())).config or {}
     if self.config is not None:
-      for name in SHAPE_FIELDS:
-        if name in config and config[name] != getattr(self.config, name):
-          raise UsageError(
-              f'{what} {step} in {self.directory} was trained with --{name}={config[name]}, '
-              f'this run has --{name}={getattr(self.config, name)}; use another --workdir '
-              'or the same flags')
+      # Fields an older checkpoint lacks are not compared.
+      differ = [name for name in fixed
+                if name in config and config[name] != getattr(self.config, name)]
+      if differ:
+        theirs = ' '.join(config_lib.flag(name, config[name]) for name in differ)
+        ours = ' '.join(config_lib.flag(name, getattr(self.config, name)) for name in differ)
+        raise UsageError(f'{what} {step} in {self.directory} was trained with {theirs}, this '
+                         f'run has {ours}; use another --workdir or the same flags')
     ours = leaf_names(abstract_state)
     theirs = leaf_names(self.manager.item_metadata(step)['state'])
     for name in sorted(set(ours) | set(theirs)):
@@ -174,6 +180,7 @@ class Checkpoints:
         raise UsageError(
             f'{what} {step} in {self.directory} does not fit this run: {name} is '
             f'{_shape(its)} there and {_shape(mine)} here')
+    return config
 
   def _set_aside(self, step, problem, fallback):
     path = os.path.join(self.directory, str(step))

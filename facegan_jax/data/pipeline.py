@@ -157,12 +157,18 @@ class Input:
     self._replicated = replicated(mesh)
     self.order = functools.lru_cache(maxsize=3)(
         lambda epoch: np.asarray(epoch_order(key, epoch, len(images))))
+    self._batch_spec = jax.ShapeDtypeStruct((config.batch_size,) + images.shape[1:], np.uint8,
+                                            sharding=NamedSharding(mesh, P(DATA_AXIS)))
     if self.on_host:
       self._batches = host_batches(images, self.order, config.batch_size, mesh, start_step,
                                    config.num_steps)
     else:
       self._dataset = shard_dataset(images, mesh)
       self._epoch, self._orders = None, None
+
+  def spec(self, step):
+    """What __call__(step) returns, or its shape (host input: drawing it would consume it)."""
+    return self._batch_spec if self.on_host else self(step)
 
   def __call__(self, step):
     """The input of the call that starts at `step` (at most max_steps_per_call long): the next
