@@ -12,7 +12,7 @@ from absl import app, flags, logging
 from facegan_jax import config as config_lib
 from facegan_jax import runtime
 from facegan_jax import workdir as workdir_lib
-from facegan_jax.errors import DISK_FULL, CheckpointError, UsageError
+from facegan_jax.errors import DISK_FULL, NOT_WRITABLE, CheckpointError, UsageError
 
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            str: flags.DEFINE_string}
@@ -53,9 +53,11 @@ def main(argv):
   except (UsageError, FloatingPointError, CheckpointError) as e:
     sys.exit(f'error: {e}')
   except OSError as e:
+    where = e.filename or FLAGS.workdir
+    if e.errno in NOT_WRITABLE:
+      sys.exit(f'error: cannot write {where}: {e.strerror}')
     if e.errno not in DISK_FULL:
       raise
-    where = e.filename or FLAGS.workdir
     sys.exit(f'error: writing {where} failed: {DISK_FULL[e.errno]}; with space again, rerun '
              'the command to resume from the last checkpoint')
 

@@ -200,7 +200,10 @@ def validate(config, num_devices=None):
   for name, allowed in CHOICES.items():
     if getattr(config, name) not in allowed:
       raise UsageError(f'--{name}={getattr(config, name)} is not one of {", ".join(allowed)}')
-  if config.batch_size < 1 or (num_devices and config.batch_size % num_devices):
+  for name in ('batch_size', 'resolution'):
+    if getattr(config, name) < 1:
+      raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
+  if num_devices and config.batch_size % num_devices:
     raise UsageError(f'--batch_size={config.batch_size} is not divisible by the number of '
                      f'devices ({num_devices})')
   if config.model == 'dcgan':

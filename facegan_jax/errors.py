@@ -8,6 +8,10 @@ DISK_FULL = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk qu
              errno.EFBIG: 'file too large for the file system'}
 
 
+# Other OSErrors of writing a file that the user can fix: one line naming the path.
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR)
+
+
 class UsageError(ValueError):
   """A problem with the flags or the data, reported to the user as one line."""
 

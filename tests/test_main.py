@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import socket
 import time
 
 import jax
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facegan_jax import config as config_lib, workdir as workdir_lib
 from tests import conftest
 from tests.conftest import (TINY, assert_only_our_info_lines, info_lines, metrics,
                             read_checkpoint, run_python)
@@ -138,6 +140,11 @@ np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3
      '--best_metric=domain_fd is defined for synthetic_faces only'),
     ('--lr_decay=linear --lr_decay_start=30 --num_steps=30',
      '--lr_decay_start=30: must be in [0, --num_steps=30)'),
+    ('--resolution=0', '--resolution=0: must be at least 1'),
+    ('--model=mlp --resolution=-28', '--resolution=-28: must be at least 1'),
+    ('--batch_size=0', '--batch_size=0: must be at least 1'),
+    ('--workdir=', '--workdir is empty (an unset shell variable?)'),
+    ('--workdir=/etc/hostname/run', '--workdir=/etc/hostname/run: /etc/hostname is a file'),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, flag, message):
   result = main_py(*TINY, f'--workdir={tmp_path}', *flag.split(), devices=2)
@@ -170,15 +177,58 @@ def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path, data_di
     np.testing.assert_array_equal(a, b)
 
 
-def test_resuming_with_other_shapes_is_an_error_that_keeps_the_run(tmp_path, data_dir):
-  args = TINY + [f'--data_dir={data_dir}', f'--workdir={tmp_path}', '--num_steps=10']
-  assert main_py(*args).returncode == 0
+def test_resume_keeps_the_runs_flags_and_records_the_ones_it_may_change(tmp_path, data_dir):
+  """Flags that fix what the run computes cannot change on resume (one line names each);
+  those that may (the length, schedules, learning rates) apply and are logged, and flags.txt
+  keeps their history while still rerunning the run as a --flagfile."""
+  args = TINY + [f'--data_dir={data_dir}', f'--workdir={tmp_path}']
+  assert main_py(*args, '--num_steps=10').returncode == 0
   flags_before = (tmp_path / 'flags.txt').read_text()
-  result = main_py(*args, '--conv_dim=16')
+  result = main_py(*args, '--num_steps=10', '--conv_dim=16', '--seed=5')
   assert result.returncode == 1
-  assert 'trained with --conv_dim=8, this run has --conv_dim=16' in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: checkpoint 10 in {tmp_path}/checkpoints was trained with --conv_dim=8 --seed=0, '
+      'this run has --conv_dim=16 --seed=5; use another --workdir or the same flags')
   assert (tmp_path / 'flags.txt').read_text() == flags_before
   assert os.path.exists(tmp_path / 'checkpoints' / '10')
+
+  changed = main_py(*args, '--num_steps=20', '--lr_g=1e-4')
+  assert changed.returncode == 0, changed.stderr[-2000:]
+  assert 'Changed on resume: --num_steps=20 (was 10), --lr_g=0.0001 (was 0.0002)' in (
+      changed.stdout)
+  history = (tmp_path / 'flags.txt').read_text()
+  assert history == flags_before + '# Resumed at step 10 with:\n--num_steps=20\n--lr_g=0.0001\n'
+  flagfile = config_lib.read_flagfile(str(tmp_path / 'flags.txt'))
+  assert (flagfile['num_steps'], flagfile['lr_g'], flagfile['seed']) == (20, 1e-4, 0)
+  # The checkpoint now holds the new rate: the same command again has nothing to train.
+  done = main_py(f'--flagfile={tmp_path}/flags.txt')
+  assert done.returncode == 0 and 'The run has reached --num_steps=20: nothing to train' in (
+      done.stdout)
+  assert (tmp_path / 'flags.txt').read_text() == history
+  shorter = main_py(*args, '--num_steps=5', '--lr_g=1e-4')
+  assert shorter.returncode == 1 and shorter.stderr.strip().splitlines()[-1] == (
+      'error: --num_steps=5 is below the step this run has reached (20); pass --num_steps=20 '
+      'or more to go on, or another --workdir')
+
+  # A file the run cannot write is one line naming it.
+  os.makedirs(tmp_path / 'samples.npz')
+  sampled = main_py(*args, '--mode=sample', '--num_samples=4')
+  assert sampled.returncode == 1
+  assert sampled.stderr.strip().splitlines()[-1] == (
+      f'error: cannot write {tmp_path}/samples.npz: Is a directory')
+
+
+def test_a_second_run_on_a_workdir_in_use_stops_before_touching_it(tmp_path, data_dir):
+  lock = workdir_lib.Lock(str(tmp_path)).acquire()  # as a run in progress holds it
+  try:
+    result = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}', '--num_steps=5')
+  finally:
+    lock.release()
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: --workdir={tmp_path} is in use by another run (pid {os.getpid()} on '
+      f'{socket.gethostname()}); wait for it to end, or use another --workdir')
+  assert os.listdir(tmp_path) == ['run.lock']
 
 
 def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):

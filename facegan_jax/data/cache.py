@@ -32,8 +32,9 @@ def resized(builder, split, shape, crop=None, image_key='image', cache_dir=None)
   cache_dir = cache_dir or builder.data_dir
   name = 'x'.join(map(str, shape)) + (f'-crop{crop}' if crop else '')
   cache = os.path.join(cache_dir, f'facegan-{split}-{name}.npy')
-  if os.path.exists(cache):
-    return np.load(cache, mmap_mode='r')
+  loaded = _load(cache)
+  if loaded is not None:
+    return loaded
   source = builder.as_data_source(split=split)
   source_shape = builder.info.features[image_key].shape
   if None not in source_shape and len(source) * np.prod(source_shape) <= _MAX_ORIGINALS_BYTES:
@@ -46,15 +47,37 @@ def resized(builder, split, shape, crop=None, image_key='image', cache_dir=None)
 
 
 def cached(path, make):
-  """The array cached at `path`, made by `make()` and saved there the first time."""
-  if os.path.exists(path):
-    return np.load(path, mmap_mode='r')  # read as needed: the host path never holds it all
+  """The array cached at `path`, made by `make()` and saved there the first time (or again,
+  when the file is damaged)."""
+  loaded = _load(path)
+  if loaded is not None:
+    return loaded
   array = make()
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with files.atomic_path(path) as tmp:  # never a half-written cache, even if this run is killed
     np.save(tmp, array)
   logging.info('Cached %s images at %s', 'x'.join(map(str, array.shape)), path)
   return array
+
+
+def _load(path):
+  """The cached array at `path` memory-mapped (read as needed: the host path never holds it
+  all), or None when there is none. A file whose header or length does not hold together (a
+  copy cut short, a damaged disk) is moved aside with a warning naming it, and rebuilt."""
+  if not os.path.exists(path):
+    return None
+  try:
+    array = np.load(path, mmap_mode='r', allow_pickle=False)
+    if not isinstance(array, np.memmap):
+      raise ValueError(f'not an array file ({type(array).__name__})')
+    return array
+  except (ValueError, OSError, EOFError) as e:
+    aside = f'{path}.damaged'
+    os.replace(path, aside)
+    logging.warning('Prepared-data cache %s is damaged (%s); moved it to %s and rebuilding it '
+                    'from the source', path, str(e).splitlines()[0] if str(e) else type(e).__name__,
+                    aside)
+    return None
 
 
 def _read_all(source, image_key, shape=None, crop=None, chunk=2048):

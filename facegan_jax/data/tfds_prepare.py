@@ -2,8 +2,11 @@
 any TFDS image dataset, with their download failures translated into one-line errors."""
 
 import contextlib
+import fcntl
+import glob
 import io
 import os
+import shutil
 import socket
 
 import numpy as np
@@ -22,10 +25,25 @@ CELEB_A_CROP = 108
 
 def _prepare(builder, **kwargs):
   """builder.download_and_prepare without TFDS's progress bars and the lines it prints (our
-  own log line says what is being prepared, and where)."""
-  tfds.disable_progress_bar()
-  with contextlib.redirect_stdout(io.StringIO()):
-    builder.download_and_prepare(**kwargs)
+  own log line says what is being prepared, and where), one run at a time: under a lock in
+  the dataset's folder (a run that finds another preparing it waits, then uses its result).
+  TFDS prepares into an `incomplete.*` folder renamed when done; those of killed runs are
+  removed first (with the lock held, nobody else is writing one)."""
+  dataset_dir = os.path.dirname(os.path.normpath(builder.data_dir))
+  os.makedirs(dataset_dir, exist_ok=True)
+  with open(os.path.join(dataset_dir, '.facegan-prepare.lock'), 'a') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if builder.is_prepared():
+      return
+    stale = sorted(glob.glob(os.path.join(dataset_dir, 'incomplete.*')))
+    for path in stale:
+      shutil.rmtree(path)
+    if stale:
+      logging.warning('Removed %d incomplete preparation(s) left by a killed run: %s',
+                      len(stale), ', '.join(stale))
+    tfds.disable_progress_bar()
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(**kwargs)
 
 
 def _manual_dir(config):

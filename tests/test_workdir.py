@@ -1,0 +1,92 @@
+"""What surrounds the checkpoints survives its users: the workdir's lock and checks, damaged
+prepared-data caches, killed dataset preparations, and the memory check."""
+
+import os
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tensorflow_datasets.core.utils import file_utils
+
+from facegan_jax import memory, workdir as workdir_lib
+from facegan_jax.config import Config
+from facegan_jax.data import cache, tfds_prepare
+from facegan_jax.errors import UsageError
+
+
+def test_a_locked_workdir_refuses_a_second_run_naming_the_holder(tmp_path):
+  first = workdir_lib.Lock(str(tmp_path)).acquire()
+  # flock locks belong to an open file: a second open, even in this process, is refused.
+  with pytest.raises(UsageError, match=rf'is in use by another run \(pid {os.getpid()} on '):
+    workdir_lib.Lock(str(tmp_path)).acquire()
+  first.release()
+  workdir_lib.Lock(str(tmp_path)).acquire().release()  # free again once released
+
+
+def test_empty_and_unusable_workdirs_are_one_line_errors(tmp_path):
+  for empty in ('', ' '):
+    with pytest.raises(UsageError, match=r'^--workdir is empty \(an unset shell variable\?\)'):
+      workdir_lib.check(empty)
+  a_file = tmp_path / 'file'
+  a_file.write_text('x')
+  with pytest.raises(UsageError, match='is a file, not a directory'):
+    workdir_lib.check(str(a_file))
+  with pytest.raises(UsageError, match=rf'^--workdir={a_file}/run/x: {a_file} is a file'):
+    workdir_lib.create(str(a_file / 'run' / 'x'))
+  workdir_lib.create(str(tmp_path / 'new' / 'run'))
+  assert (tmp_path / 'new' / 'run').is_dir()
+
+
+def test_a_damaged_cache_is_moved_aside_and_rebuilt(tmp_path):
+  images = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
+  path = str(tmp_path / 'facegan-train-8x8x3.npy')
+  np.testing.assert_array_equal(cache.cached(path, lambda: images), images)
+  made = []
+
+  def make():
+    made.append(1)
+    return images
+
+  np.testing.assert_array_equal(cache.cached(path, make), images)  # read back: not made
+  assert not made
+  size = os.path.getsize(path)
+  for damage in (lambda: os.truncate(path, size // 2),  # a copy cut short
+                 lambda: open(path, 'r+b').write(b'garbage!')):  # its header overwritten
+    damage()
+    np.testing.assert_array_equal(cache.cached(path, make), images)
+    assert os.path.getsize(path) == size and os.path.exists(path + '.damaged')
+  assert len(made) == 2
+
+
+def test_preparing_removes_what_killed_preparations_left(tmp_path):
+  """Under its lock, _prepare removes the incomplete.* folders TFDS names as it prepares
+  (named here by TFDS's own function) and prepares once; a prepared builder is left alone."""
+  version_dir = tmp_path / 'some_dataset' / '1.0.0'
+  stale = file_utils._get_incomplete_dir(str(version_dir))  # noqa: SLF001
+  os.makedirs(stale)
+  prepared = []
+  builder = types.SimpleNamespace(
+      data_dir=str(version_dir), is_prepared=lambda: bool(prepared),
+      download_and_prepare=lambda: (prepared.append(os.listdir(tmp_path / 'some_dataset')),
+                                    os.makedirs(version_dir)))
+  tfds_prepare._prepare(builder)  # noqa: SLF001
+  assert prepared == [['.facegan-prepare.lock']]  # the stale folder was gone before it ran
+  tfds_prepare._prepare(builder)  # noqa: SLF001
+  assert len(prepared) == 1
+
+
+def test_memory_check_refuses_a_step_that_cannot_fit():
+  compiled = jax.jit(lambda x: (x @ x).sum()).lower(jnp.ones((64, 64))).compile()
+  analysis = compiled.memory_analysis()
+  assert memory.needed_bytes(compiled) == (
+      analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+      + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes) > 0
+  memory.check(compiled, Config())  # a few kB
+  huge = types.SimpleNamespace(memory_analysis=lambda: types.SimpleNamespace(
+      argument_size_in_bytes=10**15, output_size_in_bytes=0, temp_size_in_bytes=10**15,
+      alias_size_in_bytes=0))
+  with pytest.raises(UsageError, match=r'^the train step needs 4000000\.0 GB of host memory '
+                                       r'at --batch_size=64 and 32px, and [\d.]+ GB are free'):
+    memory.check(huge, Config())  # 2 PB per device, on this process's 2 CPU devices
