@@ -31,10 +31,17 @@ def test_every_field_has_flag_help():
     assert field.metadata['help'].strip(), field.name
 
 
-@pytest.mark.parametrize('resolution', [0, -4, 48, 2])
+@pytest.mark.parametrize('resolution', [48, 2])
 def test_bad_dcgan_resolutions_are_one_line_errors(resolution):
   with pytest.raises(UsageError, match=f'^--resolution={resolution}: dcgan needs 4'):
     config_lib.validate(config_lib.Config(resolution=resolution))
+
+
+@pytest.mark.parametrize('model', ['dcgan', 'mlp'])
+@pytest.mark.parametrize('resolution', [0, -4])
+def test_resolutions_below_one_are_one_line_errors(model, resolution):
+  with pytest.raises(UsageError, match=f'^--resolution={resolution}: must be at least 1$'):
+    config_lib.validate(config_lib.Config(model=model, resolution=resolution))
 
 
 def test_num_stages():
