@@ -44,9 +44,10 @@ def record_flags(path, config, workdir, step, changed):
     f.writelines(config_lib.flag(name, new) + '\n' for name, (_, new) in changed.items())
 
 
-def _start(config, mesh, num_devices, images, ckpts):
-  """(state, step, inputs, train_fn, flags changed on resume) of the run's start, its step
-  compiled and its memory checked; state None when the run has no step left."""
+def _start(config, workdir, mesh, num_devices, images, ckpts):
+  """(state, step, inputs, train_fn, periodic evaluation, flags changed on resume) of the
+  run's start, its step compiled and its memory checked, before the run writes a file; state
+  None when the run has no step left."""
   state, origin = resume.restore_or_init(config, ckpts, mesh)
   step = int(state.step)
   if step > config.num_steps:
@@ -61,7 +62,7 @@ def _start(config, mesh, num_devices, images, ckpts):
   if step == config.num_steps:
     logging.info('The run has reached --num_steps=%d: nothing to train (a larger --num_steps '
                  'goes on)', step)
-    return None, step, None, None, changed
+    return None, step, None, None, None, changed
   # The order's key, taken now: steps donate the state's buffers.
   inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), step)
   logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if inputs.on_host
@@ -70,7 +71,10 @@ def _start(config, mesh, num_devices, images, ckpts):
   # Compiled now, to check its memory before training (the first call reuses it).
   memory.check(train_fn.lower(state, inputs.spec(step), call_length(
       config, step, inputs.max_steps_per_call)).compile(), config)
-  return state, step, inputs, train_fn, changed
+  # Its real side prepared now (feature networks trained, real features read): its errors too.
+  periodic = (PeriodicEval(config, workdir, os.path.join(workdir, 'metrics.jsonl'), step)
+              if config.eval_every else None)
+  return state, step, inputs, train_fn, periodic, changed
 
 
 def train_and_evaluate(config, workdir):
@@ -98,7 +102,8 @@ def _train(config, workdir, mesh, num_devices):
   ckpts = Checkpoints(os.path.join(workdir, 'checkpoints'), keep=config.keep_checkpoints,
                       config=config)
   try:
-    state, step, inputs, train_fn, changed = _start(config, mesh, num_devices, images, ckpts)
+    state, step, inputs, train_fn, periodic, changed = _start(config, workdir, mesh,
+                                                              num_devices, images, ckpts)
   except BaseException:
     ckpts.close(quiet=True)
     if fresh and not os.listdir(ckpts.directory):
@@ -120,7 +125,6 @@ def _train(config, workdir, mesh, num_devices):
   health = health_lib.Health()
   if writer:  # the log up to this step, as an uninterrupted run has it; health's streaks too
     health.replay(metrics_log.repair(metrics_path, step))
-  periodic = PeriodicEval(config, workdir, metrics_path) if config.eval_every else None
 
   timer_start, timer_step, synced = None, step, False
   in_flight = collections.deque()

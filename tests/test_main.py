@@ -384,3 +384,4 @@ def test_errors_found_as_the_run_starts_are_one_line(tmp_path, data_dir, flags, 
   assert result.returncode == 1, result.stderr[-2000:]
   assert result.stderr.strip().splitlines()[-1] == f'error: {message}'
   assert 'Traceback' not in result.stderr
+  assert set(os.listdir(tmp_path)) <= {'run.lock'}  # no empty checkpoints/, no flags.txt

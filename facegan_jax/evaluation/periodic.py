@@ -23,9 +23,9 @@ HIGHER_IS_BETTER = ('class_coverage',)
 class PeriodicEval:
   """Evaluates the generator of a training state and keeps the best state."""
 
-  def __init__(self, config, workdir, metrics_path):
+  def __init__(self, config, workdir, metrics_path, step):
     """Prepares the real side (see evaluate.Evaluator); the best value so far is read from
-    metrics.jsonl, which the caller has already repaired up to the restored step."""
+    metrics.jsonl's evaluations up to `step`, the restored one."""
     self.config, self.metrics_path = config, metrics_path
     self.evaluator = evaluate.Evaluator(config)
     self.best, self.best_ckpts = None, None
@@ -33,7 +33,8 @@ class PeriodicEval:
       self.best_ckpts = Checkpoints(os.path.join(workdir, BEST_DIR), keep=1,
                                                config=config)
       self.best = min((self._loss(row['eval']['metrics'])
-                       for row in metrics_log.eval_rows(metrics_path)), default=None)
+                       for row in metrics_log.eval_rows(metrics_path) if row['step'] <= step),
+                      default=None)
 
   def _loss(self, metrics):
     """The --best_metric value of an eval record's metrics, as lower-is-better."""
