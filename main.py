@@ -17,7 +17,7 @@ from facegan_jax.errors import DISK_FULL, NOT_WRITABLE, CheckpointError, UsageEr
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            str: flags.DEFINE_string}
 for _field in dataclasses.fields(config_lib.Config):
-  _DEFINE[str if _field.type == str | None else _field.type](
+  _DEFINE[config_lib.flag_type(_field.type)](
       _field.name, _field.default, _field.metadata['help'])
 flags.DEFINE_string('workdir', None, 'directory for checkpoints, samples, metrics and plots')
 flags.mark_flag_as_required('workdir')

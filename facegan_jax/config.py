@@ -62,6 +62,8 @@ class Config:
   lr_decay_start: int = field(0, 'with --lr_decay=linear: the step the decay starts at')
   beta1: float = field(0.5, 'Adam beta1 (DCGAN: 0.5)')
   beta2: float = field(0.999, 'Adam beta2')
+  beta1_d: float | None = field(None, "D's Adam beta1 (default: --beta1; SNGAN's recipe: 0)")
+  beta2_d: float | None = field(None, "D's Adam beta2 (default: --beta2; SNGAN's recipe: 0.9)")
   ema_decay: float = field(0.0, 'decay of the EMA generator used for samples (0 = off)')
   seed: int = field(0, 'seed of initialisation, data order and latents: a run is a function of '
       'its flags')
@@ -158,7 +160,13 @@ CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'
 PRESETS = dict(udacity32='celeba32_udacity.flags', dcgan64='celeba64_dcgan.flags',
                mnist_mlp='mnist_mlp.flags')
 PRESET_FIELDS = ('model', 'resolution', 'channels', 'conv_dim', 'hidden_dim', 'z_dim', 'g_first_bn',
-                 'd_dropout', 'label_smoothing', 'lr_g', 'lr_d', 'beta1', 'beta2')
+                 'd_dropout', 'label_smoothing', 'lr_g', 'lr_d', 'beta1', 'beta2', 'beta1_d',
+                 'beta2_d')
+
+
+def flag_type(field_type):
+  """The type of a Config field's flag: `float` for `float | None`, and so on."""
+  return next(t for t in getattr(field_type, '__args__', (field_type,)) if t is not type(None))
 
 
 def read_flagfile(path):
@@ -169,8 +177,11 @@ def read_flagfile(path):
     for line in f:
       name, _, value = line.strip().removeprefix('--').partition('=')
       if line.startswith('--') and name in types:
-        kind = str if types[name] == str | None else types[name]
-        values[name] = value.lower() == 'true' if kind is bool else kind(value)
+        kind = flag_type(types[name])
+        if value == '' and kind is not str:  # an optional flag set back to its default
+          values[name] = None
+        else:
+          values[name] = value.lower() == 'true' if kind is bool else kind(value)
   return values
 
 
@@ -214,6 +225,10 @@ def validate(config, num_devices=None):
     raise UsageError(f'--label_smoothing={config.label_smoothing}: must be in (0, 1]')
   if config.label_smoothing != 1 and config.loss != 'bce':
     raise UsageError(f'--label_smoothing applies to --loss=bce only, not {config.loss}')
+  for name in ('beta1', 'beta2', 'beta1_d', 'beta2_d'):
+    value = getattr(config, name)
+    if value is not None and not 0 <= value < 1:
+      raise UsageError(f'--{name}={value}: must be in [0, 1)')
   if not 0 <= config.ema_decay < 1:
     raise UsageError(f'--ema_decay={config.ema_decay}: must be in [0, 1)')
   if not 0 <= config.max_bad_fraction <= 1:

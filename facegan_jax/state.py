@@ -56,10 +56,15 @@ def adam(lr, beta1, beta2, decay_start=None, decay_end=None):
   return optax.adam(lr, beta1, beta2)
 
 
-def adam_settings(config, lr):
-  """`adam`'s arguments for a network trained at `lr` under `config`."""
+def adam_settings(config, lr, network='g'):
+  """`adam`'s arguments for `network` ('g' or 'd') trained at `lr` under `config`: D's betas
+  are --beta1_d and --beta2_d where given, else both networks' --beta1 and --beta2."""
   decay = ((config.lr_decay_start, config.num_steps) if config.lr_decay == 'linear' else ())
-  return (lr, config.beta1, config.beta2, *decay)
+  beta1, beta2 = config.beta1, config.beta2
+  if network == 'd':
+    beta1 = config.beta1 if config.beta1_d is None else config.beta1_d
+    beta2 = config.beta2 if config.beta2_d is None else config.beta2_d
+  return (lr, beta1, beta2, *decay)
 
 
 def init_state(config):
@@ -71,7 +76,8 @@ def init_state(config):
       step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats, d_params=d_params,
       d_stats=d_stats, g_opt=None, d_opt=None, ema_params=g_params,
       rng=jax.random.PRNGKey(config.seed + 1), g_graph=g_graph, d_graph=d_graph,
-      adam_g=adam_settings(config, config.lr_g), adam_d=adam_settings(config, config.lr_d))
+      adam_g=adam_settings(config, config.lr_g),
+      adam_d=adam_settings(config, config.lr_d, 'd'))
   return state.replace(g_opt=state.tx_g.init(g_params), d_opt=state.tx_d.init(d_params))
 
 

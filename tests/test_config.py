@@ -47,3 +47,12 @@ def test_resolutions_below_one_are_one_line_errors(model, resolution):
 def test_num_stages():
   assert config_lib.num_stages(64) == (4, 4)
   assert config_lib.num_stages(28) == (7, 2)
+
+
+def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
+  config = config_lib.Config(beta1_d=0.0)
+  path = tmp_path / 'flags.txt'
+  path.write_text(config.to_flags() + config_lib.flag('beta2_d', None) + '\n')
+  values = config_lib.read_flagfile(str(path))
+  assert values['beta1_d'] == 0.0 and values['beta2_d'] is None
+  assert config_lib.flag_type(float | None) is float and config_lib.flag_type(int) is int

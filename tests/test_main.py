@@ -140,6 +140,7 @@ np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3
      '--best_metric=domain_fd is defined for synthetic_faces only'),
     ('--lr_decay=linear --lr_decay_start=30 --num_steps=30',
      '--lr_decay_start=30: must be in [0, --num_steps=30)'),
+    ('--beta2_d=1', '--beta2_d=1.0: must be in [0, 1)'),
     ('--resolution=0', '--resolution=0: must be at least 1'),
     ('--model=mlp --resolution=-28', '--resolution=-28: must be at least 1'),
     ('--batch_size=0', '--batch_size=0: must be at least 1'),

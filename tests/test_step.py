@@ -194,3 +194,26 @@ def test_linear_lr_decay_holds_the_rate_then_reaches_zero_at_num_steps():
     np.testing.assert_allclose(steps, [1, 1, 1, 0.75, 0.5, 0.25, 0], atol=1e-4)
   # Without --lr_decay, a constant rate: optax.adam's own state, as checkpoints hold it.
   assert state_lib.adam_settings(config_lib.Config(lr_g=1e-3), 1e-3) == (1e-3, 0.5, 0.999)
+
+
+def test_d_has_its_own_adam_betas_when_given():
+  """--beta1_d and --beta2_d (SNGAN trains D with betas (0, 0.9)) set D's Adam only; unset,
+  both networks use --beta1 and --beta2."""
+  config = config_lib.Config(beta1=0.5, beta2=0.999, beta1_d=0.0, beta2_d=0.9)
+  assert state_lib.adam_settings(config, 2e-4) == (2e-4, 0.5, 0.999)
+  assert state_lib.adam_settings(config, 2e-4, 'd') == (2e-4, 0.0, 0.9)
+  assert state_lib.adam_settings(config_lib.Config(beta2_d=0.9), 2e-4, 'd') == (2e-4, 0.5, 0.9)
+  # D's update after two steps of the same constant gradient differs with its beta1 (Adam's
+  # first step is sign(g) * lr whatever the betas).
+  params = jnp.zeros(2)
+  moved = {}
+  for beta1 in (0.5, 0.0):
+    tx = state_lib.adam(*state_lib.adam_settings(config_lib.Config(beta1_d=beta1), 1.0, 'd'))
+    opt, total = tx.init(params), 0
+    for grad in (jnp.array([1.0, 1.0]), jnp.array([-1.0, 1.0])):
+      updates, opt = tx.update(grad, opt, params)
+      total = total + updates
+    moved[beta1] = np.asarray(total)
+  assert not np.allclose(moved[0.5], moved[0.0])
+  state = jax.eval_shape(lambda: state_lib.init_state(tiny_config(beta1_d=0.0, beta2_d=0.9)))
+  assert state.adam_d[1:3] == (0.0, 0.9) and state.adam_g[1:3] == (0.5, 0.999)
