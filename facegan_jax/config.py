@@ -64,6 +64,10 @@ class Config:
   beta2: float = field(0.999, 'Adam beta2')
   beta1_d: float | None = field(None, "D's Adam beta1 (default: --beta1; SNGAN's recipe: 0)")
   beta2_d: float | None = field(None, "D's Adam beta2 (default: --beta2; SNGAN's recipe: 0.9)")
+  r1_gamma: float = field(0.0, "R1 penalty's weight on D's gradient at the reals, "
+      'gamma/2 E|grad_x D(x)|^2 (Mescheder et al. 2018; 0 = off)')
+  r1_every: int = field(1, 'with --r1_gamma: apply R1 every k D steps, scaled by k (lazy '
+      'regularisation, as StyleGAN2 with k=16)')
   ema_decay: float = field(0.0, 'decay of the EMA generator used for samples (0 = off)')
   seed: int = field(0, 'seed of initialisation, data order and latents: a run is a function of '
       'its flags')
@@ -225,6 +229,12 @@ def validate(config, num_devices=None):
     raise UsageError(f'--label_smoothing={config.label_smoothing}: must be in (0, 1]')
   if config.label_smoothing != 1 and config.loss != 'bce':
     raise UsageError(f'--label_smoothing applies to --loss=bce only, not {config.loss}')
+  if config.r1_gamma < 0:
+    raise UsageError(f'--r1_gamma={config.r1_gamma}: must be 0 (off) or positive')
+  if config.r1_every < 1:
+    raise UsageError(f'--r1_every={config.r1_every}: must be at least 1')
+  if config.r1_every != 1 and not config.r1_gamma:
+    raise UsageError(f'--r1_every={config.r1_every} needs --r1_gamma')
   for name in ('beta1', 'beta2', 'beta1_d', 'beta2_d'):
     value = getattr(config, name)
     if value is not None and not 0 <= value < 1:

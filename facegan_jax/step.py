@@ -45,16 +45,23 @@ def train_step(state, real, rng, *, config):
   # G runs forward once: D's update sees the fakes, G's update pulls back through this vjp.
   fake, g_vjp, g_stats = jax.vjp(generate, g_params, has_aux=True)
 
+  def d_forward(d_params, d_stats, x, keys):
+    d = nnx.merge(state.d_graph, d_params, d_stats, copy=True)
+    return d(x, train=True, dropout_keys=keys), nnx.state(d, nnx.BatchStat)
+
   def d_objective(d_params):
-    d = nnx.merge(state.d_graph, d_params, state.d_stats, copy=True)
     # Two calls, as PyTorch's loop makes: each batch gets its own BatchNorm statistics (one
     # joint pass over both measured no faster on CPU).
-    real_logits = d(real, train=True, dropout_keys=drop_real)
-    fake_logits = d(jax.lax.stop_gradient(fake), train=True, dropout_keys=drop_fake)
+    if config.r1_gamma:
+      real_logits, d_stats, r1 = r1_pass(d_forward, d_params, state.d_stats, real, drop_real,
+                                         state.step, config)
+    else:
+      (real_logits, d_stats), r1 = d_forward(d_params, state.d_stats, real, drop_real), 0.0
+    fake_logits, d_stats = d_forward(d_params, d_stats, jax.lax.stop_gradient(fake), drop_fake)
     d_loss = d_loss_fn(real_logits, fake_logits, config.label_smoothing)
-    return d_loss, (nnx.state(d, nnx.BatchStat), real_logits, fake_logits)
+    return d_loss + r1, (d_stats, real_logits, fake_logits, d_loss, r1)
 
-  (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
+  (_, (d_stats, real_logits, fake_logits, d_loss, r1)), d_grads = jax.value_and_grad(
       d_objective, has_aux=True)(d_params)
   d_grads = jax.lax.pmean(d_grads, DATA_AXIS)
   d_updates, d_opt = state.tx_d.update(d_grads, state.d_opt, state.d_params)
@@ -80,11 +87,43 @@ def train_step(state, real, rng, *, config):
       d_real=jax.nn.sigmoid(real_logits).mean(), d_fake=jax.nn.sigmoid(fake_logits).mean()),
       DATA_AXIS)
   metrics['diversity'] = batch_spread(fake) / batch_spread(real)
+  if config.r1_gamma:
+    metrics['r1'] = r1
   metrics.update(d_grad_norm=global_norm(d_grads), g_grad_norm=global_norm(g_grads))
   new_state = state.replace(
       step=state.step + 1, g_params=new_g_params, g_stats=g_stats, d_params=new_d_params,
       d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, ema_params=ema_params)
   return new_state, metrics
+
+
+def r1_penalty(x_grads):
+  """E‖∇ₓD(x)‖² over the global batch (inside shard_map), from this device's input gradients."""
+  per_example = jnp.square(x_grads.astype(jnp.float32)).reshape(x_grads.shape[0], -1).sum(-1)
+  return jax.lax.pmean(per_example.mean(), DATA_AXIS)
+
+
+def r1_pass(d_forward, d_params, d_stats, real, keys, step, config):
+  """D on the reals with the R1 penalty (Mescheder et al. 2018): γ/2 · E‖∇ₓD(x)‖², the
+  gradient of the summed logits with respect to the real images, differentiable in D's
+  parameters (the layers' own backward passes are differentiated again). Lazily, as
+  StyleGAN2: every --r1_every steps, scaled by that interval, and 0 between.
+
+  Returns (real logits, D's BatchNorm statistics, the penalty added to D's loss).
+  """
+  def with_r1(real):
+    logits, x_vjp, stats = jax.vjp(lambda x: d_forward(d_params, d_stats, x, keys), real,
+                                   has_aux=True)
+    (x_grads,) = x_vjp(jnp.ones_like(logits))
+    scale = 0.5 * config.r1_gamma * config.r1_every
+    return logits, stats, scale * r1_penalty(x_grads)
+
+  def without(real):
+    logits, stats = d_forward(d_params, d_stats, real, keys)
+    return logits, stats, jnp.zeros((), jnp.float32)
+
+  if config.r1_every == 1:
+    return with_r1(real)
+  return jax.lax.cond(step % config.r1_every == 0, with_r1, without, real)
 
 
 def batch_spread(images):

@@ -141,6 +141,7 @@ np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3
     ('--lr_decay=linear --lr_decay_start=30 --num_steps=30',
      '--lr_decay_start=30: must be in [0, --num_steps=30)'),
     ('--beta2_d=1', '--beta2_d=1.0: must be in [0, 1)'),
+    ('--r1_every=16', '--r1_every=16 needs --r1_gamma'),
     ('--resolution=0', '--resolution=0: must be at least 1'),
     ('--model=mlp --resolution=-28', '--resolution=-28: must be at least 1'),
     ('--batch_size=0', '--batch_size=0: must be at least 1'),

@@ -52,9 +52,10 @@ def assert_same_run(ours, theirs, last_step):
 
 
 def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir, deadline):
-  # With a learning-rate schedule, whose position is the optimizers' step count.
+  # With a learning-rate schedule, whose position is the optimizers' step count, and lazy R1
+  # (its steps follow the step count too).
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=60', '--checkpoint_every=5',
-                 '--lr_decay=linear', '--lr_decay_start=20']
+                 '--lr_decay=linear', '--lr_decay_start=20', '--r1_gamma=1', '--r1_every=3']
   straight = str(tmp_path / 'straight')
   assert main_py(*args, f'--workdir={straight}').returncode == 0
   seed = random.randrange(10**6)
