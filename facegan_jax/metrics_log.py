@@ -56,11 +56,12 @@ def repair(path, step):
   if not os.path.exists(path):
     return []
   with open(path, errors='replace') as f:
-    lines = [line if line.endswith('\n') else line + '\n' for line in f if line.strip()]
+    raw = [line for line in f if line.strip()]
+  lines = [line if line.endswith('\n') else line + '\n' for line in raw]
   rows = [_row(line) for line in lines]
   keep = [row is not None and row['step'] <= step for row in rows]
   if all(keep):
-    if lines and not _ends_with_newline(path):  # appends start on a fresh line
+    if raw and not raw[-1].endswith('\n'):  # appends start on a fresh line
       with open(path, 'a') as f:
         f.write('\n')
     return rows
@@ -79,12 +80,6 @@ def repair(path, step):
     logging.info('Moved the %d metrics.jsonl line(s) logged after step %d to %s (this run logs '
                  'them again)', later, step, aside)
   return [row for row, kept in zip(rows, keep) if kept]
-
-
-def _ends_with_newline(path):
-  with open(path, 'rb') as f:
-    f.seek(-1, os.SEEK_END)
-    return f.read(1) == b'\n'
 
 
 def _append_line(path, row):

@@ -29,10 +29,11 @@ def call_length(config, step, max_steps_per_call):
   return min(max_steps_per_call, min(ends) - step)
 
 
-def record_flags(path, config, workdir, step, changed):
+def record_flags(workdir, config, step, changed):
   """flags.txt, a --flagfile that reruns the run: a fresh run writes its flags; each resume
   appends a line with its step and the flags it changed (in a flagfile the later line wins),
   so the file keeps the run's history and always gives its current flags."""
+  path = os.path.join(workdir, 'flags.txt')
   if step == 0 or not os.path.exists(path):  # a fresh run, or a flags.txt lost since
     with files.atomic_path(path) as tmp, open(tmp, 'w') as f:
       if step:
@@ -115,7 +116,7 @@ def _train(config, workdir, mesh, num_devices):
   writer = runtime.writes_files()  # process 0 writes the files; every process computes
   if writer:  # once the flags are known to work with this workdir and its memory
     os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-    record_flags(os.path.join(workdir, 'flags.txt'), config, workdir, step, changed)
+    record_flags(workdir, config, step, changed)
     first_batch = inputs.order(0)[:min(config.batch_size, 64)]
     visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
   sample_fn = state_lib.make_sample_fn(state)

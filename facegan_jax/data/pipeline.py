@@ -157,9 +157,9 @@ class Input:
     self._replicated = replicated(mesh)
     self.order = functools.lru_cache(maxsize=3)(
         lambda epoch: np.asarray(epoch_order(key, epoch, len(images))))
-    self._batch_spec = jax.ShapeDtypeStruct((config.batch_size,) + images.shape[1:], np.uint8,
-                                            sharding=NamedSharding(mesh, P(DATA_AXIS)))
     if self.on_host:
+      self._batch_spec = jax.ShapeDtypeStruct((config.batch_size,) + images.shape[1:], np.uint8,
+                                              sharding=NamedSharding(mesh, P(DATA_AXIS)))
       self._batches = host_batches(images, self.order, config.batch_size, mesh, start_step,
                                    config.num_steps)
     else:
