@@ -40,7 +40,8 @@ class Config:
   resolution: int = field(32, 'image height and width fed to the models')
   channels: int = field(3, '3 (RGB) or 1 (grayscale)')
   batch_size: int = field(64, 'global batch size, split over all devices')
-  num_steps: int = field(2000, 'total training steps (one D and one G update each)')
+  num_steps: int = field(2000, 'total training steps (--d_steps D updates and one G update '
+      'each)')
   z_dim: int = field(100, 'latent size')
   conv_dim: int = field(32, "dcgan's base width: channels of D's first conv and G's last")
   hidden_dim: int = field(128, "mlp's width: units of G's first and D's last hidden layer (the "
@@ -52,7 +53,10 @@ class Config:
       "(the fastest measured on the backend), xla (XLA's own ops) or one of models/conv_impls.py")
   precision: str = field('fp32', 'fp32, or bf16: bfloat16 compute with float32 parameters, '
       'optimizer state, BatchNorm statistics and losses (for GPUs and TPUs; slow on CPUs)')
-  loss: str = field('bce', 'bce (non-saturating), lsgan or hinge')
+  loss: str = field('bce', 'bce (non-saturating), lsgan, hinge or wgan (Wasserstein, with '
+      '--gp_weight or --spectral_norm to keep D Lipschitz)')
+  gp_weight: float = field(0.0, "WGAN-GP's gradient penalty weight (Gulrajani et al. 2017: 10) "
+      "on D's gradient at random interpolates of reals and fakes; needs --loss=wgan; 0 = off")
   label_smoothing: float = field(1.0, "target for real images in D's bce loss (one-sided; 1.0 = "
       'off)')
   lr_g: float = field(2e-4, 'generator Adam learning rate')
@@ -68,6 +72,20 @@ class Config:
       'gamma/2 E|grad_x D(x)|^2 (Mescheder et al. 2018; 0 = off)')
   r1_every: int = field(1, 'with --r1_gamma: apply R1 every k D steps, scaled by k (lazy '
       'regularisation, as StyleGAN2 with k=16)')
+  spectral_norm: str = field('none', 'spectral normalisation of the weights (Miyato et al. '
+      "2018; one power iteration per step): none, d (D's) or gd (both networks'). DCGAN's D "
+      'then has no BatchNorm, as SN-DCGAN')
+  augment: str = field('none', 'augmentation of every image D sees, real and fake, '
+      'differentiable: none, diffaug (DiffAugment, Zhao et al. 2020) or ada (the bgc pipeline '
+      'with adaptive probability p, Karras et al. 2020)')
+  diffaug_policy: str = field('color,translation,cutout', 'with --augment=diffaug: the '
+      'transforms, comma-separated, from color, translation and cutout')
+  ada_target: float = field(0.6, "with --augment=ada: the target of r_t = E[sign(D(real))]; p "
+      'rises while r_t is above it')
+  ada_kimg: float = field(500.0, 'with --augment=ada: thousands of real images over which p can '
+      "move from 0 to 1 (StyleGAN2-ADA's 500 suits its long runs; short runs want ~10-50)")
+  d_steps: int = field(1, "D updates per G update (SNGAN's n_dis: 5), each on its own real "
+      'batch; a step then reads d_steps batches')
   ema_decay: float = field(0.0, 'decay of the EMA generator used for samples (0 = off)')
   seed: int = field(0, 'seed of initialisation, data order and latents: a run is a function of '
       'its flags')
@@ -145,6 +163,9 @@ def changed_on_resume(saved, config):
           and saved[name] != getattr(config, name)}
 
 
+# --diffaug_policy's transforms (augment.py implements each), in the order they apply.
+DIFFAUG_POLICIES = ('color', 'translation', 'cutout')
+
 # --conv_impl's implementations of each resampling layer (models/conv_impls.py builds them
 # from these names); a name only one layer has means 'auto' for the other.
 DOWN_CONV_IMPLS = ('xla', 'patches', 's2d', 'winograd')
@@ -152,7 +173,9 @@ UP_CONV_IMPLS = ('xla', 'phase', 's2d', 'col2im', 'winograd', 'winograd_phase')
 
 CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'),
                precision=('fp32', 'bf16'),  # models.COMPUTE_DTYPES
-               model=('dcgan', 'mlp'), lr_decay=('none', 'linear'), loss=('bce', 'lsgan', 'hinge'),
+               model=('dcgan', 'mlp'), lr_decay=('none', 'linear'),
+               loss=('bce', 'lsgan', 'hinge', 'wgan'),  # losses.LOSSES
+               spectral_norm=('none', 'd', 'gd'), augment=('none', 'diffaug', 'ada'),
                fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
                # Lower is better for each but class_coverage (evaluation/periodic.py).
                best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'class_fd',
@@ -195,6 +218,13 @@ def preset(name, **overrides):
   return Config(**{**{k: values[k] for k in PRESET_FIELDS if k in values}, **overrides})
 
 
+def d_batchnorm(config):
+  """Whether DCGAN's D has BatchNorm: not under spectral norm (SN-DCGAN, Miyato et al.) or the
+  gradient penalty (whose per-example gradients BatchNorm's batch statistics would mix;
+  Gulrajani et al. drop it too)."""
+  return config.spectral_norm == 'none' and not config.gp_weight
+
+
 def num_stages(resolution):
   """(base, n) with resolution == base * 2**n and n >= 1: the resampling layers of a DCGAN at
   `resolution` (base 7 for 28x28 digits, else 4)."""
@@ -235,6 +265,23 @@ def validate(config, num_devices=None):
     raise UsageError(f'--r1_every={config.r1_every}: must be at least 1')
   if config.r1_every != 1 and not config.r1_gamma:
     raise UsageError(f'--r1_every={config.r1_every} needs --r1_gamma')
+  if config.gp_weight < 0:
+    raise UsageError(f'--gp_weight={config.gp_weight}: must be 0 (off) or positive')
+  if config.gp_weight and config.loss != 'wgan':
+    raise UsageError(f'--gp_weight is the WGAN-GP penalty: it needs --loss=wgan, not '
+                     f'{config.loss}')
+  policy = config.diffaug_policy.split(',')
+  if any(p not in DIFFAUG_POLICIES for p in policy) or len(set(policy)) != len(policy):
+    raise UsageError(f'--diffaug_policy={config.diffaug_policy}: must list some of '
+                     f'{",".join(DIFFAUG_POLICIES)}, each once')
+  if config.diffaug_policy != Config.diffaug_policy and config.augment != 'diffaug':
+    raise UsageError('--diffaug_policy needs --augment=diffaug')
+  if not 0 < config.ada_target < 1:
+    raise UsageError(f'--ada_target={config.ada_target}: must be in (0, 1)')
+  if not config.ada_kimg > 0:
+    raise UsageError(f'--ada_kimg={config.ada_kimg}: must be positive')
+  if config.d_steps < 1:
+    raise UsageError(f'--d_steps={config.d_steps}: must be at least 1')
   for name in ('beta1', 'beta2', 'beta1_d', 'beta2_d'):
     value = getattr(config, name)
     if value is not None and not 0 <= value < 1:

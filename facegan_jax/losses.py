@@ -43,4 +43,17 @@ def hinge_g(fake_logits):
   return -fake_logits.mean()
 
 
-LOSSES = {'bce': (bce_d, bce_g), 'lsgan': (lsgan_d, lsgan_g), 'hinge': (hinge_d, hinge_g)}
+def wgan_d(real_logits, fake_logits, label_smoothing=1.0):
+  """The critic's E[D(G(z))] - E[D(x)] (Arjovsky et al. 2017), to be kept Lipschitz by
+  --gp_weight or --spectral_norm."""
+  del label_smoothing
+  return fake_logits.mean() - real_logits.mean()
+
+
+def wgan_g(fake_logits):
+  """-E[D(G(z))]."""
+  return -fake_logits.mean()
+
+
+LOSSES = {'bce': (bce_d, bce_g), 'lsgan': (lsgan_d, lsgan_g), 'hinge': (hinge_d, hinge_g),
+          'wgan': (wgan_d, wgan_g)}

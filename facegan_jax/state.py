@@ -14,6 +14,7 @@ import optax
 from flax import nnx
 
 from facegan_jax import models
+from facegan_jax.models import spectral_norm
 from facegan_jax.data.pipeline import to_uint8
 
 
@@ -33,6 +34,11 @@ class TrainState:
   d_opt: Any
   ema_params: Any
   rng: jax.Array  # raw uint32 key: data order and per-step randomness derive from it
+  # --spectral_norm's power-iteration vectors ({kernel name: u}; empty when off) and
+  # --augment=ada's probability p (0 otherwise): state, not parameters.
+  g_sn: Any
+  d_sn: Any
+  ada_p: jax.Array
   g_graph: Any = flax.struct.field(pytree_node=False, default=None)
   d_graph: Any = flax.struct.field(pytree_node=False, default=None)
   # (lr, beta1, beta2, decay_start, decay_end): see `adam`.
@@ -72,10 +78,14 @@ def init_state(config):
   g, d = models.build(config, nnx.Rngs(config.seed))
   g_graph, g_params, g_stats = nnx.split(g, nnx.Param, nnx.BatchStat)
   d_graph, d_params, d_stats = nnx.split(d, nnx.Param, nnx.BatchStat)
+  g_key, d_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), 1))
   state = TrainState(
       step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats, d_params=d_params,
       d_stats=d_stats, g_opt=None, d_opt=None, ema_params=g_params,
-      rng=jax.random.PRNGKey(config.seed + 1), g_graph=g_graph, d_graph=d_graph,
+      rng=jax.random.PRNGKey(config.seed + 1),
+      g_sn=spectral_norm.init_vectors(g_params, g_key) if config.spectral_norm == 'gd' else {},
+      d_sn=spectral_norm.init_vectors(d_params, d_key) if config.spectral_norm != 'none' else {},
+      ada_p=jnp.zeros((), jnp.float32), g_graph=g_graph, d_graph=d_graph,
       adam_g=adam_settings(config, config.lr_g),
       adam_d=adam_settings(config, config.lr_d, 'd'))
   return state.replace(g_opt=state.tx_g.init(g_params), d_opt=state.tx_d.init(d_params))
@@ -94,8 +104,10 @@ def data_key(state):
 
 
 def sample_params(config, state):
-  """The generator parameters samples come from: the EMA ones when training keeps them."""
-  return state.ema_params if config.ema_decay > 0 else state.g_params
+  """The generator parameters samples come from: the EMA ones when training keeps them,
+  spectrally normalised (with G's stored vectors) under --spectral_norm=gd."""
+  params = state.ema_params if config.ema_decay > 0 else state.g_params
+  return spectral_norm.normalize(params, state.g_sn)
 
 
 def make_sample_fn(state):

@@ -10,9 +10,10 @@ import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from facegan_jax import losses
+from facegan_jax import augment, losses
 from facegan_jax.data import pipeline
 from facegan_jax.mesh import DATA_AXIS
+from facegan_jax.models import spectral_norm
 from facegan_jax.models.reductions import channel_sums
 
 
@@ -27,49 +28,40 @@ def example_keys(key, num_local):
 
 
 def train_step(state, real, rng, *, config):
-  """One D update then one G update on this device's slice `real` of the global batch."""
+  """--d_steps D updates then one G update on this device's slice `real` of the step's
+  batches (d_steps global batches, this device's rows of each in turn: pipeline.step_indices).
+  """
   rng = jax.random.fold_in(rng, state.step)
-  z_key, drop_key = jax.random.split(rng)
-  n = real.shape[0]
-  z = jax.vmap(lambda k: jax.random.normal(k, (config.z_dim,)))(example_keys(z_key, n))
-  drop_real, drop_fake, drop_g = (example_keys(k, n) for k in jax.random.split(drop_key, 3))
-  d_loss_fn, g_loss_fn = losses.LOSSES[config.loss]
+  reals = real.reshape((config.d_steps, -1) + real.shape[1:])
+  n = reals.shape[1]
+  if config.d_steps > 1:
+    # SNGAN's n_dis: the extra D updates, each on its own reals and fresh fakes of this G.
+    def extra_update(state, xs):
+      real, i = xs
+      keys = StepKeys(jax.random.fold_in(rng, 2 + i), n, config)
+      fake, g_stats = generate(state, state.g_params, state.g_sn, keys.z)
+      state, _ = d_update(state.replace(g_stats=g_stats), real, fake, keys,
+                          state.step * config.d_steps + i, config)
+      return state, None
+    state, _ = jax.lax.scan(extra_update, state,
+                            (reals[:-1], jnp.arange(config.d_steps - 1)))
+  keys = StepKeys(rng, n, config)
+  _, g_loss_fn = losses.LOSSES[config.loss]
   # Per-device gradients, averaged explicitly below (pmap style).
   g_params = jax.lax.pcast(state.g_params, DATA_AXIS, to='varying')
-  d_params = jax.lax.pcast(state.d_params, DATA_AXIS, to='varying')
-
-  def generate(g_params):
-    g = nnx.merge(state.g_graph, g_params, state.g_stats, copy=True)
-    return g(z, train=True), nnx.state(g, nnx.BatchStat)
+  g_sn = spectral_norm.power_iteration(state.g_params, state.g_sn)
 
   # G runs forward once: D's update sees the fakes, G's update pulls back through this vjp.
-  fake, g_vjp, g_stats = jax.vjp(generate, g_params, has_aux=True)
-
-  def d_forward(d_params, d_stats, x, keys):
-    d = nnx.merge(state.d_graph, d_params, d_stats, copy=True)
-    return d(x, train=True, dropout_keys=keys), nnx.state(d, nnx.BatchStat)
-
-  def d_objective(d_params):
-    # Two calls, as PyTorch's loop makes: each batch gets its own BatchNorm statistics (one
-    # joint pass over both measured no faster on CPU).
-    if config.r1_gamma:
-      real_logits, d_stats, r1 = r1_pass(d_forward, d_params, state.d_stats, real, drop_real,
-                                         state.step, config)
-    else:
-      (real_logits, d_stats), r1 = d_forward(d_params, state.d_stats, real, drop_real), 0.0
-    fake_logits, d_stats = d_forward(d_params, d_stats, jax.lax.stop_gradient(fake), drop_fake)
-    d_loss = d_loss_fn(real_logits, fake_logits, config.label_smoothing)
-    return d_loss + r1, (d_stats, real_logits, fake_logits, d_loss, r1)
-
-  (_, (d_stats, real_logits, fake_logits, d_loss, r1)), d_grads = jax.value_and_grad(
-      d_objective, has_aux=True)(d_params)
-  d_grads = jax.lax.pmean(d_grads, DATA_AXIS)
-  d_updates, d_opt = state.tx_d.update(d_grads, state.d_opt, state.d_params)
-  new_d_params = optax.apply_updates(state.d_params, d_updates)
+  fake, g_vjp, g_stats = jax.vjp(lambda p: generate(state, p, g_sn, keys.z), g_params,
+                                 has_aux=True)
+  state, d_out = d_update(state, reals[-1], fake, keys,
+                          state.step * config.d_steps + config.d_steps - 1, config)
 
   def g_objective(fake):
-    d = nnx.merge(state.d_graph, new_d_params, d_stats, copy=True)
-    return g_loss_fn(d(fake, train=True, dropout_keys=drop_g))
+    d = nnx.merge(state.d_graph, spectral_norm.normalize(state.d_params, state.d_sn),
+                  state.d_stats, copy=True)
+    fake = augment_fn(config, state.ada_p)(fake, keys.aug_g)
+    return g_loss_fn(d(fake, train=True, dropout_keys=keys.drop_g))
 
   g_loss, fake_grads = jax.value_and_grad(g_objective)(fake)
   (g_grads,) = g_vjp(fake_grads)
@@ -83,17 +75,121 @@ def train_step(state, real, rng, *, config):
                             state.ema_params, new_g_params)
 
   metrics = jax.lax.pmean(dict(
-      d_loss=d_loss, g_loss=g_loss,
-      d_real=jax.nn.sigmoid(real_logits).mean(), d_fake=jax.nn.sigmoid(fake_logits).mean()),
-      DATA_AXIS)
-  metrics['diversity'] = batch_spread(fake) / batch_spread(real)
-  if config.r1_gamma:
-    metrics['r1'] = r1
-  metrics.update(d_grad_norm=global_norm(d_grads), g_grad_norm=global_norm(g_grads))
-  new_state = state.replace(
-      step=state.step + 1, g_params=new_g_params, g_stats=g_stats, d_params=new_d_params,
-      d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, ema_params=ema_params)
+      d_loss=d_out['d_loss'], g_loss=g_loss, d_real=jax.nn.sigmoid(d_out['real_logits']).mean(),
+      d_fake=jax.nn.sigmoid(d_out['fake_logits']).mean()), DATA_AXIS)
+  metrics['diversity'] = batch_spread(fake) / batch_spread(reals[-1])
+  for name, on in (('r1', config.r1_gamma), ('gp', config.gp_weight),
+                   ('ada_p', config.augment == 'ada')):
+    if on:
+      metrics[name] = d_out[name]
+  metrics.update(d_grad_norm=global_norm(d_out['d_grads']), g_grad_norm=global_norm(g_grads))
+  new_state = state.replace(step=state.step + 1, g_params=new_g_params, g_stats=g_stats,
+                            g_opt=g_opt, ema_params=ema_params, g_sn=g_sn)
   return new_state, metrics
+
+
+class StepKeys:
+  """The per-example keys of one D update (and of the G update that follows the last): from
+  each example's global index, so the run is the same on any number of devices."""
+
+  def __init__(self, rng, n, config):
+    z_key, drop_key = jax.random.split(rng)
+    self.z = jax.vmap(lambda k: jax.random.normal(k, (config.z_dim,)))(example_keys(z_key, n))
+    self.drop_real, self.drop_fake, self.drop_g = (
+        example_keys(k, n) for k in jax.random.split(drop_key, 3))
+    aug_key = jax.random.fold_in(rng, 1)
+    self.aug_real, self.aug_fake, self.aug_g, self.gp = (
+        example_keys(k, n) for k in jax.random.split(aug_key, 4))
+
+
+def generate(state, g_params, g_sn, z):
+  """(fakes of G with `g_params`, spectrally normalised with `g_sn`, in train mode; G's new
+  BatchNorm statistics)."""
+  g = nnx.merge(state.g_graph, spectral_norm.normalize(g_params, g_sn), state.g_stats,
+                copy=True)
+  return g(z, train=True), nnx.state(g, nnx.BatchStat)
+
+
+def augment_fn(config, ada_p):
+  """(images, per-example keys) -> what D sees of them under --augment."""
+  if config.augment == 'diffaug':
+    return lambda x, keys: augment.diffaug(x, keys, config.diffaug_policy)
+  if config.augment == 'ada':
+    return lambda x, keys: augment.ada(x, keys, ada_p)
+  return lambda x, keys: x
+
+
+def d_update(state, real, fake, keys, d_step, config):
+  """One D update on this device's `real` and `fake` (G's output, not differentiated here);
+  D's spectral-norm vectors take one power iteration and ADA's p one adjustment.
+
+  Returns (state with D's parameters, statistics, optimizer, vectors and p updated, D's
+  outputs: losses, logits, penalties, gradients).
+  """
+  d_loss_fn, _ = losses.LOSSES[config.loss]
+  d_sn = spectral_norm.power_iteration(state.d_params, state.d_sn)
+  augmented = augment_fn(config, state.ada_p)
+
+  def d_forward(d_params, d_stats, x, drop_keys, aug_keys=None):
+    d = nnx.merge(state.d_graph, spectral_norm.normalize(d_params, d_sn), d_stats, copy=True)
+    if aug_keys is not None:
+      x = augmented(x, aug_keys)
+    return d(x, train=True, dropout_keys=drop_keys), nnx.state(d, nnx.BatchStat)
+
+  fake = jax.lax.stop_gradient(fake)
+
+  def d_objective(d_params):
+    # Two calls, as PyTorch's loop makes: each batch gets its own BatchNorm statistics (one
+    # joint pass over both measured no faster on CPU).
+    real_forward = functools.partial(d_forward, aug_keys=keys.aug_real)
+    if config.r1_gamma:
+      real_logits, d_stats, r1 = r1_pass(real_forward, d_params, state.d_stats, real,
+                                         keys.drop_real, d_step, config)
+    else:
+      (real_logits, d_stats), r1 = real_forward(d_params, state.d_stats, real, keys.drop_real), 0.0
+    fake_logits, d_stats = d_forward(d_params, d_stats, fake, keys.drop_fake, keys.aug_fake)
+    d_loss = d_loss_fn(real_logits, fake_logits, config.label_smoothing)
+    gp = 0.0
+    if config.gp_weight:
+      gp = gradient_penalty(d_forward, d_params, d_stats, real, fake, keys, config)
+    return d_loss + r1 + gp, dict(d_stats=d_stats, real_logits=real_logits,
+                                  fake_logits=fake_logits, d_loss=d_loss, r1=r1, gp=gp)
+
+  d_params = jax.lax.pcast(state.d_params, DATA_AXIS, to='varying')
+  (_, out), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d_params)
+  d_grads = jax.lax.pmean(d_grads, DATA_AXIS)
+  d_updates, d_opt = state.tx_d.update(d_grads, state.d_opt, state.d_params)
+  ada_p = state.ada_p
+  if config.augment == 'ada':
+    ada_p = ada_adjust(ada_p, out['real_logits'], config)
+  out.update(d_grads=d_grads, ada_p=ada_p)
+  return state.replace(d_params=optax.apply_updates(state.d_params, d_updates),
+                       d_stats=out.pop('d_stats'), d_opt=d_opt, d_sn=d_sn, ada_p=ada_p), out
+
+
+def ada_adjust(p, real_logits, config):
+  """ADA's p after one batch (Karras et al. 2020): up while more than --ada_target of D's real
+  logits' signs are positive (r_t = E[sign D(x)] above the target), down otherwise, by a
+  step that moves p by 1 per --ada_kimg thousand images. r_t from integer counts over the
+  global batch, so its comparison does not depend on the device count."""
+  positive = jax.lax.psum(jnp.sum(real_logits > 0), DATA_AXIS)
+  negative = jax.lax.psum(jnp.sum(real_logits < 0), DATA_AXIS)
+  total = real_logits.shape[0] * jax.lax.axis_size(DATA_AXIS)
+  direction = jnp.sign((positive - negative) - config.ada_target * total)
+  return jnp.clip(p + direction * total / (config.ada_kimg * 1000), 0.0, 1.0)
+
+
+def gradient_penalty(d_forward, d_params, d_stats, real, fake, keys, config):
+  """WGAN-GP's λ E[(‖∇ₓD(x̂)‖ - 1)²] at x̂ = εx + (1-ε)G(z), ε ~ U[0, 1] per example (Gulrajani
+  et al. 2017), on the images themselves (not augmented); differentiable in D's parameters."""
+  eps = jax.vmap(lambda k: jax.random.uniform(k))(keys.gp)[:, None, None, None]
+  mixed = eps * real + (1 - eps) * fake
+  logits, x_vjp, _ = jax.vjp(lambda x: d_forward(d_params, d_stats, x, keys.drop_real), mixed,
+                             has_aux=True)
+  (x_grads,) = x_vjp(jnp.ones_like(logits))
+  norms = jnp.sqrt(jnp.square(x_grads.astype(jnp.float32)).reshape(len(mixed), -1).sum(-1)
+                   + 1e-12)
+  return config.gp_weight * jax.lax.pmean(jnp.square(norms - 1).mean(), DATA_AXIS)
 
 
 def r1_penalty(x_grads):
@@ -102,11 +198,12 @@ def r1_penalty(x_grads):
   return jax.lax.pmean(per_example.mean(), DATA_AXIS)
 
 
-def r1_pass(d_forward, d_params, d_stats, real, keys, step, config):
+def r1_pass(d_forward, d_params, d_stats, real, keys, d_step, config):
   """D on the reals with the R1 penalty (Mescheder et al. 2018): γ/2 · E‖∇ₓD(x)‖², the
-  gradient of the summed logits with respect to the real images, differentiable in D's
-  parameters (the layers' own backward passes are differentiated again). Lazily, as
-  StyleGAN2: every --r1_every steps, scaled by that interval, and 0 between.
+  gradient of the summed logits with respect to the real images (before any augmentation),
+  differentiable in D's parameters (the layers' own backward passes are differentiated
+  again). Lazily, as StyleGAN2: every --r1_every D steps, scaled by that interval, and 0
+  between.
 
   Returns (real logits, D's BatchNorm statistics, the penalty added to D's loss).
   """
@@ -123,7 +220,7 @@ def r1_pass(d_forward, d_params, d_stats, real, keys, step, config):
 
   if config.r1_every == 1:
     return with_r1(real)
-  return jax.lax.cond(step % config.r1_every == 0, with_r1, without, real)
+  return jax.lax.cond(d_step % config.r1_every == 0, with_r1, without, real)
 
 
 def batch_spread(images):
@@ -161,7 +258,8 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
 
   def steps_on_device(state, inputs, num_steps):
     dataset, orders = inputs
-    steps_per_epoch = pipeline.steps_per_epoch(orders.shape[1], config.batch_size)
+    steps_per_epoch = pipeline.steps_per_epoch(orders.shape[1],
+                                               config.batch_size * config.d_steps)
     first_epoch = state.step // steps_per_epoch
 
     # jit: the loop's body is traced once, by eval_shape (for the metrics' zeros), and the
@@ -170,7 +268,8 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
     def next_step(state):
       order = orders[state.step // steps_per_epoch - first_epoch]
       return one_step(state, pipeline.local_batch(
-          dataset, pipeline.batch_indices(order, state.step, config.batch_size)))
+          dataset, pipeline.batch_indices(order, state.step, config.batch_size, config.d_steps,
+                                          jax.lax.axis_size(DATA_AXIS))))
 
     no_metrics = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype),
                               jax.eval_shape(next_step, state)[1])

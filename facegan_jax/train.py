@@ -94,9 +94,10 @@ def train_and_evaluate(config, workdir):
 
 def _train(config, workdir, mesh, num_devices):
   images = sources.load_training_images(config)
-  if len(images) < config.batch_size:
+  if len(images) < config.batch_size * config.d_steps:
+    per_step = '' if config.d_steps == 1 else f' x --d_steps={config.d_steps}'
     raise UsageError(f'{config.dataset} has {len(images)} training images, fewer than '
-                     f'--batch_size={config.batch_size}')
+                     f'--batch_size={config.batch_size}{per_step}')
   # Opened once the data is known to work; a run that stops before its first save leaves
   # no empty checkpoints/ behind (below).
   fresh = not os.path.exists(os.path.join(workdir, 'checkpoints'))
@@ -151,7 +152,9 @@ def _train(config, workdir, mesh, num_devices):
           metrics = metrics_log.finite_floats(metrics, step)
           elapsed = time.perf_counter() - timer_start
           if step > timer_step:
-            metrics['images_per_sec'] = (step - timer_step) * config.batch_size / elapsed
+            # Real images read (D's batches) per second.
+            metrics['images_per_sec'] = ((step - timer_step) * config.batch_size
+                                         * config.d_steps / elapsed)
             metrics['steps_per_sec'] = (step - timer_step) / elapsed
           metrics = health.update(step, metrics)
           if writer:

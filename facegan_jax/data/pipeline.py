@@ -38,10 +38,24 @@ def steps_per_epoch(num_examples, batch_size):
   return num_examples // batch_size
 
 
-def batch_indices(order, step, batch_size):
-  """Global example indices of the batch at `step`, given its epoch's order."""
-  position = step % steps_per_epoch(order.shape[0], batch_size)
-  return jax.lax.dynamic_slice(order, (position * batch_size,), (batch_size,))
+def batch_indices(order, step, batch_size, d_steps=1, num_devices=1):
+  """Global example indices of the batches at `step`, given its epoch's order.
+
+  A step reads `d_steps` consecutive batches (--d_steps: one per D update). Their indices are
+  laid out device-major, so that each of `num_devices` devices' contiguous slice holds its rows
+  of each batch in turn, and every batch is split the same way whatever the number of steps.
+  """
+  size = batch_size * d_steps
+  position = step % steps_per_epoch(order.shape[0], size)
+  indices = jax.lax.dynamic_slice(order, (position * size,), (size,))
+  return device_major(indices, d_steps, num_devices)
+
+
+def device_major(indices, d_steps, num_devices):
+  """The d_steps batches of `indices` (one after another) as each device's rows of each."""
+  if d_steps == 1:
+    return indices
+  return indices.reshape(d_steps, num_devices, -1).transpose(1, 0, 2).reshape(-1)
 
 
 def shard_dataset(images, mesh):
@@ -105,7 +119,8 @@ def fits_on_devices(images, mesh, fraction=0.5):
   return fits
 
 
-def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps, prefetch=2):
+def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps, prefetch=2,
+                 d_steps=1):
   """An iterator of global batches from `images` on the host, placed on the mesh ahead of use.
 
   The input path for datasets too large to keep on the devices, through grain: the same
@@ -117,17 +132,20 @@ def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps
   """
   import grain  # noqa: PLC0415  (1.3 s to import; only this path needs it)
 
-  per_epoch = steps_per_epoch(len(images), batch_size)
+  size = batch_size * d_steps
+  per_epoch = steps_per_epoch(len(images), size)
   num_processes, process = jax.process_count(), jax.process_index()
-  local_size = batch_size // num_processes
+  local_size = size // num_processes
   sharding = NamedSharding(mesh, P(DATA_AXIS))
 
-  def read(step):  # batch_indices, on the host, for this process's part of the batch
-    start = step % per_epoch * batch_size + process * local_size
-    return np.asarray(images[order_of_epoch(step // per_epoch)[start:start + local_size]])
+  def read(step):  # batch_indices, on the host, for this process's part of the batches
+    start = step % per_epoch * size
+    indices = device_major(order_of_epoch(step // per_epoch)[start:start + size], d_steps,
+                           mesh.devices.size)
+    return np.asarray(images[indices[process * local_size:(process + 1) * local_size]])
 
   def place(rows):
-    return jax.make_array_from_process_local_data(sharding, rows, (batch_size,) + rows.shape[1:])
+    return jax.make_array_from_process_local_data(sharding, rows, (size,) + rows.shape[1:])
 
   dataset = grain.MapDataset.range(start_step, num_steps).map(read).to_iter_dataset(
       grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch))
@@ -145,7 +163,7 @@ class Input:
 
   def __init__(self, config, images, mesh, key, start_step):
     """`key` is the data order's key (state.data_key)."""
-    self.steps_per_epoch = steps_per_epoch(len(images), config.batch_size)
+    self.steps_per_epoch = steps_per_epoch(len(images), config.batch_size * config.d_steps)
     self.on_host = config.input == 'host' or (
         config.input == 'auto' and not fits_on_devices(images, mesh))
     k = config.steps_per_call
@@ -158,10 +176,11 @@ class Input:
     self.order = functools.lru_cache(maxsize=3)(
         lambda epoch: np.asarray(epoch_order(key, epoch, len(images))))
     if self.on_host:
-      self._batch_spec = jax.ShapeDtypeStruct((config.batch_size,) + images.shape[1:], np.uint8,
+      self._batch_spec = jax.ShapeDtypeStruct((config.batch_size * config.d_steps,)
+                                              + images.shape[1:], np.uint8,
                                               sharding=NamedSharding(mesh, P(DATA_AXIS)))
       self._batches = host_batches(images, self.order, config.batch_size, mesh, start_step,
-                                   config.num_steps)
+                                   config.num_steps, d_steps=config.d_steps)
     else:
       self._dataset = shard_dataset(images, mesh)
       self._epoch, self._orders = None, None

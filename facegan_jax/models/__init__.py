@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facegan_jax import config as config_lib
 from facegan_jax.models import dcgan, mlp
 
 COMPUTE_DTYPES = {'fp32': jnp.float32, 'bf16': jnp.bfloat16}
@@ -22,7 +23,7 @@ def build(config, rngs):
             mlp.Discriminator(hidden_dim=config.hidden_dim, dropout=config.d_dropout, **common))
   common.update(conv_dim=config.conv_dim, conv_impl=config.conv_impl)
   return (dcgan.Generator(z_dim=config.z_dim, g_first_bn=config.g_first_bn, **common),
-          dcgan.Discriminator(**common))
+          dcgan.Discriminator(batchnorm=config_lib.d_batchnorm(config), **common))
 
 
 def param_count(module):

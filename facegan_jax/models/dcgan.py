@@ -48,14 +48,14 @@ class Generator(nnx.Module):
 class Discriminator(nnx.Module):
   """images (B, R, R, channels) -> logits (B,)."""
 
-  def __init__(self, *, resolution, conv_dim, channels=3, conv_impl='auto',
+  def __init__(self, *, resolution, conv_dim, channels=3, batchnorm=True, conv_impl='auto',
                dtype=jnp.float32, rngs):
     base, n = num_stages(resolution)
     widths = [channels] + [conv_dim * 2**i for i in range(n)]
     self.downs = nnx.List([
         DownConv(widths[i], widths[i + 1], use_bias=i == 0, conv_impl=conv_impl, rngs=rngs)
         for i in range(n)])
-    self.bns = nnx.List([BatchNorm(w, rngs=rngs) for w in widths[2:]])
+    self.bns = nnx.List([BatchNorm(w, rngs=rngs) if batchnorm else None for w in widths[2:]])
     # Conv2d(width, 1, base) on a base x base map is exactly this dense layer.
     self.logit = nnx.Linear(base * base * widths[-1], 1, kernel_init=dense_init, dtype=dtype,
                             rngs=rngs)
@@ -65,5 +65,6 @@ class Discriminator(nnx.Module):
     del dropout_keys  # no dropout in DCGAN's D
     x = jax.nn.leaky_relu(self.downs[0](x.astype(self.dtype)), 0.2)
     for down, bn in zip(self.downs[1:], self.bns):
-      x = jax.nn.leaky_relu(bn(down(x), train=train), 0.2)
+      x = down(x)
+      x = jax.nn.leaky_relu(x if bn is None else bn(x, train=train), 0.2)
     return self.logit(x.reshape(x.shape[0], -1))[:, 0].astype(jnp.float32)
