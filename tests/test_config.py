@@ -1,6 +1,7 @@
 """The config: presets from the flagfiles, the flag help on every field, one-line errors."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -56,3 +57,27 @@ def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
   values = config_lib.read_flagfile(str(path))
   assert values['beta1_d'] == 0.0 and values['beta2_d'] is None
   assert config_lib.flag_type(float | None) is float and config_lib.flag_type(int) is int
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(gp_weight=10.0, loss='hinge'), '--gp_weight is the WGAN-GP penalty: it needs '
+     '--loss=wgan, not hinge'),
+    (dict(gp_weight=-1.0, loss='wgan'), '--gp_weight=-1.0: must be 0 (off) or positive'),
+    (dict(spectral_norm='g'), '--spectral_norm=g is not one of none, d, gd'),
+    (dict(augment='diffaug', diffaug_policy='color,flip'), '--diffaug_policy=color,flip: must '
+     'list some of color,translation,cutout, each once'),
+    (dict(augment='diffaug', diffaug_policy='color,color'), '--diffaug_policy=color,color'),
+    (dict(diffaug_policy='color'), '--diffaug_policy needs --augment=diffaug'),
+    (dict(augment='ada', ada_target=1.0), '--ada_target=1.0: must be in (0, 1)'),
+    (dict(augment='ada', ada_kimg=0.0), '--ada_kimg=0.0: must be positive'),
+    (dict(d_steps=0), '--d_steps=0: must be at least 1'),
+])
+def test_regulariser_misuse_is_a_one_line_error(overrides, message):
+  with pytest.raises(UsageError, match='^' + re.escape(message)):
+    config_lib.validate(config_lib.Config(**overrides))
+
+
+def test_d_has_no_batchnorm_under_spectral_norm_or_the_gradient_penalty():
+  assert config_lib.d_batchnorm(config_lib.Config())
+  assert not config_lib.d_batchnorm(config_lib.Config(spectral_norm='d'))
+  assert not config_lib.d_batchnorm(config_lib.Config(loss='wgan', gp_weight=10.0))

@@ -130,7 +130,8 @@ np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3
 
 @pytest.mark.parametrize('flag, message', [
     ('--batch_size=7', '--batch_size=7 is not divisible by the number of devices (2)'),
-    ('--loss=wasserstein', '--loss=wasserstein is not one of bce, lsgan, hinge'),
+    ('--loss=wasserstein', '--loss=wasserstein is not one of bce, lsgan, hinge, wgan'),
+    ('--gp_weight=10', '--gp_weight is the WGAN-GP penalty: it needs --loss=wgan, not bce'),
     ('--dataset=imagenet', 'unknown --dataset=imagenet; available: synthetic_faces'),
     ('--dataset=folder:/no/such/dir', '/no/such/dir does not exist'),
     ('--resolution=48', '--resolution=48: dcgan needs'),

@@ -52,12 +52,15 @@ def assert_same_run(ours, theirs, last_step):
 
 
 def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir, deadline):
-  # With a learning-rate schedule, whose position is the optimizers' step count, and lazy R1
-  # (its steps follow the step count too).
+  # With a learning-rate schedule, whose position is the optimizers' step count, lazy R1 (its
+  # steps follow the D step count too), two D updates per step (two batches read per step),
+  # and the state that is not parameters: spectral-norm vectors and ADA's p.
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=60', '--checkpoint_every=5',
-                 '--lr_decay=linear', '--lr_decay_start=20', '--r1_gamma=1', '--r1_every=3']
+                 '--lr_decay=linear', '--lr_decay_start=20', '--r1_gamma=1', '--r1_every=3',
+                 '--d_steps=2', '--spectral_norm=gd', '--augment=ada', '--ada_kimg=0.5']
   straight = str(tmp_path / 'straight')
   assert main_py(*args, f'--workdir={straight}').returncode == 0
+  assert len({row['ada_p'] for row in metrics(straight)}) > 1  # p moves, so its resume counts
   seed = random.randrange(10**6)
   rng = random.Random(seed)
   # One random point per test run (benchmarks/resilience.py tries many).
@@ -81,7 +84,7 @@ def test_sigterm_on_two_devices_saves_exits_0_and_resumes_bit_identically(tmp_pa
   """SIGTERM at a random point of a run too long to end first; the stopped run, rerun to a
   step past the stop, is the uninterrupted run of that length."""
   args = TINY + [f'--data_dir={data_dir}', '--checkpoint_every=50', '--log_every=20',
-                 '--sample_every=1000']
+                 '--sample_every=1000', '--loss=wgan', '--gp_weight=10', '--augment=diffaug']
   stopped = str(tmp_path / 'stopped')
   never_reached = 10**6  # hours of steps: the signal lands first, whatever the load
   with started_main(*args, f'--num_steps={never_reached}', f'--workdir={stopped}', devices=2,

@@ -11,6 +11,7 @@ from flax import nnx
 from facegan_jax import config as config_lib, mesh as mesh_lib, state as state_lib
 from facegan_jax import step as step_lib
 from facegan_jax.data import pipeline
+from facegan_jax.models import spectral_norm
 
 
 def tiny_config(**overrides):
@@ -46,19 +47,27 @@ def random_images(n, resolution=16, channels=3):
 
 MLP = dict(model='mlp', resolution=28, channels=1, hidden_dim=16)
 R1 = dict(r1_gamma=10.0, r1_every=2)
+# SNGAN's recipe on the DCGAN: spectral norm in both networks, hinge, 2 D steps per G step.
+SNGAN = dict(spectral_norm='gd', loss='hinge', d_steps=2, beta1_d=0.0, beta2_d=0.9)
+WGAN_GP = dict(loss='wgan', gp_weight=10.0, augment='diffaug')
+ADA = dict(augment='ada', ada_kimg=0.02)
 
 
-@pytest.mark.parametrize('overrides', [{}, MLP, R1], ids=['dcgan', 'mlp', 'r1'])
+@pytest.mark.parametrize('overrides', [{}, MLP, R1, SNGAN, WGAN_GP, ADA],
+                         ids=['dcgan', 'mlp', 'r1', 'sngan', 'wgan_gp_diffaug', 'ada'])
 def test_one_and_two_devices_give_the_same_run(overrides):
-  """Same global batch and seed: same losses and parameters (BatchNorm and dropout synced)."""
-  images = random_images(20, overrides.get('resolution', 16), overrides.get('channels', 3))
-  # R1's second derivatives sum over more terms: over its first 2 steps the states agree to
-  # 3e-5 (absolute, or relative to an array's largest value above 1; measured under the
-  # suite's XLA flags), not 1e-5.
-  steps, tolerance = (2, 1e-4) if 'r1_gamma' in overrides else (4, 1e-5)
+  """Same global batch and seed: same losses and parameters (BatchNorm and dropout synced,
+  augmentations and ADA's p, spectral-norm vectors, the extra D steps' batches)."""
+  images = random_images(40, overrides.get('resolution', 16), overrides.get('channels', 3))
+  # Second derivatives (R1, the gradient penalty) sum over more terms: over their first 2
+  # steps the states agree to 3e-5 (absolute, or relative to an array's largest value above
+  # 1; measured under the suite's XLA flags), not 1e-5.
+  second_order = 'r1_gamma' in overrides or 'gp_weight' in overrides
+  steps, tolerance = (2, 1e-4) if second_order else (4, 1e-5)
   (s1, m1), (s2, m2) = (run(n, steps, images, **overrides) for n in (1, 2))
   for a, b in zip(m1, m2):
-    for k in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm'):
+    assert a.keys() == b.keys()
+    for k in a:
       assert abs(a[k] - b[k]) <= 1e-5 * max(1, abs(a[k])), (k, a[k], b[k])
   diffs = jax.tree.leaves(jax.tree.map(
       lambda x, y: float(np.abs(x - y).max() / max(1, np.abs(y).max())), s1, s2))
@@ -268,3 +277,89 @@ def test_r1_gradient_through_our_layers_equals_xlas(conv_impl):
                         jax.tree.leaves(xlas), strict=True):
     scale = float(jnp.abs(b).max())
     assert float(jnp.abs(a - b).max()) <= 1e-4 * scale, name[0]
+
+
+def test_gradient_penalty_is_wgan_gps_on_interpolates():
+  """The step's `gp` is λ E[(‖∇ₓD(x̂)‖ - 1)²] at x̂ = εx + (1-ε)G(z), computed here directly
+  from the first batch, the step's latents and ε of each example's global index."""
+  images = random_images(64)
+  config = tiny_config(loss='wgan', gp_weight=10.0)
+  state = state_lib.init_state(config)
+  order = np.asarray(pipeline.epoch_order(state_lib.data_key(state), 0, len(images)))
+  real = pipeline.to_float(images[order[:8]])
+  rng = jax.random.fold_in(jax.random.split(state.rng)[1], 0)
+  z_key = jax.random.split(rng)[0]
+  z = jnp.stack([jax.random.normal(jax.random.fold_in(z_key, i), (16,)) for i in range(8)])
+  eps_key = jax.random.split(jax.random.fold_in(rng, 1), 4)[3]
+  eps = jnp.stack([jax.random.uniform(jax.random.fold_in(eps_key, i)) for i in range(8)])
+  fake = nnx.merge(state.g_graph, state.g_params, state.g_stats, copy=True)(z, train=True)
+  mixed = eps[:, None, None, None] * real + (1 - eps[:, None, None, None]) * fake
+  d = nnx.merge(state.d_graph, state.d_params, state.d_stats, copy=True)
+  grads = jax.grad(lambda x: d(x, train=True).sum())(mixed)
+  expected = 10.0 * np.mean(np.square(np.linalg.norm(np.asarray(grads).reshape(8, -1), axis=1)
+                                       - 1))
+  _, history = run(2, 1, images, loss='wgan', gp_weight=10.0)
+  assert history[0]['gp'] == pytest.approx(float(expected), rel=1e-5)
+  # The critic's loss is E[D(G(z))] - E[D(x)], unbounded, and D has no BatchNorm under GP.
+  assert not nnx.state(d, nnx.BatchStat)
+
+
+def test_ada_p_rises_while_d_overfits_a_tiny_set():
+  """On 8 images D soon calls every real real (r_t = 1 > 0.6): p climbs by batch/ada_kimg per
+  step until D's real logits' signs fall to the target."""
+  images = random_images(8)
+  _, history = run(1, 30, images, augment='ada', ada_kimg=0.4, lr_d=1e-3)
+  p = np.array([m['ada_p'] for m in history])
+  assert p[-1] > 0.2, p
+  steps = np.diff(p)
+  assert np.all(np.isclose(np.abs(steps), 0.02) | (steps == 0)), steps
+
+
+def test_d_steps_reads_its_own_batch_for_each_d_update():
+  """--d_steps=2: a step reads two batches; the first D update's is the one a 1-step run's
+  first step reads, and the run differs from d_steps=1 with a batch twice the size."""
+  images = random_images(64)
+  config = tiny_config(d_steps=2)
+  state = state_lib.init_state(config)
+  order = np.asarray(pipeline.epoch_order(state_lib.data_key(state), 0, len(images)))
+  indices = np.asarray(pipeline.batch_indices(jnp.asarray(order), 1, 8, d_steps=2,
+                                              num_devices=2))
+  # Device-major: each device's half holds its rows of both batches of step 1.
+  np.testing.assert_array_equal(indices, np.concatenate(
+      [order[16:20], order[24:28], order[20:24], order[28:32]]))
+  (_, two), (_, one) = run(1, 2, images, d_steps=2), run(1, 2, images)
+  assert two[0]['d_loss'] != one[0]['d_loss']
+  # Two D steps per step: the epoch of 64 images is 4 steps, not 8.
+  assert pipeline.Input(config, images, mesh_lib.make_mesh(1), state_lib.data_key(state),
+                        0).steps_per_epoch == 4
+
+
+def test_power_iteration_finds_numpys_largest_singular_value():
+  params = state_lib.init_state(tiny_config()).d_params
+  vectors = spectral_norm.init_vectors(params, jax.random.PRNGKey(0))
+  for _ in range(100):
+    vectors = spectral_norm.power_iteration(params, vectors)
+  estimates = spectral_norm.largest_singular_values(params, vectors)
+  assert estimates.keys() == {'downs.0.kernel', 'downs.1.kernel', 'logit.kernel'}
+  for name, kernel in spectral_norm.kernels(params).items():
+    kernel = np.asarray(kernel)
+    sigma = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+    assert float(estimates[name]) == pytest.approx(sigma, rel=1e-4), name
+
+
+def test_spectral_norm_keeps_the_kernels_largest_singular_value_at_one():
+  """After training steps with --spectral_norm=gd, every kernel D and G use (the stored
+  vectors' estimate) has σ ≈ 1 by NumPy's SVD, and samples come from the normalised G."""
+  config = tiny_config(spectral_norm='gd', ema_decay=0.9)
+  state, _ = run(1, 20, random_images(64), spectral_norm='gd', ema_decay=0.9)
+  for params, vectors in ((state.d_params, state.d_sn), (state.g_params, state.g_sn)):
+    assert vectors
+    normalized = spectral_norm.normalize(params, vectors)
+    for name, kernel in spectral_norm.kernels(normalized).items():
+      kernel = np.asarray(kernel)
+      sigma = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+      assert sigma == pytest.approx(1.0, abs=0.1), name
+  sampled = state_lib.sample_params(config, state)
+  expected = spectral_norm.normalize(state.ema_params, state.g_sn)
+  for a, b in zip(jax.tree.leaves(sampled), jax.tree.leaves(expected), strict=True):
+    np.testing.assert_array_equal(a, b)

@@ -18,7 +18,7 @@ def _name(path):
   return '.'.join(str(p) for p in parts if p != 'value')
 
 
-def _kernels(params):
+def kernels(params):
   """{name: kernel} of `params`' weight matrices and convolution kernels (biases, BatchNorm
   scales and the like have one axis and are not normalised)."""
   return {_name(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
@@ -31,7 +31,7 @@ def _unit(x):
 
 def init_vectors(params, key):
   """A random unit vector u of size fan_out for each kernel of `params`."""
-  kernels = _kernels(params)
+  kernels = kernels(params)
   keys = jax.random.split(key, max(len(kernels), 1))
   return {name: _unit(jax.random.normal(k, (kernel.shape[-1],), jnp.float32))
           for k, (name, kernel) in zip(keys, sorted(kernels.items()))}
@@ -39,7 +39,7 @@ def init_vectors(params, key):
 
 def power_iteration(params, vectors):
   """`vectors` after one power iteration on `params`' kernels: u <- WᵀW u / ‖WᵀW u‖."""
-  kernels = _kernels(params)
+  kernels = kernels(params)
   new = {}
   for name, u in vectors.items():
     w = jax.lax.stop_gradient(kernels[name]).astype(jnp.float32)
@@ -64,6 +64,6 @@ def normalize(params, vectors):
 
 def largest_singular_values(params, vectors):
   """{name: σ} of `params`' kernels as `normalize` estimates them (for logs and tests)."""
-  kernels = _kernels(params)
+  kernels = kernels(params)
   return {name: jnp.linalg.norm(kernels[name].reshape(-1, kernels[name].shape[-1]) @ u)
           for name, u in vectors.items()}
