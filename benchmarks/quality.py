@@ -52,10 +52,27 @@ class Recipe:
 # `python benchmarks/eval_floor.py --flagfile=experiments/quickstart.flags` (2026-12-01).
 FACES_FLOORS = dict(swd=6.99, domain_fd=16.50, attr_w1=0.035, attr_tv=0.014)
 
+# The same at --eval_samples=512 on synthetic_faces/small (1,024 images: 512 others to compare):
+# `python benchmarks/eval_floor.py --flagfile=experiments/small_faces_ada.flags` (2026-12-02).
+SMALL_FLOORS = dict(swd=19.10, domain_fd=14.61, attr_w1=0.084, attr_tv=0.021)
+SMALL = ('domain_fd', 'swd', 'attr_tv')
+
 RECIPES = dict(
     # The flagfile's own length: its learning rates decay to 0 at its --num_steps.
     quickstart=Recipe('quickstart.flags', (),
                       ('domain_fd', 'swd', 'attr_tv'), 500, FACES_FLOORS),
+    # Keeping D from overfitting 1,024 images: one recipe, three augmentations.
+    small_faces=Recipe('small_faces_ada.flags', ('--augment=none',), SMALL, 500, SMALL_FLOORS),
+    small_faces_diffaug=Recipe('small_faces_ada.flags', ('--augment=diffaug',), SMALL, 500,
+                               SMALL_FLOORS),
+    small_faces_ada=Recipe('small_faces_ada.flags', (), SMALL, 500, SMALL_FLOORS),
+    # The same 3.3x longer (~650 epochs), where D has longer to memorise the set.
+    small_faces_long=Recipe('small_faces_ada.flags', ('--augment=none', '--num_steps=10000',
+                                                      '--lr_decay_start=5000'), SMALL, 1000,
+                            SMALL_FLOORS),
+    small_faces_ada_long=Recipe('small_faces_ada.flags', ('--num_steps=10000',
+                                                          '--lr_decay_start=5000'), SMALL, 1000,
+                                SMALL_FLOORS),
     digits_mlp=Recipe('mnist_mlp.flags', (f'--dataset=folder:{DIGITS}', '--num_steps=1000000',
                                           '--eval_samples=800'),
                       ('class_fd', 'class_coverage', 'class_tv', 'swd'), 2000),
@@ -71,6 +88,7 @@ flags.DEFINE_bool('write', False, 'append the table to benchmarks/RESULTS.md and
                   'curves to benchmarks/quality_RECIPE.png')
 flags.DEFINE_list('extra_flags', [], 'more main.py flags for every recipe, e.g. --lr_d=4e-4')
 
+HEALTH_FLAGS = ('collapse', 'd_wins')  # health.py's, counted in each recipe's table
 EVAL_LINE = re.compile(r'eval at step (\d+) \((\d+) s\)')
 
 
@@ -110,13 +128,16 @@ def run_recipe(name, recipe, workdir, digits, budget_s):
   reader.join()
   if process.returncode not in (0, 130) and not evals:
     sys.exit(f'{name} failed:\n{"".join(lines[-30:])}')
-  records = {}
+  records, flagged = {}, {}
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     for line in f:
       row = json.loads(line)
       if 'eval' in row:
         records[row['step']] = row['eval']['metrics']
-  return [(seconds, step, records[step]) for seconds, step in evals if step in records]
+      for flag in HEALTH_FLAGS:
+        if row.get(flag):
+          flagged.setdefault(flag, []).append(row['step'])
+  return [(seconds, step, records[step]) for seconds, step in evals if step in records], flagged
 
 
 def floor(recipe, metrics, name):
@@ -124,7 +145,7 @@ def floor(recipe, metrics, name):
   return metrics[name].get('floor', recipe.floors.get(name))
 
 
-def table(name, recipe, points, budget_s):
+def table(name, recipe, points, flagged, budget_s):
   header = ['seconds', 'step'] + [m.replace('_', ' ') for m in recipe.metrics]
   lines = [f'### {name}: `--flagfile=experiments/{recipe.flagfile} '
            f'{" ".join(recipe.flags).replace(DIGITS, "DIGITS")}`, {budget_s} s budget',
@@ -135,6 +156,10 @@ def table(name, recipe, points, budget_s):
   if points:
     floors = [_format(floor(recipe, points[-1][2], m)) for m in recipe.metrics]
     lines.append('| floor | real vs real | ' + ' | '.join(floors) + ' |')
+  for flag in HEALTH_FLAGS:
+    steps = flagged.get(flag, [])
+    lines.append(f'\n`{flag}` flagged at {len(steps)} logged steps'
+                 + (f' (first {steps[0]}, last {steps[-1]})' if steps else ''))
   return '\n'.join(lines)
 
 
@@ -178,8 +203,8 @@ def main(argv):
   for name in FLAGS.recipes:
     workdir = os.path.join(root, name)
     shutil.rmtree(workdir, ignore_errors=True)
-    points = run_recipe(name, RECIPES[name], workdir, digits, FLAGS.budget_s)
-    section = table(name, RECIPES[name], points, FLAGS.budget_s)
+    points, flagged = run_recipe(name, RECIPES[name], workdir, digits, FLAGS.budget_s)
+    section = table(name, RECIPES[name], points, flagged, FLAGS.budget_s)
     print(section, flush=True)
     sections.append(section)
     if FLAGS.write and points:

@@ -5,6 +5,7 @@ two TFDS flagfiles run under tfds.testing.mock_data (random images of the real f
 Each run is cut to a couple of steps at the flagfile's own model settings.
 """
 
+import json
 import os
 import zipfile
 
@@ -68,10 +69,21 @@ def test_celeba32_udacity_trains_on_the_zip(tmp_path):
 # celeba64_dcgan's batch of 128 at 64x64 takes seconds a step here: 16 keeps it quick.
 @pytest.mark.parametrize('flagfile, batch', [('mnist_mlp.flags', 64),
                                              ('mnist_dcgan.flags', 64),
-                                             ('celeba64_dcgan.flags', 16)])
+                                             ('celeba64_dcgan.flags', 16),
+                                             ('celeba64_dcgan_diffaug.flags', 16)])
 def test_tfds_flagfiles_train_on_mocked_datasets(tmp_path, flagfile, batch):
   workdir = str(tmp_path / 'run')
   out = run_main(flagfile, SHORT + [f'--workdir={workdir}', f'--data_dir={tmp_path / "data"}',
                                     f'--batch_size={batch}'], mock_tfds=True)
   assert '128 training images' in out
   assert metrics_steps(workdir) == 2
+
+
+def test_small_faces_ada_trains_with_ada(tmp_path, data_dir):
+  workdir = str(tmp_path / 'run')
+  out = run_main('small_faces_ada.flags', SHORT + [f'--workdir={workdir}',
+                                                   f'--data_dir={data_dir}'])
+  assert '1024 training images' in out
+  assert metrics_steps(workdir) == 2
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    assert all('ada_p' in json.loads(line) for line in f)

@@ -31,18 +31,18 @@ def _unit(x):
 
 def init_vectors(params, key):
   """A random unit vector u of size fan_out for each kernel of `params`."""
-  kernels = kernels(params)
-  keys = jax.random.split(key, max(len(kernels), 1))
+  found = kernels(params)
+  keys = jax.random.split(key, max(len(found), 1))
   return {name: _unit(jax.random.normal(k, (kernel.shape[-1],), jnp.float32))
-          for k, (name, kernel) in zip(keys, sorted(kernels.items()))}
+          for k, (name, kernel) in zip(keys, sorted(found.items()))}
 
 
 def power_iteration(params, vectors):
   """`vectors` after one power iteration on `params`' kernels: u <- WᵀW u / ‖WᵀW u‖."""
-  kernels = kernels(params)
+  found = kernels(params)
   new = {}
   for name, u in vectors.items():
-    w = jax.lax.stop_gradient(kernels[name]).astype(jnp.float32)
+    w = jax.lax.stop_gradient(found[name]).astype(jnp.float32)
     w = w.reshape(-1, w.shape[-1])
     new[name] = _unit(w.T @ _unit(w @ u))
   return new
@@ -64,6 +64,6 @@ def normalize(params, vectors):
 
 def largest_singular_values(params, vectors):
   """{name: σ} of `params`' kernels as `normalize` estimates them (for logs and tests)."""
-  kernels = kernels(params)
-  return {name: jnp.linalg.norm(kernels[name].reshape(-1, kernels[name].shape[-1]) @ u)
+  found = kernels(params)
+  return {name: jnp.linalg.norm(found[name].reshape(-1, found[name].shape[-1]) @ u)
           for name, u in vectors.items()}
