@@ -1,5 +1,6 @@
-"""The train step, a pure function of (state, this device's slice of the batch, key): one D
-update then one G update inside shard_map over the `data` mesh axis; and its compiled call.
+"""The train step, a pure function of (state, this device's slice of the batch, key): D's
+updates (--d_steps, each with its penalties, augmentation and spectral norm) then one G
+update, inside shard_map over the `data` mesh axis; and its compiled call.
 """
 
 import functools

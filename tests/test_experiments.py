@@ -82,7 +82,8 @@ def test_tfds_flagfiles_train_on_mocked_datasets(tmp_path, flagfile, batch):
 def test_small_faces_ada_trains_with_ada(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
   out = run_main('small_faces_ada.flags', SHORT + [f'--workdir={workdir}',
-                                                   f'--data_dir={data_dir}'])
+                                                   f'--data_dir={data_dir}',
+                                                   '--lr_decay_start=1'])
   assert '1024 training images' in out
   assert metrics_steps(workdir) == 2
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
