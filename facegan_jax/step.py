@@ -30,7 +30,7 @@ def example_keys(key, num_local):
 
 def train_step(state, real, rng, *, config):
   """--d_steps D updates then one G update on this device's slice `real` of the step's
-  batches (d_steps global batches, this device's rows of each in turn: pipeline.step_indices).
+  batches (d_steps global batches, this device's rows of each in turn: pipeline.batch_indices).
   """
   rng = jax.random.fold_in(rng, state.step)
   reals = real.reshape((config.d_steps, -1) + real.shape[1:])
@@ -259,8 +259,7 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
 
   def steps_on_device(state, inputs, num_steps):
     dataset, orders = inputs
-    steps_per_epoch = pipeline.steps_per_epoch(orders.shape[1],
-                                               config.batch_size * config.d_steps)
+    steps_per_epoch = pipeline.steps_per_epoch(orders.shape[1], pipeline.images_per_step(config))
     first_epoch = state.step // steps_per_epoch
 
     # jit: the loop's body is traced once, by eval_shape (for the metrics' zeros), and the

@@ -94,7 +94,7 @@ def train_and_evaluate(config, workdir):
 
 def _train(config, workdir, mesh, num_devices):
   images = sources.load_training_images(config)
-  if len(images) < config.batch_size * config.d_steps:
+  if len(images) < pipeline.images_per_step(config):
     per_step = '' if config.d_steps == 1 else f' x --d_steps={config.d_steps}'
     raise UsageError(f'{config.dataset} has {len(images)} training images, fewer than '
                      f'--batch_size={config.batch_size}{per_step}')
@@ -153,8 +153,8 @@ def _train(config, workdir, mesh, num_devices):
           elapsed = time.perf_counter() - timer_start
           if step > timer_step:
             # Real images read (D's batches) per second.
-            metrics['images_per_sec'] = ((step - timer_step) * config.batch_size
-                                         * config.d_steps / elapsed)
+            metrics['images_per_sec'] = ((step - timer_step) * pipeline.images_per_step(config)
+                                         / elapsed)
             metrics['steps_per_sec'] = (step - timer_step) / elapsed
           metrics = health.update(step, metrics)
           if writer:

@@ -38,6 +38,11 @@ def steps_per_epoch(num_examples, batch_size):
   return num_examples // batch_size
 
 
+def images_per_step(config):
+  """Real images a step reads: --d_steps batches of --batch_size."""
+  return config.batch_size * config.d_steps
+
+
 def batch_indices(order, step, batch_size, d_steps=1, num_devices=1):
   """Global example indices of the batches at `step`, given its epoch's order.
 
@@ -163,7 +168,7 @@ class Input:
 
   def __init__(self, config, images, mesh, key, start_step):
     """`key` is the data order's key (state.data_key)."""
-    self.steps_per_epoch = steps_per_epoch(len(images), config.batch_size * config.d_steps)
+    self.steps_per_epoch = steps_per_epoch(len(images), images_per_step(config))
     self.on_host = config.input == 'host' or (
         config.input == 'auto' and not fits_on_devices(images, mesh))
     k = config.steps_per_call
@@ -176,8 +181,8 @@ class Input:
     self.order = functools.lru_cache(maxsize=3)(
         lambda epoch: np.asarray(epoch_order(key, epoch, len(images))))
     if self.on_host:
-      self._batch_spec = jax.ShapeDtypeStruct((config.batch_size * config.d_steps,)
-                                              + images.shape[1:], np.uint8,
+      self._batch_spec = jax.ShapeDtypeStruct((images_per_step(config),) + images.shape[1:],
+                                              np.uint8,
                                               sharding=NamedSharding(mesh, P(DATA_AXIS)))
       self._batches = host_batches(images, self.order, config.batch_size, mesh, start_step,
                                    config.num_steps, d_steps=config.d_steps)

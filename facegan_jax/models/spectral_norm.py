@@ -48,6 +48,12 @@ def power_iteration(params, vectors):
   return new
 
 
+def sigma(kernel, u):
+  """‖W u‖: the largest singular value of `kernel` as the matrix (fan_in, out), for u its
+  power-iteration vector."""
+  return jnp.linalg.norm(kernel.reshape(-1, kernel.shape[-1]).astype(jnp.float32) @ u)
+
+
 def normalize(params, vectors):
   """`params` with each kernel divided by its σ = ‖W u‖ (u from `vectors`, held constant);
   `params` itself without vectors."""
@@ -57,13 +63,11 @@ def normalize(params, vectors):
     u = vectors.get(_name(path))
     if u is None:
       return leaf
-    sigma = jnp.linalg.norm(leaf.reshape(-1, leaf.shape[-1]).astype(jnp.float32) @ u)
-    return (leaf / sigma).astype(leaf.dtype)
+    return (leaf / sigma(leaf, u)).astype(leaf.dtype)
   return jax.tree_util.tree_map_with_path(divide, params)
 
 
 def largest_singular_values(params, vectors):
   """{name: σ} of `params`' kernels as `normalize` estimates them (for logs and tests)."""
   found = kernels(params)
-  return {name: jnp.linalg.norm(found[name].reshape(-1, found[name].shape[-1]) @ u)
-          for name, u in vectors.items()}
+  return {name: sigma(found[name], u) for name, u in vectors.items()}
