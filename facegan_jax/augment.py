@@ -5,8 +5,9 @@ differentiable function of the images, so G's gradient passes through the same a
 D's input had.
 
 - DiffAugment (Zhao et al. 2020): color, translation and cutout on every image.
-- ADA (Karras et al. 2020): the `bgc` pipeline, each transform applied with probability p;
-  p is adapted during training (step.py) from how often D's real logits are positive.
+- ADA (Karras et al. 2020): the `bgc` pipeline or part of it (`--ada_pipeline`), each
+  transform applied with probability p; p is adapted during training (step.py) from how
+  often D's real logits are positive.
 
 Randomness comes from one key per example (step.example_keys: from its global index), so the
 augmented batch does not depend on the number of devices. Images are NHWC in [-1, 1].
@@ -71,20 +72,28 @@ BRIGHTNESS_STD = 0.2
 CONTRAST_STD = 0.5  # log2
 SATURATION_STD = 1.0  # log2
 ADA_DRAWS = 24  # uniform and normal draws per example
+# --ada_pipeline's groups of transforms (StyleGAN2-ADA's --augpipe names).
+ADA_PIPELINES = dict(blit='b', geom='g', color='c', bg='bg', bgc='bgc')
 
 
-def ada(images, keys, p):
-  """ADA's `bgc` augmentation of `images` (B, H, W, C), each transform with probability p.
+def ada(images, keys, p, pipeline='bgc'):
+  """ADA's augmentation of `images` (B, H, W, C), each transform of `pipeline`'s groups
+  (ADA_PIPELINES) with probability p.
 
-  Geometric (flip, 90° rotations, integer translation, isotropic scaling, rotation,
-  anisotropic scaling, rotation, fractional translation) compose into one affine map per
-  image, sampled once, bilinearly, with mirrored edges; colour (brightness, contrast, luma
-  flip, hue, saturation) compose into one affine colour map. With p = 0 both are the identity
-  and the images come back unchanged.
+  Blit (flip, 90° rotations, integer translation) and geometric (isotropic scaling, rotation,
+  anisotropic scaling, rotation, fractional translation) transforms compose into one affine
+  map per image, sampled once, bilinearly, with mirrored edges (exact for blits alone); colour
+  (brightness, contrast, luma flip, hue, saturation) compose into one affine colour map. With
+  p = 0 both are the identity and the images come back unchanged. A transform outside the
+  pipeline still takes its random draws, so each one's draws do not depend on the pipeline.
   """
   h, w, c = images.shape[1:]
-  geometric, color = jax.vmap(lambda k: _ada_transforms(k, p, (h, w)))(keys)
-  images = jax.vmap(_warp)(images, geometric)
+  groups = ADA_PIPELINES[pipeline]
+  geometric, color = jax.vmap(lambda k: _ada_transforms(k, p, (h, w), groups))(keys)
+  if 'b' in groups or 'g' in groups:
+    images = jax.vmap(_warp)(images, geometric)
+  if 'c' not in groups:
+    return images
   if c == 3:
     images = jnp.einsum('bij,bhwj->bhwi', color[:, :3, :3], images) + color[:, None, None, :3, 3]
   else:  # grayscale: the colour map's mean row, its gains summed (as AugmentPipe)
@@ -94,56 +103,57 @@ def ada(images, keys, p):
   return images
 
 
-def _ada_transforms(key, p, size):
-  """One image's (3x3 geometric map from output to input pixel, 4x4 colour map)."""
+def _ada_transforms(key, p, size, groups='bgc'):
+  """One image's (3x3 geometric map from output to input pixel, 4x4 colour map) from the
+  transforms of `groups` ('b', 'g', 'c' for blit, geometric and colour)."""
   u_key, n_key = jax.random.split(key)
   u = iter(jax.random.uniform(u_key, (ADA_DRAWS,)))
   n = iter(jax.random.normal(n_key, (ADA_DRAWS,)))
   h, w = size
 
-  def enabled(prob=None):
-    return next(u) < (p if prob is None else prob)
+  def enabled(group, prob=None):
+    return (next(u) < (p if prob is None else prob)) & (group in groups)
 
   eye = jnp.eye(3)
   geometric = eye
   # Flip and 90° rotations from integer tables: exact maps of pixel centres.
-  flip = enabled() & (next(u) < 0.5)
+  flip = enabled('b') & (next(u) < 0.5)
   geometric = geometric @ jnp.where(flip, jnp.diag(jnp.array([-1.0, 1.0, 1.0])), eye)
-  quarter = jnp.where(enabled(), jnp.floor(next(u) * 4), 0).astype(jnp.int32)
+  quarter = jnp.where(enabled('b'), jnp.floor(next(u) * 4), 0).astype(jnp.int32)
   rotations = jnp.array([[[1, 0], [0, 1]], [[0, -1], [1, 0]], [[-1, 0], [0, -1]],
                          [[0, 1], [-1, 0]]], jnp.float32)
   geometric = geometric @ eye.at[:2, :2].set(rotations[quarter])
-  t = jnp.where(enabled(), jnp.round((jnp.stack([next(u), next(u)]) * 2 - 1)
+  t = jnp.where(enabled('b'), jnp.round((jnp.stack([next(u), next(u)]) * 2 - 1)
                                      * TRANSLATE_INT * jnp.array([w, h])), 0.0)
   geometric = geometric @ _translate(t)
-  s = jnp.where(enabled(), jnp.exp2(next(n) * SCALE_STD), 1.0)
+  s = jnp.where(enabled('g'), jnp.exp2(next(n) * SCALE_STD), 1.0)
   geometric = geometric @ jnp.diag(jnp.array([1 / s, 1 / s, 1.0]))
   rotate_p = 1 - jnp.sqrt(jnp.maximum(1 - p, 0.0))  # two rotations: p in all
-  theta = jnp.where(enabled(rotate_p), (next(u) * 2 - 1) * math.pi, 0.0)
+  theta = jnp.where(enabled('g', rotate_p), (next(u) * 2 - 1) * math.pi, 0.0)
   geometric = geometric @ _rotate(-theta)
-  s = jnp.where(enabled(), jnp.exp2(next(n) * SCALE_STD), 1.0)
+  s = jnp.where(enabled('g'), jnp.exp2(next(n) * SCALE_STD), 1.0)
   geometric = geometric @ jnp.diag(jnp.array([1 / s, s, 1.0]))
-  theta = jnp.where(enabled(rotate_p), (next(u) * 2 - 1) * math.pi, 0.0)
+  theta = jnp.where(enabled('g', rotate_p), (next(u) * 2 - 1) * math.pi, 0.0)
   geometric = geometric @ _rotate(-theta)
-  t = jnp.where(enabled(), jnp.stack([next(n), next(n)]) * TRANSLATE_FRAC_STD
+  t = jnp.where(enabled('g'), jnp.stack([next(n), next(n)]) * TRANSLATE_FRAC_STD
                 * jnp.array([w, h]), 0.0)
   geometric = geometric @ _translate(-t)
 
   eye4 = jnp.eye(4)
   luma = jnp.array([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3)
   color = eye4
-  b = jnp.where(enabled(), next(n) * BRIGHTNESS_STD, 0.0)
+  b = jnp.where(enabled('c'), next(n) * BRIGHTNESS_STD, 0.0)
   color = eye4.at[:3, 3].set(b) @ color
-  s = jnp.where(enabled(), jnp.exp2(next(n) * CONTRAST_STD), 1.0)
+  s = jnp.where(enabled('c'), jnp.exp2(next(n) * CONTRAST_STD), 1.0)
   color = jnp.diag(jnp.array([s, s, s, 1.0])) @ color
-  flip = (enabled() & (next(u) < 0.5)).astype(jnp.float32)
+  flip = (enabled('c') & (next(u) < 0.5)).astype(jnp.float32)
   color = (eye4 - 2 * flip * jnp.outer(luma, luma)) @ color
   # Hue and saturation: the identity itself when off (their matrices are not exactly it).
   hue = _rotate_about(luma[:3], (next(u) * 2 - 1) * math.pi)
-  color = jnp.where(enabled(), hue, eye4) @ color
+  color = jnp.where(enabled('c'), hue, eye4) @ color
   s = jnp.exp2(next(n) * SATURATION_STD)
   saturation = jnp.outer(luma, luma) + (eye4 - jnp.outer(luma, luma)) * s
-  color = jnp.where(enabled(), saturation, eye4) @ color
+  color = jnp.where(enabled('c'), saturation, eye4) @ color
   return geometric, color
 
 

@@ -80,6 +80,9 @@ class Config:
       'with adaptive probability p, Karras et al. 2020)')
   diffaug_policy: str = field('color,translation,cutout', 'with --augment=diffaug: the '
       'transforms, comma-separated, from color, translation and cutout')
+  ada_pipeline: str = field('bgc', "with --augment=ada: StyleGAN2-ADA's pipeline (--augpipe): "
+      'blit (flips, 90° rotations, integer translation: lossless), geom (scaling, rotation, '
+      'fractional translation: resampled), color, or the sums bg and bgc')
   ada_target: float = field(0.6, "with --augment=ada: the target of r_t = E[sign(D(real))]; p "
       'rises while r_t is above it')
   ada_kimg: float = field(500.0, 'with --augment=ada: thousands of real images over which p can '
@@ -176,6 +179,7 @@ CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'
                model=('dcgan', 'mlp'), lr_decay=('none', 'linear'),
                loss=('bce', 'lsgan', 'hinge', 'wgan'),  # losses.LOSSES
                spectral_norm=('none', 'd', 'gd'), augment=('none', 'diffaug', 'ada'),
+               ada_pipeline=('blit', 'geom', 'color', 'bg', 'bgc'),  # augment.ADA_PIPELINES
                fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
                # Lower is better for each but class_coverage (evaluation/periodic.py).
                best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'class_fd',
@@ -276,6 +280,8 @@ def validate(config, num_devices=None):
                      f'{",".join(DIFFAUG_POLICIES)}, each once')
   if config.diffaug_policy != Config.diffaug_policy and config.augment != 'diffaug':
     raise UsageError('--diffaug_policy needs --augment=diffaug')
+  if config.ada_pipeline != Config.ada_pipeline and config.augment != 'ada':
+    raise UsageError('--ada_pipeline needs --augment=ada')
   if not 0 < config.ada_target < 1:
     raise UsageError(f'--ada_target={config.ada_target}: must be in (0, 1)')
   if not config.ada_kimg > 0:

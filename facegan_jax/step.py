@@ -116,7 +116,7 @@ def augment_fn(config, ada_p):
   if config.augment == 'diffaug':
     return lambda x, keys: augment.diffaug(x, keys, config.diffaug_policy)
   if config.augment == 'ada':
-    return lambda x, keys: augment.ada(x, keys, ada_p)
+    return lambda x, keys: augment.ada(x, keys, ada_p, config.ada_pipeline)
   return lambda x, keys: x
 
 

@@ -26,7 +26,22 @@ def test_ada_at_p_0_is_the_identity_and_at_p_1_changes_every_image(channels):
   assert np.all(changed > 0.1)
 
 
-ada = jax.jit(augment.ada)
+ada = jax.jit(augment.ada, static_argnums=3)
+
+
+def test_ada_pipelines_apply_only_their_own_transforms():
+  x = images(n=16)
+  blit = np.asarray(ada(x, keys(16), 1.0, 'blit'))
+  for original, out in zip(np.asarray(x), blit):  # lossless: every pixel is one of the input's
+    pixels = {tuple(v) for v in original.reshape(-1, 3)}
+    assert all(tuple(v) in pixels for v in out.reshape(-1, 3))
+  assert sum(not np.array_equal(a, b) for a, b in zip(np.asarray(x), blit)) >= 12
+  flat = jnp.broadcast_to(x[:, :1, :1], x.shape)  # one colour per image
+  np.testing.assert_allclose(ada(flat, keys(16), 1.0, 'geom'), flat, atol=1e-6)
+  colored = np.asarray(ada(flat, keys(16), 1.0, 'color'))
+  np.testing.assert_allclose(colored, np.broadcast_to(colored[:, :1, :1], x.shape), atol=1e-6)
+  assert not np.allclose(colored, flat, atol=0.05)
+  assert not np.allclose(ada(x, keys(16), 1.0, 'geom'), x, atol=0.05)
 diffaug = jax.jit(augment.diffaug, static_argnums=2)
 AUGMENTATIONS = {
     'ada': lambda x, k: ada(x, k, 0.8),

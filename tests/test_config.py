@@ -68,6 +68,8 @@ def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
      'list some of color,translation,cutout, each once'),
     (dict(augment='diffaug', diffaug_policy='color,color'), '--diffaug_policy=color,color'),
     (dict(diffaug_policy='color'), '--diffaug_policy needs --augment=diffaug'),
+    (dict(ada_pipeline='blit'), '--ada_pipeline needs --augment=ada'),
+    (dict(augment='ada', ada_pipeline='bgcf'), '--ada_pipeline=bgcf is not one of blit, geom'),
     (dict(augment='ada', ada_target=1.0), '--ada_target=1.0: must be in (0, 1)'),
     (dict(augment='ada', ada_kimg=0.0), '--ada_kimg=0.0: must be positive'),
     (dict(d_steps=0), '--d_steps=0: must be at least 1'),
