@@ -66,6 +66,9 @@ RECIPES = dict(
     small_faces_diffaug=Recipe('small_faces_ada.flags', ('--augment=diffaug',), SMALL, 500,
                                SMALL_FLOORS),
     small_faces_ada=Recipe('small_faces_ada.flags', (), SMALL, 500, SMALL_FLOORS),
+    # DiffAugment's translation and cutout without its color (a comma inside one flag).
+    small_faces_diffaug_tc=Recipe('small_faces_ada.flags', (
+        '--augment=diffaug', '--diffaug_policy=translation,cutout'), SMALL, 500, SMALL_FLOORS),
     # The same 3.3x longer (~650 epochs), where D has longer to memorise the set.
     small_faces_long=Recipe('small_faces_ada.flags', ('--augment=none', '--num_steps=10000',
                                                       '--lr_decay_start=5000'), SMALL, 1000,

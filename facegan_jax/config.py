@@ -166,6 +166,9 @@ def changed_on_resume(saved, config):
           and saved[name] != getattr(config, name)}
 
 
+# The resolutions of --model=resnet (models/resnet.LAYOUTS).
+RESNET_RESOLUTIONS = (32, 64, 128)
+
 # --diffaug_policy's transforms (augment.py implements each), in the order they apply.
 DIFFAUG_POLICIES = ('color', 'translation', 'cutout')
 
@@ -176,7 +179,7 @@ UP_CONV_IMPLS = ('xla', 'phase', 's2d', 'col2im', 'winograd', 'winograd_phase')
 
 CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'),
                precision=('fp32', 'bf16'),  # models.COMPUTE_DTYPES
-               model=('dcgan', 'mlp'), lr_decay=('none', 'linear'),
+               model=('dcgan', 'mlp', 'resnet'), lr_decay=('none', 'linear'),
                loss=('bce', 'lsgan', 'hinge', 'wgan'),  # losses.LOSSES
                spectral_norm=('none', 'd', 'gd'), augment=('none', 'diffaug', 'ada'),
                ada_pipeline=('blit', 'geom', 'color', 'bg', 'bgc'),  # augment.ADA_PIPELINES
@@ -257,6 +260,9 @@ def validate(config, num_devices=None):
                      f'devices ({num_devices})')
   if config.model == 'dcgan':
     num_stages(config.resolution)
+  if config.model == 'resnet' and config.resolution not in RESNET_RESOLUTIONS:
+    raise UsageError(f'--resolution={config.resolution}: resnet has the '
+                     f'{", ".join(map(str, RESNET_RESOLUTIONS))} pixel models')
   if config.channels not in (1, 3):
     raise UsageError(f'--channels={config.channels}: must be 1 or 3')
   if not 0 < config.label_smoothing <= 1:

@@ -58,10 +58,11 @@ R1 = dict(r1_gamma=10.0, r1_every=2)
 SNGAN_ADA = dict(spectral_norm='gd', loss='hinge', d_steps=2, beta1_d=0.0, beta2_d=0.9,
                  augment='ada', ada_kimg=0.1, ada_p=0.5)
 WGAN_GP = dict(loss='wgan', gp_weight=10.0, augment='diffaug')
+RESNET = dict(model='resnet', resolution=32, conv_dim=4, spectral_norm='d', loss='hinge')
 
 
-@pytest.mark.parametrize('overrides', [{}, MLP, R1, SNGAN_ADA, WGAN_GP],
-                         ids=['dcgan', 'mlp', 'r1', 'sngan_ada', 'wgan_gp_diffaug'])
+@pytest.mark.parametrize('overrides', [{}, MLP, R1, SNGAN_ADA, WGAN_GP, RESNET],
+                         ids=['dcgan', 'mlp', 'r1', 'sngan_ada', 'wgan_gp_diffaug', 'resnet'])
 def test_one_and_two_devices_give_the_same_run(overrides):
   """Same global batch and seed: same losses and parameters (BatchNorm and dropout synced,
   augmentations and ADA's p, spectral-norm vectors, the extra D steps' batches)."""
@@ -69,9 +70,11 @@ def test_one_and_two_devices_give_the_same_run(overrides):
   # Second derivatives (R1, the gradient penalty) sum over more terms: over their first 2
   # steps the states agree to 3e-5 (absolute, or relative to an array's largest value above
   # 1; measured under the suite's XLA flags), not 1e-5; ADA's warp sums its gradient's
-  # scatter in another order too (1.5e-5 after 4 steps).
-  second_order = 'r1_gamma' in overrides or 'gp_weight' in overrides or 'ada_p' in overrides
-  steps, tolerance = (2, 1e-4) if second_order else (4, 1e-5)
+  # scatter in another order too (1.5e-5 after 4 steps), and the ResNet's D sums its features
+  # over every pixel, so its logits and gradients run ~10x DCGAN's (1.1e-5 after 2 steps).
+  loose = any(k in overrides for k in ('r1_gamma', 'gp_weight', 'ada_p')) or (
+      overrides.get('model') == 'resnet')
+  steps, tolerance = (2, 1e-4) if loose else (4, 1e-5)
   (s1, m1), (s2, m2) = (run(n, steps, images, **overrides) for n in (1, 2))
   for a, b in zip(m1, m2):
     assert a.keys() == b.keys()

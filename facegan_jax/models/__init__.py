@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from facegan_jax import config as config_lib
-from facegan_jax.models import dcgan, mlp
+from facegan_jax.models import dcgan, mlp, resnet
 
 COMPUTE_DTYPES = {'fp32': jnp.float32, 'bf16': jnp.bfloat16}
 
@@ -22,6 +22,8 @@ def build(config, rngs):
     return (mlp.Generator(z_dim=config.z_dim, hidden_dim=config.hidden_dim, **common),
             mlp.Discriminator(hidden_dim=config.hidden_dim, dropout=config.d_dropout, **common))
   common.update(conv_dim=config.conv_dim, conv_impl=config.conv_impl)
+  if config.model == 'resnet':
+    return (resnet.Generator(z_dim=config.z_dim, **common), resnet.Discriminator(**common))
   return (dcgan.Generator(z_dim=config.z_dim, g_first_bn=config.g_first_bn, **common),
           dcgan.Discriminator(batchnorm=config_lib.d_batchnorm(config), **common))
 

@@ -1,0 +1,90 @@
+"""SNGAN's ResNets: the folded resampling convolutions are the textbook upsample/pool forms,
+and the models have Mimicry's shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from facegan_jax import config as config_lib
+from facegan_jax.models import build, param_count, resnet
+from facegan_jax.models.conv_impls import DOWN_IMPLS, UP_IMPLS
+from facegan_jax.models.resample import conv_4x2, conv_transpose_4x2
+
+
+def arrays(*shapes, seed=0):
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(shapes))
+  return [jax.random.normal(k, s) for k, s in zip(keys, shapes)]
+
+
+@pytest.mark.parametrize('impl', ('auto',) + tuple(UP_IMPLS))
+def test_upsample_then_conv3x3_is_the_folded_transposed_conv(impl):
+  x, k3 = arrays((2, 6, 6, 8), (3, 3, 8, 5))
+  textbook = resnet.conv_3x3(resnet.upsample(x), k3)
+  folded = jax.jit(lambda x, k: conv_transpose_4x2(x, resnet.fold_up(k), impl))(x, k3)
+  np.testing.assert_allclose(folded, textbook, atol=1e-5 * float(jnp.abs(textbook).max()))
+
+
+@pytest.mark.parametrize('impl', ('auto',) + tuple(DOWN_IMPLS))
+def test_conv3x3_then_average_pool_is_the_folded_strided_conv(impl):
+  x, k3 = arrays((2, 8, 8, 6), (3, 3, 6, 5))
+  textbook = resnet.avg_pool(resnet.conv_3x3(x, k3))
+  folded = jax.jit(lambda x, k: conv_4x2(x, resnet.fold_down(k), impl))(x, k3)
+  np.testing.assert_allclose(folded, textbook, atol=1e-5 * float(jnp.abs(textbook).max()))
+
+
+def test_the_folded_forms_gradients_are_the_textbook_ones():
+  """Through the hand-written backward passes (conv_impl='auto'), in the input and in the 3x3
+  kernel (the parameter spectral norm sees)."""
+  x, k3, g_up, g_down = arrays((2, 6, 6, 8), (3, 3, 8, 8), (2, 12, 12, 8), (2, 3, 3, 8))
+  for folded, textbook, g in [
+      (lambda x, k: conv_transpose_4x2(x, resnet.fold_up(k)),
+       lambda x, k: resnet.conv_3x3(resnet.upsample(x), k), g_up),
+      (lambda x, k: conv_4x2(x, resnet.fold_down(k)),
+       lambda x, k: resnet.avg_pool(resnet.conv_3x3(x, k)), g_down)]:
+    ours = jax.jit(jax.grad(lambda x, k: jnp.sum(folded(x, k) * g), (0, 1)))(x, k3)
+    theirs = jax.grad(lambda x, k: jnp.sum(textbook(x, k) * g), (0, 1))(x, k3)
+    for a, b in zip(ours, theirs):
+      np.testing.assert_allclose(a, b, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_blocks_are_sngans_with_the_shortcut_commuted():
+  """A G and a D block against their textbook computation from the same parameters."""
+  rngs = nnx.Rngs(0)
+  x, = arrays((2, 8, 8, 6))
+  g = resnet.GBlock(6, 4, conv_impl='auto', rngs=rngs)
+  h = jax.nn.relu(g.bn1(x, train=True))
+  h = resnet.conv_3x3(resnet.upsample(h), g.conv1.kernel[...])
+  h = resnet.conv_3x3(jax.nn.relu(g.bn2(h, train=True)), g.conv2.kernel[...])
+  shortcut = resnet.upsample(x) @ g.shortcut.kernel[...]
+  np.testing.assert_allclose(g(x, train=True), h + shortcut, atol=1e-4)
+  for first in (True, False):
+    d = resnet.DBlock(6, 4, downsample=True, first=first, conv_impl='auto', rngs=rngs)
+    h = resnet.conv_3x3(x if first else jax.nn.relu(x), d.conv1.kernel[...]) + d.conv1.bias[...]
+    h = resnet.conv_3x3(jax.nn.relu(h), d.conv2.kernel[...]) + d.conv2.bias[...]
+    shortcut = resnet.avg_pool(x @ d.shortcut.kernel[...] + d.shortcut.bias[...])
+    np.testing.assert_allclose(d(x), resnet.avg_pool(h) + shortcut, atol=1e-4)
+
+
+# Mimicry's SNGAN-32 counted by hand from its layers: G = linear 128 -> 4x4x256 (528,384) +
+# 3 blocks (2 BatchNorms, two 3x3 and one 1x1 convolution of 256: 1,246,976 each) + BatchNorm
+# (512) + 3x3 to RGB (6,915), less the biases before BatchNorms ours drop (4,096 + 3 x 768):
+# 4,270,339; D = the optimized block (151,680) + a downsampling block with its 1x1 shortcut
+# (311,680) + 2 blocks without (295,168 each) + the logit (129).
+@pytest.mark.parametrize('resolution, conv_dim, g_params, d_params',
+                         [(32, 128, 4_270_339, 1_053_825), (64, 64, None, None),
+                          (128, 64, None, None)])
+def test_models_have_mimicrys_shapes(resolution, conv_dim, g_params, d_params):
+  config = config_lib.Config(model='resnet', resolution=resolution, conv_dim=conv_dim,
+                             z_dim=128, spectral_norm='d', loss='hinge')
+  g, d = nnx.eval_shape(lambda: build(config, nnx.Rngs(0)))
+
+  def forward(z):
+    g, d = build(config, nnx.Rngs(0))
+    images = g(z, train=True)
+    return images, d(images, train=True)
+  images, logits = jax.eval_shape(forward, jax.ShapeDtypeStruct((2, 128), jnp.float32))
+  assert images.shape == (2, resolution, resolution, 3) and logits.shape == (2,)
+  if g_params:
+    assert (param_count(g), param_count(d)) == (g_params, d_params)
