@@ -5,14 +5,20 @@ two TFDS flagfiles run under tfds.testing.mock_data (random images of the real f
 Each run is cut to a couple of steps at the flagfile's own model settings.
 """
 
+import glob
 import json
 import os
 import zipfile
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from PIL import Image
 
+from facegan_jax import config as config_lib
+from facegan_jax.models import build
 from tests.conftest import ROOT, run_python
 
 SHORT = ['--num_steps=2', '--log_every=1', '--sample_every=2', '--checkpoint_every=2']
@@ -88,3 +94,20 @@ def test_small_faces_ada_trains_with_ada(tmp_path, data_dir):
   assert metrics_steps(workdir) == 2
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     assert all('ada_p' in json.loads(line) for line in f)
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(os.path.join(ROOT, 'experiments', '*.flags'))),
+                         ids=os.path.basename)
+def test_every_flagfile_is_a_valid_run_whose_models_build(path):
+  """Each flagfile's settings pass validation and its models map latents to images of its
+  resolution and images to one logit each (shapes only: the 64-pixel SNGAN is 1,024 wide)."""
+  config = config_lib.Config(**config_lib.read_flagfile(path))
+  config_lib.validate(config)
+
+  def forward(z):
+    g, d = build(config, nnx.Rngs(0))
+    images = g(z, train=True)
+    return images, d(images, train=False)  # (train: dropout would want its keys)
+  images, logits = jax.eval_shape(forward, jax.ShapeDtypeStruct((2, config.z_dim), jnp.float32))
+  assert images.shape == (2, config.resolution, config.resolution, config.channels)
+  assert logits.shape == (2,)
