@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.stats
 
 from facegan_jax.evaluation import distances
 
@@ -75,3 +76,21 @@ def test_precision_recall_match_brute_force_and_behave():
   precision, recall = distances.precision_recall(real, narrow)
   assert precision > 0.9 and recall < 0.5
   assert distances.precision_recall(real, far) == (0.0, 0.0)
+
+
+def test_inception_score_matches_a_direct_computation_and_its_extremes():
+  logits = np.random.default_rng(0).normal(0, 3, (1003, 12))  # 1003: unequal splits
+  # Directly: softmax per image, then per split KL(p(y|x) || p(y)) by scipy, exp of the mean.
+  p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+  scores = []
+  for i in range(10):
+    part = p[i * 1003 // 10:(i + 1) * 1003 // 10]
+    scores.append(np.exp(np.mean([scipy.stats.entropy(row, part.mean(axis=0)) for row in part])))
+  mean, std = distances.inception_score(logits)
+  assert mean == pytest.approx(np.mean(scores), rel=1e-12)
+  assert std == pytest.approx(np.std(scores), rel=1e-9)
+  # One class for every image: 1. Confident and spread evenly over K classes per split: K.
+  assert distances.inception_score(np.zeros((100, 5)))[0] == pytest.approx(1.0)
+  confident = 50.0 * np.eye(8)[np.arange(800) % 8]
+  mean, std = distances.inception_score(confident)
+  assert mean == pytest.approx(8.0, rel=1e-6) and std == pytest.approx(0.0, abs=1e-6)

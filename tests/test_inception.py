@@ -19,6 +19,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
+from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import fid
 from facegan_jax.evaluation import inception
 from facegan_jax.evaluation import torch_weights
@@ -94,8 +95,12 @@ def random_inception_weights(seed=0):
 
 
 def random_inception_npz(path, seed=0):
-  """Writes `random_inception_weights(seed)` as an .npz; returns `path`."""
-  np.savez(path, **random_inception_weights(seed))
+  """Writes `random_inception_weights(seed)` and a random 1008-way classifier (`fc`, which
+  the Inception Score reads) as an .npz; returns `path`."""
+  rng = np.random.default_rng(seed + 1)
+  fc = dict(weight=rng.normal(0, 0.05, (1008, 2048)), bias=rng.normal(0, 0.1, 1008))
+  np.savez(path, **random_inception_weights(seed),
+           **{f'fc.{k}': v.astype(np.float32) for k, v in fc.items()})
   return path
 
 
@@ -242,3 +247,15 @@ if __name__ == '__main__':
     sys.exit(f'usage: {GOLDEN_COMMAND} (needs torch)')
   np.savez_compressed(GOLDEN, **golden_record())
   print(f'wrote {GOLDEN} ({os.path.getsize(GOLDEN)} bytes)')
+
+
+def test_load_network_reads_the_classifier_the_inception_score_needs(tmp_path):
+  path = random_inception_npz(str(tmp_path / 'with_fc.npz'))
+  _, (weight, bias), digest = fid.load_network(path)
+  with np.load(path) as f:
+    np.testing.assert_array_equal(weight, f['fc.weight'])
+    np.testing.assert_array_equal(bias, f['fc.bias'])
+  assert weight.dtype == np.float64 and len(digest) == 64
+  np.savez(tmp_path / 'no_fc.npz', **random_inception_weights())
+  with pytest.raises(UsageError, match=r"not the FID Inception weights \(they lack 'fc.weight'\)"):
+    fid.load_network(str(tmp_path / 'no_fc.npz'))

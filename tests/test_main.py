@@ -91,16 +91,18 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
       step=25, dataset='synthetic_faces/small', dataset_version='1.0.0', resolution=16,
       n_real=16, n_fake=16, generator='ema')
   assert record['metrics']['swd']['value'] > 0 and record['metrics']['swd']['levels'] == [16]
-  for name in ('fid', 'kid', 'precision', 'recall'):
+  for name in ('fid', 'kid', 'precision', 'recall', 'inception_score'):
     value = record['metrics'][name]
     assert np.isfinite(value['value']), name
     assert value['resize'] == 'pytorch_fid' and len(value['weights_sha256']) == 64
   assert record['metrics']['fid']['value'] > 0
+  score = record['metrics']['inception_score']
+  assert 1 <= score['value'] <= 1008 and 1 <= score['real'] <= 1008 and score['std'] >= 0
   assert not record['metrics']['fid']['real_features_cached']
   for name in ('domain_fd', 'attr_w1', 'attr_tv'):  # synthetic_faces' attribute network
     value = record['metrics'][name]
     assert value['value'] > 0 and len(value['weights_sha256']) == 64, name
-  for name in ('SWD', 'domainFD', 'attr W1', 'attr TV', 'FID', 'KID', 'P / R'):
+  for name in ('SWD', 'domainFD', 'attr W1', 'attr TV', 'FID', 'KID', 'IS', 'P / R'):
     assert name in evaluated.stdout
 
 

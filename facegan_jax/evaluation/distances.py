@@ -80,3 +80,18 @@ def precision_recall(real, fake, k=3, batch=1000):
   precision = _covered(fake, real, _kth_neighbour_radii(real, k, batch), batch)
   recall = _covered(real, fake, _kth_neighbour_radii(fake, k, batch), batch)
   return precision, recall
+
+
+def inception_score(logits, splits=10):
+  """Inception Score (Salimans et al. 2016) of classifier `logits` (N, K): exp of the mean KL
+  divergence of p(y|x) from p(y) within each of `splits` consecutive parts (the original's
+  boundaries, i * N // splits), as (mean, population std) over the parts."""
+  logits = np.asarray(logits, np.float64)
+  logits = logits - logits.max(axis=1, keepdims=True)
+  log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+  n, scores = len(log_p), []
+  for i in range(splits):
+    part = log_p[i * n // splits:(i + 1) * n // splits]
+    log_py = np.log(np.exp(part).mean(axis=0))
+    scores.append(np.exp((np.exp(part) * (part - log_py)).sum(axis=1).mean()))
+  return float(np.mean(scores)), float(np.std(scores))

@@ -83,13 +83,13 @@ class Evaluator:
                        f'{config.dataset} has no labels')
     self.inception = None
     if config.inception_weights:
-      model, digest = fid.load_network(config.inception_weights)
+      model, classifier, digest = fid.load_network(config.inception_weights)
       key = dict(dataset=config.dataset, version=self.provenance['dataset_version'],
                  resolution=config.resolution, split='train',
                  subset=hashlib.sha256(self.subset.tobytes()).hexdigest()[:16], weights=digest,
                  resize=config.fid_resize)
       real_features, cached = fid.cached_real_features(model, self.real, config.fid_resize, key)
-      self.inception = (model, digest, real_features, cached)
+      self.inception = (model, classifier, digest, real_features, cached)
 
   def __call__(self, step, generate):
     """The record of the generator `generate` (z -> uint8 images) at training step `step`."""
@@ -118,11 +118,12 @@ class Evaluator:
                 seconds={k: round(v, 2) for k, v in seconds.items()})
 
   def _inception_metrics(self, fake):
-    """FID, KID and precision/recall records, each with the network and resize provenance."""
+    """FID, KID, precision/recall and Inception Score records, each with the network and
+    resize provenance."""
     config = self.config
-    model, digest, real_features, cached = self.inception
+    model, classifier, digest, real_features, cached = self.inception
     fake_features = fid.features(model, fake, config.fid_resize)
-    values = fid.metrics(real_features, fake_features, seed=config.sample_seed)
+    values = fid.metrics(real_features, fake_features, classifier, seed=config.sample_seed)
     network = dict(network='FID Inception-v3 (2015-12-05) pool3, 2048 features',
                    weights_sha256=digest, resize=config.fid_resize, real_features_cached=cached)
     return dict(
@@ -132,7 +133,13 @@ class Evaluator:
         precision=dict(value=values['precision'], settings='k=3 (Kynkaanniemi et al. 2019)',
                        **network),
         recall=dict(value=values['recall'], settings='k=3 (Kynkaanniemi et al. 2019)',
-                    **network))
+                    **network),
+        inception_score=dict(
+            value=values['inception_score'], std=values['inception_score_std'],
+            real=values['inception_score_real'],
+            settings='higher is better; exp E[KL(p(y|x) || p(y))] over the 1008-way softmax '
+                     'of the same network, mean and std over 10 splits (Salimans et al. 2016); '
+                     'real: the real images\' own', **network))
 
 
 def table(record):
@@ -167,6 +174,9 @@ def table(record):
                  f', weights {metrics["fid"]["weights_sha256"][:12]}')
     lines.append(f'{"KID":<8} {metrics["kid"]["value"]:>9.2f}  x1e3, std '
                  f'{metrics["kid"]["std"]:.2f}')
+    score = metrics['inception_score']
+    lines.append(f'{"IS":<8} {score["value"]:>9.2f}  higher is better; std {score["std"]:.2f} '
+                 f'over 10 splits; the reals\' {score["real"]:.2f}')
     precision, recall = metrics['precision']['value'], metrics['recall']['value']
     lines.append(f'{"P / R":<8} {precision:>4.2f} {recall:>4.2f}  precision / recall, k=3')
   return '\n'.join(lines)

@@ -28,7 +28,8 @@ BATCH_PER_DEVICE = 25
 
 
 def load_network(path):
-  """(FIDInception with the weights at `path`, the file's SHA-256).
+  """(FIDInception with the weights at `path`, its 1008-way classifier on the pool3 features
+  as float64 (weight (1008, 2048), bias (1008,)), the file's SHA-256).
 
   `path` is pytorch-fid's .pth (read by torch_weights, no pickle code runs) or an .npz of the
   same arrays by the same names (np.load without pickles).
@@ -43,9 +44,17 @@ def load_network(path):
       state_dict = torch_weights.load(path)
     model = inception.FIDInception()
     inception.load_state_dict(model, state_dict)
-  except (ValueError, EOFError, OSError, zipfile.BadZipFile, KeyError) as e:
+    classifier = tuple(np.asarray(state_dict[f'fc.{name}'], np.float64)
+                       for name in ('weight', 'bias'))
+    if classifier[0].shape != (1008, 2048) or classifier[1].shape != (1008,):
+      raise ValueError(f'fc has shapes {classifier[0].shape} and {classifier[1].shape}, the '
+                       'network needs (1008, 2048) and (1008,)')
+  except KeyError as e:
+    raise UsageError(f'--inception_weights={path}: not the FID Inception weights (they lack '
+                     f'{e})') from e
+  except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
     raise UsageError(f'--inception_weights={path}: not the FID Inception weights ({e})') from e
-  return model, files.sha256(path)
+  return model, classifier, files.sha256(path)
 
 
 def features(model, images, resize_mode):
@@ -85,14 +94,21 @@ def cached_real_features(model, images, resize_mode, key):
   return out, False
 
 
-def metrics(real, fake, seed=0):
-  """FID, KID (x1e3, mean and std over subsets) and precision/recall (k=3)."""
+def metrics(real, fake, classifier, seed=0):
+  """FID, KID (x1e3, mean and std over subsets), precision/recall (k=3) and the Inception
+  Score of the fakes and of the reals (mean and std over 10 splits) from the pool3 features
+  `real` and `fake`, the scores through `classifier` (load_network's)."""
   real, fake = real.astype(np.float64), fake.astype(np.float64)
   mu_r, sigma_r = distances.mean_and_covariance(real)
   mu_f, sigma_f = distances.mean_and_covariance(fake)
   kid_mean, kid_std = distances.kernel_inception_distance(
       real, fake, subset_size=min(1000, len(real), len(fake)), seed=seed)
   precision, recall = distances.precision_recall(real, fake, k=3)
+  weight, bias = classifier
+  is_mean, is_std = distances.inception_score(fake @ weight.T + bias)
+  is_real, _ = distances.inception_score(real @ weight.T + bias)
   return dict(fid=float(distances.frechet_distance(mu_r, sigma_r, mu_f, sigma_f)),
+              inception_score=is_mean, inception_score_std=is_std,
+              inception_score_real=is_real,
               kid=1e3 * float(kid_mean), kid_std=1e3 * float(kid_std),
               precision=float(precision), recall=float(recall))
