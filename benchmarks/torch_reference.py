@@ -2,8 +2,11 @@
 
   python benchmarks/torch_reference.py
 
-The models mirror facegan_jax/models/{dcgan,mlp}.py layer for layer (same shapes, parameter
-counts and init), so benchmarks/train_throughput.py can put the two throughputs side by side.
+The models mirror facegan_jax/models/{dcgan,mlp,resnet}.py layer for layer (same shapes,
+parameter counts and init), so benchmarks/train_throughput.py can put the two throughputs side
+by side. The SNGAN ResNets are the textbook form (nearest upsampling then a 3x3 convolution,
+a 3x3 convolution then average pooling), as Mimicry writes them, with PyTorch's spectral norm
+on D, trained in SNGAN's loop (hinge loss, --d_steps D updates per G update).
 torch is an optional dependency: importing this module raises ImportError without it.
 """
 
@@ -25,7 +28,7 @@ def preset(name, **overrides):
   c = config_lib.preset(name, **overrides)
   return dict(model=c.model, resolution=c.resolution, conv_dim=c.conv_dim, z_dim=c.z_dim,
               channels=c.channels, g_first_bn=c.g_first_bn, hidden_dim=c.hidden_dim,
-              dropout=c.d_dropout)
+              dropout=c.d_dropout, d_steps=c.d_steps)
 
 
 class DCGenerator(nn.Module):
@@ -103,6 +106,90 @@ class MLPDiscriminator(nn.Module):
     return self.net(x)[:, 0]
 
 
+class GBlock(nn.Module):
+  """BN-ReLU-upsample-conv3x3-BN-ReLU-conv3x3 plus upsample-conv1x1 (no biases before the
+  BatchNorms that follow, as facegan_jax's)."""
+
+  def __init__(self, c_in, c_out):
+    super().__init__()
+    self.b1, self.b2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+    self.c1 = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+    self.c2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+    self.c_sc = nn.Conv2d(c_in, c_out, 1, bias=False)
+
+  def forward(self, x):
+    up = nn.functional.interpolate
+    h = self.c1(up(torch.relu(self.b1(x)), scale_factor=2, mode='nearest'))
+    h = self.c2(torch.relu(self.b2(h)))
+    return h + self.c_sc(up(x, scale_factor=2, mode='nearest'))
+
+
+class DBlock(nn.Module):
+  """[ReLU]-conv3x3-ReLU-conv3x3[-avgpool] plus a shortcut; `first`: SNGAN's optimized block."""
+
+  def __init__(self, c_in, c_out, downsample, first):
+    super().__init__()
+    sn = nn.utils.parametrizations.spectral_norm
+    hidden = c_out if first else c_in
+    self.c1, self.c2 = sn(nn.Conv2d(c_in, hidden, 3, 1, 1)), sn(nn.Conv2d(hidden, c_out, 3, 1, 1))
+    learnable = first or downsample or c_in != c_out
+    self.c_sc = sn(nn.Conv2d(c_in, c_out, 1)) if learnable else None
+    self.downsample, self.first = downsample, first
+
+  def forward(self, x):
+    pool = nn.functional.avg_pool2d
+    h = self.c2(torch.relu(self.c1(x if self.first else torch.relu(x))))
+    if self.downsample:
+      h = pool(h, 2)
+    if self.c_sc is None:
+      return h + x
+    if self.first:
+      return h + self.c_sc(pool(x, 2))
+    return h + (pool(self.c_sc(x), 2) if self.downsample else self.c_sc(x))
+
+
+class ResNetGenerator(nn.Module):
+  def __init__(self, resolution, conv_dim, z_dim, channels, **unused):
+    super().__init__()
+    from facegan_jax.models.resnet import LAYOUTS  # the widths only; it imports JAX
+    widths = [conv_dim * m for m in LAYOUTS[resolution][0]]
+    self.width = widths[0]
+    self.project = nn.Linear(z_dim, 16 * widths[0], bias=False)
+    self.blocks = nn.Sequential(*[GBlock(a, b) for a, b in zip(widths, widths[1:])])
+    self.bn = nn.BatchNorm2d(widths[-1])
+    self.to_rgb = nn.Conv2d(widths[-1], channels, 3, 1, 1)
+
+  def forward(self, z):
+    x = self.blocks(self.project(z).view(-1, self.width, 4, 4))
+    return torch.tanh(self.to_rgb(torch.relu(self.bn(x))))
+
+
+class ResNetDiscriminator(nn.Module):
+  def __init__(self, resolution, conv_dim, channels, **unused):
+    super().__init__()
+    from facegan_jax.models.resnet import LAYOUTS
+    layout = LAYOUTS[resolution][1]
+    widths = [channels] + [conv_dim * m for m, _ in layout]
+    self.blocks = nn.Sequential(*[DBlock(widths[i], widths[i + 1], down, i == 0)
+                                  for i, (_, down) in enumerate(layout)])
+    self.logit = nn.utils.parametrizations.spectral_norm(nn.Linear(widths[-1], 1))
+
+  def forward(self, x):
+    return self.logit(torch.relu(self.blocks(x)).sum(dim=(2, 3)))[:, 0]
+
+
+def _xavier(module):
+  """SNGAN's init: Xavier-uniform, gain sqrt(2) on the blocks' 3x3 convolutions, 1 elsewhere;
+  biases 0."""
+  if isinstance(module, (nn.Linear, nn.Conv2d)):
+    weight = module.parametrizations.weight.original if hasattr(
+        module, 'parametrizations') else module.weight
+    gain = 2**0.5 if weight.dim() == 4 and weight.shape[-1] == 3 and weight.shape[0] != 3 else 1
+    nn.init.xavier_uniform_(weight, gain)
+    if module.bias is not None:
+      nn.init.zeros_(module.bias)
+
+
 def _init(module):
   """DCGAN init: weights N(0, 0.02), biases 0; BatchNorm scale N(1, 0.02), shift 0."""
   if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
@@ -118,12 +205,15 @@ def build(preset_name, **overrides):
   """(G, D) for `preset_name`, with config fields replaced by `overrides`."""
   cfg = preset(preset_name, **overrides)
   model = cfg.pop('model')
+  cfg.pop('d_steps')
   if model == 'dcgan':
     cfg.pop('dropout', None)
     cfg.pop('hidden_dim', None)
     g, d = DCGenerator(**cfg), DCDiscriminator(**cfg)
   elif model == 'mlp':
     g, d = MLPGenerator(**cfg), MLPDiscriminator(**cfg)
+  elif model == 'resnet':
+    return ResNetGenerator(**cfg).apply(_xavier), ResNetDiscriminator(**cfg).apply(_xavier)
   else:
     raise ValueError(f'unknown model {model!r}')
   return g.apply(_init), d.apply(_init)
@@ -136,8 +226,9 @@ def param_counts(preset_name, **overrides):
 
 def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, compile=False,
                    precision='fp32', **overrides):
-  """Images/s of the pytorch/examples DCGAN iteration (D real+fake step, then G step), on the
-  GPU when there is one; `precision='bf16'` runs the forward passes under bfloat16 autocast
+  """Real images/s of the pytorch/examples DCGAN iteration (D real+fake step, then G step),
+  or for the ResNets SNGAN's (--d_steps D steps, each on its own real batch, then G's), on
+  the GPU when there is one; `precision='bf16'` runs the forward passes under bfloat16 autocast
   (PyTorch's mixed precision: float32 weights and optimizer)."""
   torch.set_num_threads(threads or os.cpu_count())
   torch.manual_seed(0)
@@ -153,8 +244,9 @@ def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, co
       d(g(torch.randn(2, z_dim, device=device)))  # compile errors surface on the first call
     except Exception as e:
       raise RuntimeError(f'torch.compile does not work on this machine: {e}') from e
-  opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-  opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+  betas = (0.0, 0.9) if cfg['model'] == 'resnet' else (0.5, 0.999)  # SNGAN's, DCGAN's
+  opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=betas)
+  opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=betas)
   bce = nn.BCEWithLogitsLoss()
   # Data is pre-generated so the timing covers the training step alone, not a loader.
   shape = (cfg['channels'], cfg['resolution'], cfg['resolution'])
@@ -163,7 +255,7 @@ def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, co
   fake_label = torch.zeros(batch_size, device=device)
   gen_label = torch.ones(batch_size, device=device)
 
-  def step():
+  def dcgan_step():
     d.zero_grad()
     with autocast:
       err_d_real = bce(d(real).float(), real_label)
@@ -179,6 +271,23 @@ def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, co
     err_g.backward()
     opt_g.step()
 
+  def sngan_step():  # Mimicry's: --d_steps hinge D updates on fresh fakes, then G's
+    for _ in range(cfg['d_steps']):
+      d.zero_grad()
+      with autocast:
+        fake = g(torch.randn(batch_size, z_dim, device=device)).detach()
+        err_d = (torch.relu(1 - d(real).float()).mean()
+                 + torch.relu(1 + d(fake).float()).mean())
+      err_d.backward()
+      opt_d.step()
+    g.zero_grad()
+    with autocast:
+      err_g = -d(g(torch.randn(batch_size, z_dim, device=device))).float().mean()
+    err_g.backward()
+    opt_g.step()
+
+  step = sngan_step if cfg['model'] == 'resnet' else dcgan_step
+
   def sync():
     if device == 'cuda':
       torch.cuda.synchronize()
@@ -190,12 +299,13 @@ def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, co
   for _ in range(steps):
     step()
   sync()
-  return batch_size * steps / (time.perf_counter() - start)
+  images_per_step = batch_size * (cfg['d_steps'] if cfg['model'] == 'resnet' else 1)
+  return images_per_step * steps / (time.perf_counter() - start)
 
 
 if __name__ == '__main__':
   print(f'{"preset":<10} {"batch":>5} {"G params":>10} {"D params":>10} {"img/s":>9}')
-  for name in ('udacity32', 'dcgan64', 'mnist_mlp'):
+  for name in ('udacity32', 'dcgan64', 'mnist_mlp', 'sngan32', 'sngan64'):
     n_g, n_d = param_counts(name)
     print(f'{name:<10} {64:>5} {n_g:>10,} {n_d:>10,} {images_per_sec(name, 64):>9.1f}',
           flush=True)
