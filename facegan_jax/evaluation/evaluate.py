@@ -83,13 +83,13 @@ class Evaluator:
                        f'{config.dataset} has no labels')
     self.inception = None
     if config.inception_weights:
-      model, classifier, digest = fid.load_network(config.inception_weights)
+      model, fc, digest = fid.load_network(config.inception_weights)
       key = dict(dataset=config.dataset, version=self.provenance['dataset_version'],
                  resolution=config.resolution, split='train',
                  subset=hashlib.sha256(self.subset.tobytes()).hexdigest()[:16], weights=digest,
                  resize=config.fid_resize)
       real_features, cached = fid.cached_real_features(model, self.real, config.fid_resize, key)
-      self.inception = (model, classifier, digest, real_features, cached)
+      self.inception = (model, fc, digest, real_features, cached)
 
   def __call__(self, step, generate):
     """The record of the generator `generate` (z -> uint8 images) at training step `step`."""
@@ -121,9 +121,9 @@ class Evaluator:
     """FID, KID, precision/recall and Inception Score records, each with the network and
     resize provenance."""
     config = self.config
-    model, classifier, digest, real_features, cached = self.inception
+    model, fc, digest, real_features, cached = self.inception
     fake_features = fid.features(model, fake, config.fid_resize)
-    values = fid.metrics(real_features, fake_features, classifier, seed=config.sample_seed)
+    values = fid.metrics(real_features, fake_features, fc, seed=config.sample_seed)
     network = dict(network='FID Inception-v3 (2015-12-05) pool3, 2048 features',
                    weights_sha256=digest, resize=config.fid_resize, real_features_cached=cached)
     return dict(
