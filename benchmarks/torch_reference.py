@@ -106,6 +106,17 @@ class MLPDiscriminator(nn.Module):
     return self.net(x)[:, 0]
 
 
+def _xavier(layer, gain=1.0):
+  """SNGAN's init, Xavier-uniform with `gain` and a zero bias, on `layer` (spectral-normed or
+  not); returns it."""
+  weight = (layer.parametrizations.weight.original if hasattr(layer, 'parametrizations')
+            else layer.weight)
+  nn.init.xavier_uniform_(weight, gain)
+  if layer.bias is not None:
+    nn.init.zeros_(layer.bias)
+  return layer
+
+
 class GBlock(nn.Module):
   """BN-ReLU-upsample-conv3x3-BN-ReLU-conv3x3 plus upsample-conv1x1 (no biases before the
   BatchNorms that follow, as facegan_jax's)."""
@@ -113,9 +124,9 @@ class GBlock(nn.Module):
   def __init__(self, c_in, c_out):
     super().__init__()
     self.b1, self.b2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
-    self.c1 = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
-    self.c2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-    self.c_sc = nn.Conv2d(c_in, c_out, 1, bias=False)
+    self.c1 = _xavier(nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), 2**0.5)
+    self.c2 = _xavier(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), 2**0.5)
+    self.c_sc = _xavier(nn.Conv2d(c_in, c_out, 1, bias=False))
 
   def forward(self, x):
     up = nn.functional.interpolate
@@ -131,9 +142,10 @@ class DBlock(nn.Module):
     super().__init__()
     sn = nn.utils.parametrizations.spectral_norm
     hidden = c_out if first else c_in
-    self.c1, self.c2 = sn(nn.Conv2d(c_in, hidden, 3, 1, 1)), sn(nn.Conv2d(hidden, c_out, 3, 1, 1))
+    self.c1 = _xavier(sn(nn.Conv2d(c_in, hidden, 3, 1, 1)), 2**0.5)
+    self.c2 = _xavier(sn(nn.Conv2d(hidden, c_out, 3, 1, 1)), 2**0.5)
     learnable = first or downsample or c_in != c_out
-    self.c_sc = sn(nn.Conv2d(c_in, c_out, 1)) if learnable else None
+    self.c_sc = _xavier(sn(nn.Conv2d(c_in, c_out, 1))) if learnable else None
     self.downsample, self.first = downsample, first
 
   def forward(self, x):
@@ -154,10 +166,10 @@ class ResNetGenerator(nn.Module):
     from facegan_jax.models.resnet import LAYOUTS  # the widths only; it imports JAX
     widths = [conv_dim * m for m in LAYOUTS[resolution][0]]
     self.width = widths[0]
-    self.project = nn.Linear(z_dim, 16 * widths[0], bias=False)
+    self.project = _xavier(nn.Linear(z_dim, 16 * widths[0], bias=False))
     self.blocks = nn.Sequential(*[GBlock(a, b) for a, b in zip(widths, widths[1:])])
     self.bn = nn.BatchNorm2d(widths[-1])
-    self.to_rgb = nn.Conv2d(widths[-1], channels, 3, 1, 1)
+    self.to_rgb = _xavier(nn.Conv2d(widths[-1], channels, 3, 1, 1))
 
   def forward(self, z):
     x = self.blocks(self.project(z).view(-1, self.width, 4, 4))
@@ -172,22 +184,10 @@ class ResNetDiscriminator(nn.Module):
     widths = [channels] + [conv_dim * m for m, _ in layout]
     self.blocks = nn.Sequential(*[DBlock(widths[i], widths[i + 1], down, i == 0)
                                   for i, (_, down) in enumerate(layout)])
-    self.logit = nn.utils.parametrizations.spectral_norm(nn.Linear(widths[-1], 1))
+    self.logit = _xavier(nn.utils.parametrizations.spectral_norm(nn.Linear(widths[-1], 1)))
 
   def forward(self, x):
     return self.logit(torch.relu(self.blocks(x)).sum(dim=(2, 3)))[:, 0]
-
-
-def _xavier(module):
-  """SNGAN's init: Xavier-uniform, gain sqrt(2) on the blocks' 3x3 convolutions, 1 elsewhere;
-  biases 0."""
-  if isinstance(module, (nn.Linear, nn.Conv2d)):
-    weight = module.parametrizations.weight.original if hasattr(
-        module, 'parametrizations') else module.weight
-    gain = 2**0.5 if weight.dim() == 4 and weight.shape[-1] == 3 and weight.shape[0] != 3 else 1
-    nn.init.xavier_uniform_(weight, gain)
-    if module.bias is not None:
-      nn.init.zeros_(module.bias)
 
 
 def _init(module):
@@ -213,7 +213,7 @@ def build(preset_name, **overrides):
   elif model == 'mlp':
     g, d = MLPGenerator(**cfg), MLPDiscriminator(**cfg)
   elif model == 'resnet':
-    return ResNetGenerator(**cfg).apply(_xavier), ResNetDiscriminator(**cfg).apply(_xavier)
+    return ResNetGenerator(**cfg), ResNetDiscriminator(**cfg)  # initialised as built
   else:
     raise ValueError(f'unknown model {model!r}')
   return g.apply(_init), d.apply(_init)
