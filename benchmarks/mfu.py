@@ -11,6 +11,7 @@ dense peak for the dtype (PEAK_TFLOPS; on CPUs, the best matmul rate measured he
 With --write, the table is added to benchmarks/RESULTS.md with the device name and date.
 """
 
+import dataclasses
 import datetime
 import os
 import sys
@@ -83,24 +84,37 @@ def _timed(fn):
 
 
 def jax_speed(preset, batch_size, precision):
-  """(images/s, TFLOP per step) of main.py's compiled step on all devices."""
+  """(real images/s, steps/s, TFLOP per step) of main.py's compiled step on all devices."""
   config = config_lib.preset(preset, batch_size=batch_size, precision=precision,
                              steps_per_call=FLAGS.steps_per_call)
   mesh = mesh_lib.make_mesh(config.num_devices)
-  shape = (max(4 * batch_size, 1024), config.resolution, config.resolution, config.channels)
+  shape = (max(4 * pipeline.images_per_step(config), 1024), config.resolution,
+           config.resolution, config.channels)
   images = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
   dataset = pipeline.shard_dataset(images, mesh)
   order = pipeline.epoch_order(jax.random.PRNGKey(0), 0, len(images))
   orders = jax.device_put(jnp.stack([order, order]), NamedSharding(mesh, P()))
-  train_fn = step_lib.make_train_fn(config, mesh)
-  state = jax.jit(lambda: state_lib.init_state(config),
-                  out_shardings=NamedSharding(mesh, P()))()
+
+  def compiled(config):
+    train_fn = step_lib.make_train_fn(config, mesh)
+    state = jax.jit(lambda: state_lib.init_state(config),
+                    out_shardings=NamedSharding(mesh, P()))()
+    return train_fn, state
+
+  def cost(d_steps):
+    """XLA's cost analysis of the call of one step with `d_steps` D updates."""
+    train_fn, state = compiled(dataclasses.replace(config, d_steps=d_steps))
+    analysis = train_fn.lower(state, (dataset, orders), 1).compile().cost_analysis()
+    return (analysis[0] if isinstance(analysis, list) else analysis)['flops']
+
+  # The cost analysis counts a loop's body once whatever its trip count, so with --d_steps > 1
+  # (a scan over the extra D updates) the step is costed at 1 and 2 D updates and the
+  # difference, one D update, counted d_steps - 1 times.
+  flops = cost(1)
+  if config.d_steps > 1:
+    flops += (config.d_steps - 1) * (cost(2) - flops)
+  train_fn, state = compiled(config)
   num_steps = FLAGS.steps_per_call
-  # One step's FLOPs: the call of one step (the steps are a loop, whose body XLA's cost
-  # analysis may count once or times a known trip count).
-  cost = train_fn.lower(state, (dataset, orders), 1).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  flops_per_step = cost['flops']
   for _ in range(2):
     state, _ = train_fn(state, (dataset, orders), num_steps)
   jax.block_until_ready(state)
@@ -111,8 +125,8 @@ def jax_speed(preset, batch_size, precision):
       state, metrics = train_fn(state, (dataset, orders), num_steps)
     jax.block_until_ready((state, metrics))
     best = min(best, time.perf_counter() - start)
-  steps = FLAGS.calls * FLAGS.steps_per_call
-  return batch_size * steps / best, flops_per_step / 1e12
+  steps_per_sec = FLAGS.calls * FLAGS.steps_per_call / best
+  return pipeline.images_per_step(config) * steps_per_sec, steps_per_sec, flops / 1e12
 
 
 def torch_speed(preset, batch_size, precision, compile):
@@ -139,15 +153,15 @@ def main(argv):
       peak *= jax.device_count()
     for preset in FLAGS.presets:
       for batch_size in map(int, FLAGS.batch_sizes):
-        ours, tflop = jax_speed(preset, batch_size, precision)
+        ours, steps_per_sec, tflop = jax_speed(preset, batch_size, precision)
         eager = compiled = float('nan')
         if FLAGS.torch:
           eager = torch_speed(preset, batch_size, precision, compile=False)
           if FLAGS.torch_compile:
             compiled = torch_speed(preset, batch_size, precision, compile=True)
-        mfu = ours / batch_size * tflop / peak
+        mfu = steps_per_sec * tflop / peak
         rows.append(f'| {preset} | {batch_size} | {precision} | {ours:,.0f} | '
-                    f'{1e3 * batch_size / ours:.1f} | {1e3 * tflop:.1f} | {100 * mfu:.1f}% | '
+                    f'{1e3 / steps_per_sec:.1f} | {1e3 * tflop:.1f} | {100 * mfu:.1f}% | '
                     f'{eager:,.0f} | {compiled:,.0f} | {ours / eager:.2f}x |')
         print(rows[-1], flush=True)
     print(f'peak for {precision}: {peak:.2f} TFLOP/s over {jax.device_count()} device(s) '

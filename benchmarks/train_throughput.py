@@ -44,8 +44,11 @@ def jax_images_per_sec(preset, batch_size):
     args = lines + [f'--workdir={workdir}', f'--num_steps={2 * FLAGS.steps}',
                     f'--log_every={FLAGS.steps}', '--sample_every=1000000',
                     '--checkpoint_every=1000000'] + [f'--{f}' for f in FLAGS.extra_flags]
-    subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + args, check=True,
-                   capture_output=True)
+    run = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + args,
+                         capture_output=True, text=True)
+    if run.returncode:
+      sys.exit(f'main.py failed for {preset} at batch {batch_size}: '
+               f'{(run.stderr.strip().splitlines() or ["no output"])[-1]}')
     with open(os.path.join(workdir, 'metrics.jsonl')) as f:
       return json.loads(f.readlines()[-1])['images_per_sec']
 

@@ -114,7 +114,7 @@ def test_config_offers_every_implementation():
 
 @pytest.mark.parametrize('varying', [True, False], ids=['varying', 'replicated'])
 def test_layers_on_two_devices_equal_one(varying):
-  """Under shard_map on a 2-device data axis, auto's forms and kernel gradients, the Winograd
+  """Under shard_map on a 2-device data axis, auto's forms and kernel gradients (the 3x3 layer's too), the Winograd
   ones included (128+ channels), give the one-device outputs and gradients, with kernels
   varying over the axis (as in the train step) or replicated (summed by the layer)."""
   mesh = jax.make_mesh((2,), ('data',))
@@ -145,4 +145,5 @@ def test_layers_on_two_devices_equal_one(varying):
     check(resample.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64))
   for impl in ('auto', 'winograd'):
     check(resample.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256))
+  check(resample.conv_3x3, 'auto', (4, 6, 6, 8), (3, 3, 8, 4))
 

@@ -10,7 +10,11 @@ from flax import nnx
 from facegan_jax import config as config_lib
 from facegan_jax.models import build, param_count, resnet
 from facegan_jax.models.conv_impls import DOWN_IMPLS, UP_IMPLS
-from facegan_jax.models.resample import conv_4x2, conv_transpose_4x2
+from facegan_jax.models.resample import conv_3x3, conv_4x2, conv_transpose_4x2
+
+
+def textbook_conv(x, k3):
+  return conv_3x3(x, k3, 'xla')  # XLA's own op, and its autodiff
 
 
 def arrays(*shapes, seed=0):
@@ -21,7 +25,7 @@ def arrays(*shapes, seed=0):
 @pytest.mark.parametrize('impl', ('auto',) + tuple(UP_IMPLS))
 def test_upsample_then_conv3x3_is_the_folded_transposed_conv(impl):
   x, k3 = arrays((2, 6, 6, 8), (3, 3, 8, 5))
-  textbook = resnet.conv_3x3(resnet.upsample(x), k3)
+  textbook = textbook_conv(resnet.upsample(x), k3)
   folded = jax.jit(lambda x, k: conv_transpose_4x2(x, resnet.fold_up(k), impl))(x, k3)
   np.testing.assert_allclose(folded, textbook, atol=1e-5 * float(jnp.abs(textbook).max()))
 
@@ -29,7 +33,7 @@ def test_upsample_then_conv3x3_is_the_folded_transposed_conv(impl):
 @pytest.mark.parametrize('impl', ('auto',) + tuple(DOWN_IMPLS))
 def test_conv3x3_then_average_pool_is_the_folded_strided_conv(impl):
   x, k3 = arrays((2, 8, 8, 6), (3, 3, 6, 5))
-  textbook = resnet.avg_pool(resnet.conv_3x3(x, k3))
+  textbook = resnet.avg_pool(textbook_conv(x, k3))
   folded = jax.jit(lambda x, k: conv_4x2(x, resnet.fold_down(k), impl))(x, k3)
   np.testing.assert_allclose(folded, textbook, atol=1e-5 * float(jnp.abs(textbook).max()))
 
@@ -40,13 +44,31 @@ def test_the_folded_forms_gradients_are_the_textbook_ones():
   x, k3, g_up, g_down = arrays((2, 6, 6, 8), (3, 3, 8, 8), (2, 12, 12, 8), (2, 3, 3, 8))
   for folded, textbook, g in [
       (lambda x, k: conv_transpose_4x2(x, resnet.fold_up(k)),
-       lambda x, k: resnet.conv_3x3(resnet.upsample(x), k), g_up),
+       lambda x, k: textbook_conv(resnet.upsample(x), k), g_up),
       (lambda x, k: conv_4x2(x, resnet.fold_down(k)),
-       lambda x, k: resnet.avg_pool(resnet.conv_3x3(x, k)), g_down)]:
+       lambda x, k: resnet.avg_pool(textbook_conv(x, k)), g_down)]:
     ours = jax.jit(jax.grad(lambda x, k: jnp.sum(folded(x, k) * g), (0, 1)))(x, k3)
     theirs = jax.grad(lambda x, k: jnp.sum(textbook(x, k) * g), (0, 1))(x, k3)
     for a, b in zip(ours, theirs):
       np.testing.assert_allclose(a, b, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_the_3x3_convolutions_gradients_are_xlas():
+  """conv_impl='auto''s hand-written backward pass (input and kernel gradients), and its own
+  derivatives, which R1 takes through D (a gradient of a gradient), against XLA's autodiff."""
+  x, k3, g = arrays((2, 7, 6, 5), (3, 3, 5, 4), (2, 7, 6, 4))
+
+  def grads(impl):
+    return jax.grad(lambda x, k: jnp.sum(conv_3x3(x, k, impl) * g), (0, 1))(x, k3)
+
+  def penalty(impl):  # the squared input gradient, differentiated in the kernel
+    return jax.grad(lambda k: jnp.sum(jax.grad(
+        lambda x: jnp.sum(jnp.tanh(conv_3x3(x, k, impl)) * g))(x) ** 2))(k3)
+
+  for ours, xlas in [(jax.jit(grads, static_argnums=0)('auto'), grads('xla')),
+                     ((jax.jit(penalty, static_argnums=0)('auto'),), (penalty('xla'),))]:
+    for a, b in zip(ours, xlas, strict=True):
+      np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.abs(b).max()))
 
 
 def test_blocks_are_sngans_with_the_shortcut_commuted():
@@ -55,14 +77,14 @@ def test_blocks_are_sngans_with_the_shortcut_commuted():
   x, = arrays((2, 8, 8, 6))
   g = resnet.GBlock(6, 4, conv_impl='auto', rngs=rngs)
   h = jax.nn.relu(g.bn1(x, train=True))
-  h = resnet.conv_3x3(resnet.upsample(h), g.conv1.kernel[...])
-  h = resnet.conv_3x3(jax.nn.relu(g.bn2(h, train=True)), g.conv2.kernel[...])
+  h = textbook_conv(resnet.upsample(h), g.conv1.kernel[...])
+  h = textbook_conv(jax.nn.relu(g.bn2(h, train=True)), g.conv2.kernel[...])
   shortcut = resnet.upsample(x) @ g.shortcut.kernel[...]
   np.testing.assert_allclose(g(x, train=True), h + shortcut, atol=1e-4)
   for first in (True, False):
     d = resnet.DBlock(6, 4, downsample=True, first=first, conv_impl='auto', rngs=rngs)
-    h = resnet.conv_3x3(x if first else jax.nn.relu(x), d.conv1.kernel[...]) + d.conv1.bias[...]
-    h = resnet.conv_3x3(jax.nn.relu(h), d.conv2.kernel[...]) + d.conv2.bias[...]
+    h = textbook_conv(x if first else jax.nn.relu(x), d.conv1.kernel[...]) + d.conv1.bias[...]
+    h = textbook_conv(jax.nn.relu(h), d.conv2.kernel[...]) + d.conv2.bias[...]
     shortcut = resnet.avg_pool(x @ d.shortcut.kernel[...] + d.shortcut.bias[...])
     np.testing.assert_allclose(d(x), resnet.avg_pool(h) + shortcut, atol=1e-4)
 

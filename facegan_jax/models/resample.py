@@ -119,6 +119,36 @@ _down_auto = _with_backward(lambda x, k: DOWN_IMPLS[auto_down_impl(x, k)](x, k),
 _up_auto = _with_backward(lambda x, k: UP_IMPLS[auto_up_impl(x, k)](x, k), _up_auto_bwd)
 
 
+def _conv_3x3_xla(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                      dimension_numbers=DIMS)
+
+
+def _conv_3x3_bwd(x, kernel, g):
+  """The 3x3 convolution's input gradient is the 3x3 convolution of g with the kernel flipped
+  and its in/out axes swapped; its kernel gradient, dkernel[u, v, c, o] = sum over b, i, j of
+  padded_x[b, i + u, j + v, c] * g[b, i, j, o], is a convolution with c as batch and b as
+  feature, in the layouts XLA's CPU kernels take. XLA's autodiff writes the untransposed form,
+  which inside the train step's loop runs ~50x slower (benchmarks/RESULTS.md)."""
+  g = g.astype(x.dtype)
+  dx = _conv_3x3_auto(g, _swap_io(kernel[::-1, ::-1]))
+  dkernel = _conv_3x3_xla(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3))
+  dkernel = _sum_over_unshared_axes(dkernel.transpose(1, 2, 0, 3), kernel)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+_conv_3x3_auto = _with_backward(_conv_3x3_xla, _conv_3x3_bwd)
+
+
+def conv_3x3(x, kernel, conv_impl='auto'):
+  """Conv2d(kernel_size=3, stride=1, padding=1) on NHWC input: XLA's own op, on CPU with the
+  hand-written backward pass unless `conv_impl` is 'xla' (the stride-2 layers' other
+  implementation names mean 'auto' here)."""
+  if conv_impl == 'xla' or jax.default_backend() != 'cpu':
+    return _conv_3x3_xla(x, kernel)
+  return _conv_3x3_auto(x, kernel)
+
+
 def conv_4x2(x, kernel, conv_impl='auto'):
   """PyTorch's Conv2d(kernel_size=4, stride=2, padding=1) on NHWC input.
 

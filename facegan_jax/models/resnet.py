@@ -25,9 +25,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from facegan_jax.models.batchnorm import BatchNorm
-from facegan_jax.models.conv_impls import DIMS
 from facegan_jax.models.reductions import add_bias
-from facegan_jax.models.resample import conv_4x2, conv_transpose_4x2
+from facegan_jax.models.resample import conv_3x3, conv_4x2, conv_transpose_4x2
 
 # (G's block widths from the 4x4 input, D's block widths and whether each block halves the
 # resolution), in units of --conv_dim, per resolution: Mimicry's SNGAN models, whose 32-pixel
@@ -58,12 +57,6 @@ def fold_down(kernel):
   """(3, 3, I, O) kernel of conv3x3-then-2x2-average-pool -> its Conv(4, 2, 1) kernel."""
   return jnp.einsum('us,vt,stio->uvio', _DOWN.astype(kernel.dtype),
                     _DOWN.astype(kernel.dtype), kernel)
-
-
-def conv_3x3(x, kernel):
-  """Conv2d(3, 1, padding 1) on NHWC input."""
-  return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (1, 1), ((1, 1), (1, 1)),
-                                      dimension_numbers=DIMS)
 
 
 def upsample(x):
@@ -103,7 +96,7 @@ class Conv(nnx.Module):
     elif self.resample == 'down':
       y = conv_4x2(x, fold_down(kernel), self.conv_impl)
     else:
-      y = conv_3x3(x, kernel)
+      y = conv_3x3(x, kernel, self.conv_impl)
     return y if self.bias is None else add_bias(y, self.bias[...])
 
 
@@ -120,7 +113,8 @@ class GBlock(nnx.Module):
     self.conv1 = Conv(in_features, out_features, resample='up', use_bias=False,
                       conv_impl=conv_impl, rngs=rngs)
     self.bn2 = BatchNorm(out_features, rngs=rngs)
-    self.conv2 = Conv(out_features, out_features, use_bias=False, rngs=rngs)
+    self.conv2 = Conv(out_features, out_features, use_bias=False, conv_impl=conv_impl,
+                      rngs=rngs)
     self.shortcut = Conv(in_features, out_features, size=1, gain=1.0, use_bias=False,
                          rngs=rngs)
 
@@ -135,7 +129,8 @@ class DBlock(nnx.Module):
   block on the images (no leading ReLU; its shortcut pools, then convolves)."""
 
   def __init__(self, in_features, out_features, *, downsample, first=False, conv_impl, rngs):
-    self.conv1 = Conv(in_features, out_features if first else in_features, rngs=rngs)
+    self.conv1 = Conv(in_features, out_features if first else in_features, conv_impl=conv_impl,
+                      rngs=rngs)
     self.conv2 = Conv(out_features if first else in_features, out_features,
                       resample='down' if downsample else None, conv_impl=conv_impl, rngs=rngs)
     learnable = first or downsample or in_features != out_features
@@ -162,7 +157,7 @@ class Generator(nnx.Module):
     self.blocks = nnx.List([GBlock(a, b, conv_impl=conv_impl, rngs=rngs)
                             for a, b in zip(widths, widths[1:])])
     self.bn = BatchNorm(widths[-1], rngs=rngs)
-    self.to_rgb = Conv(widths[-1], channels, gain=1.0, rngs=rngs)
+    self.to_rgb = Conv(widths[-1], channels, gain=1.0, conv_impl=conv_impl, rngs=rngs)
 
   def __call__(self, z, *, train):
     x = self.project(z).reshape(-1, 4, 4, self.width)
