@@ -53,10 +53,16 @@ def test_the_folded_forms_gradients_are_the_textbook_ones():
       np.testing.assert_allclose(a, b, atol=1e-4 * float(jnp.abs(b).max()))
 
 
-def test_the_3x3_convolutions_gradients_are_xlas():
-  """conv_impl='auto''s hand-written backward pass (input and kernel gradients), and its own
-  derivatives, which R1 takes through D (a gradient of a gradient), against XLA's autodiff."""
-  x, k3, g = arrays((2, 7, 6, 5), (3, 3, 5, 4), (2, 7, 6, 4))
+@pytest.mark.parametrize('channels', [5, 128], ids=['xla', 'winograd'])
+def test_the_3x3_convolutions_are_xlas_with_their_gradients(channels):
+  """conv_impl='auto''s forward forms (Winograd from 128 channels on CPU), its hand-written
+  backward pass (input and kernel gradients), and that pass's own derivatives, which R1 takes
+  through D (a gradient of a gradient), against XLA's own op and its autodiff."""
+  x, k3, g = arrays((2, 7, 6, channels), (3, 3, channels, 128), (2, 7, 6, 128))
+  k3 = k3 / np.sqrt(9 * channels)  # outputs of unit scale, where tanh (below) is not flat
+  y = jax.jit(conv_3x3)(x, k3)
+  textbook = textbook_conv(x, k3)
+  np.testing.assert_allclose(y, textbook, atol=1e-5 * float(jnp.abs(textbook).max()))
 
   def grads(impl):
     return jax.grad(lambda x, k: jnp.sum(conv_3x3(x, k, impl) * g), (0, 1))(x, k3)

@@ -124,12 +124,22 @@ def _conv_3x3_xla(x, kernel):
                                       dimension_numbers=DIMS)
 
 
+def _conv_3x3_forward(x, kernel):
+  """On CPU, Winograd F(2x2, 3x3) between layers of 128 channels and more (1.2x XLA's own at
+  128, 1.7-1.8x at 256 and up), XLA's own elsewhere (benchmarks/RESULTS.md, "The ResNets'
+  3x3 convolutions")."""
+  if min(kernel.shape[2:]) >= 128:
+    return winograd.conv3x3(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), kernel)
+  return _conv_3x3_xla(x, kernel)
+
+
 def _conv_3x3_bwd(x, kernel, g):
   """The 3x3 convolution's input gradient is the 3x3 convolution of g with the kernel flipped
   and its in/out axes swapped; its kernel gradient, dkernel[u, v, c, o] = sum over b, i, j of
   padded_x[b, i + u, j + v, c] * g[b, i, j, o], is a convolution with c as batch and b as
-  feature, in the layouts XLA's CPU kernels take. XLA's autodiff writes the untransposed form,
-  which inside the train step's loop runs ~50x slower (benchmarks/RESULTS.md)."""
+  feature, in the layouts XLA's CPU kernels take (faster than Winograd's kernel gradient
+  here). XLA's autodiff writes the untransposed form, which inside the train step's loop runs
+  ~50x slower."""
   g = g.astype(x.dtype)
   dx = _conv_3x3_auto(g, _swap_io(kernel[::-1, ::-1]))
   dkernel = _conv_3x3_xla(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3))
@@ -137,13 +147,13 @@ def _conv_3x3_bwd(x, kernel, g):
   return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 
-_conv_3x3_auto = _with_backward(_conv_3x3_xla, _conv_3x3_bwd)
+_conv_3x3_auto = _with_backward(_conv_3x3_forward, _conv_3x3_bwd)
 
 
 def conv_3x3(x, kernel, conv_impl='auto'):
-  """Conv2d(kernel_size=3, stride=1, padding=1) on NHWC input: XLA's own op, on CPU with the
-  hand-written backward pass unless `conv_impl` is 'xla' (the stride-2 layers' other
-  implementation names mean 'auto' here)."""
+  """Conv2d(kernel_size=3, stride=1, padding=1) on NHWC input. Off CPU, or with `conv_impl`
+  'xla', XLA's own op; on CPU otherwise (the stride-2 layers' other implementation names mean
+  'auto' here), the forms above with their hand-written backward pass."""
   if conv_impl == 'xla' or jax.default_backend() != 'cpu':
     return _conv_3x3_xla(x, kernel)
   return _conv_3x3_auto(x, kernel)
