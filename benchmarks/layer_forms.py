@@ -1,4 +1,5 @@
-"""Time of every form of the DCGAN resampling layers, per layer shape.
+"""Time of every form of the DCGAN resampling layers and the ResNets' 3x3 convolutions, per
+layer shape.
 
   PYTHONPATH=. .venv/bin/python benchmarks/layer_forms.py [--repeats=15] [--batch=64]
 
@@ -7,9 +8,12 @@ passes are forward forms too (each layer's input gradient is the other layer's f
 plus XLA's kernel gradient. `*` marks the fastest form of each layer and the last column is
 the one auto uses. Then the whole G and D stacks of both presets (their resampling layers
 chained with ReLU between), forward and backward (`jax.vjp` with a fixed random cotangent),
-impl='auto' against impl='xla'. Each figure is the minimum of --repeats samples taken with
-the candidates interleaved: on a shared machine the least disturbed sample is the most
-repeatable. Takes ~2-3 minutes on 2 CPU cores.
+impl='auto' against impl='xla'. Last, the ResNets' stride-1 3x3 convolutions: forward in
+XLA's own form and Winograd F(2x2, 3x3), and forward+backward inside a loop as the train step
+runs it, XLA's autodiff against auto (--parts=3x3 for this table alone). Each figure is the
+minimum of --repeats samples taken with the candidates interleaved: on a shared machine the
+least disturbed sample is the most repeatable. Takes ~2-3 minutes on 2 CPU cores, the 3x3
+table about as long again.
 """
 
 import sys
@@ -23,12 +27,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from facegan_jax.models import conv_impls, resample  # noqa: E402
+from facegan_jax.models import conv_impls, resample, winograd  # noqa: E402
 
 flags.DEFINE_integer('batch', 64, 'batch size')
 flags.DEFINE_integer('repeats', 15, 'interleaved samples per form; the minimum is reported')
 flags.DEFINE_float('min_sample_s', 0.05, 'each sample repeats the call to last at least this')
 flags.DEFINE_list('only', [], 'restrict to these forms (plus auto)')
+flags.DEFINE_list('parts', ['up', 'down', 'stacks', '3x3'], 'which tables: the resampling '
+                  'layers (up, down), their stacks, the ResNets\' 3x3 convolutions')
 FLAGS = flags.FLAGS
 
 # (in, out, input size): generator upsampling layers, then discriminator downsampling layers.
@@ -36,6 +42,14 @@ UP = {'dcgan64': [(512, 256, 4), (256, 128, 8), (128, 64, 16), (64, 3, 32)],
       'udacity32': [(128, 64, 4), (64, 32, 8), (32, 3, 16)]}
 DOWN = {'dcgan64': [(3, 64, 64), (64, 128, 32), (128, 256, 16), (256, 512, 8)],
         'udacity32': [(3, 32, 32), (32, 64, 16), (64, 128, 8)]}
+
+
+# The ResNets' stride-1 3x3 convolutions (in, out, size), from G's and D's blocks at the
+# presets' widths (resnet.LAYOUTS), and G's last one to RGB.
+CONV3 = {'sngan32': [(256, 256, 8), (256, 256, 16), (256, 256, 32), (256, 3, 32),
+                     (3, 128, 32), (128, 128, 16), (128, 128, 8)],
+         'sngan64': [(512, 512, 8), (256, 256, 16), (128, 128, 32), (64, 64, 64), (64, 3, 64),
+                     (3, 64, 64), (64, 64, 32), (256, 256, 8), (512, 512, 4)]}
 
 
 def fwd_bwd(fn):
@@ -118,13 +132,56 @@ def stacks():
             f'{ms["xla"] / ms["auto"]:>7.2f}x', flush=True)
 
 
+def looped_fwd_bwd(fn, steps=2):
+  """jit of `steps` forward+backward passes in a loop, as the train step runs them (where XLA
+  CPU's own kernel gradient is slow), the kernel moving each time."""
+  def run(x, kernel, g):
+    def body(_, kernel):
+      _, vjp = jax.vjp(fn, x, kernel)
+      dx, dkernel = vjp(g)
+      return kernel - 1e-6 * dkernel + 1e-9 * dx.mean()
+    return jax.lax.fori_loop(0, steps, body, kernel)
+  return jax.jit(run)
+
+
+def conv3x3_table():
+  """Forward: XLA's own and Winograd F(2x2, 3x3); forward+backward in a 2-step loop (ms per
+  step): XLA's autodiff (one sample: it is tens of times slower) and auto (its forward pick
+  and hand-written backward pass)."""
+  print(f'\nResNet Conv2d(3, 1, 1) (ms, batch {FLAGS.batch}): forward, then fwd+bwd per step '
+        'of a 2-step loop')
+  print(f'{"layer":>20} {"xla":>9} {"winograd":>9} {"auto picks":>10} {"xla loop":>9} '
+        f'{"auto loop":>9} {"speedup":>8}')
+  pad = lambda x: jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # noqa: E731
+  xla = lambda x, k: resample.conv_3x3(x, k, 'xla')  # noqa: E731
+  for preset, shapes in CONV3.items():
+    for c, o, s in shapes:
+      x = jax.random.normal(jax.random.key(0), (FLAGS.batch, s, s, c))
+      kernel = jax.random.normal(jax.random.key(1), (3, 3, c, o)) / (3 * c**0.5)
+      g = jax.random.normal(jax.random.key(2), (FLAGS.batch, s, s, o))
+      ms = time_interleaved({
+          'xla': (jax.jit(xla), (x, kernel)),
+          'winograd': (jax.jit(lambda x, k: winograd.conv3x3(pad(x), k)), (x, kernel)),
+          'auto loop': (looped_fwd_bwd(resample.conv_3x3), (x, kernel, g))}, FLAGS.repeats)
+      ms.update(time_interleaved({'xla loop': (looped_fwd_bwd(xla), (x, kernel, g))}, 1))
+      print(f'{f"{preset} {c}->{o} @{s}":>20} {ms["xla"]:>9.1f} {ms["winograd"]:>9.1f} '
+            f'{resample.auto_3x3_impl(kernel):>10} {ms["xla loop"] / 2:>9.1f} '
+            f'{ms["auto loop"] / 2:>9.1f} {ms["xla loop"] / ms["auto loop"]:>7.1f}x', flush=True)
+
+
 def main(_):
   print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), jax {jax.__version__}')
-  layer_table('Generator ConvTranspose2d(4, 2, 1)', resample.conv_transpose_4x2, conv_impls.UP_IMPLS,
-              UP, lambda c, s: (FLAGS.batch, s, s, c), resample.auto_up_impl)
-  layer_table('Discriminator Conv2d(4, 2, 1)', resample.conv_4x2, conv_impls.DOWN_IMPLS,
-              DOWN, lambda c, s: (FLAGS.batch, s, s, c), resample.auto_down_impl)
-  stacks()
+  if 'up' in FLAGS.parts:
+    layer_table('Generator ConvTranspose2d(4, 2, 1)', resample.conv_transpose_4x2,
+                conv_impls.UP_IMPLS, UP, lambda c, s: (FLAGS.batch, s, s, c),
+                resample.auto_up_impl)
+  if 'down' in FLAGS.parts:
+    layer_table('Discriminator Conv2d(4, 2, 1)', resample.conv_4x2, conv_impls.DOWN_IMPLS,
+                DOWN, lambda c, s: (FLAGS.batch, s, s, c), resample.auto_down_impl)
+  if 'stacks' in FLAGS.parts:
+    stacks()
+  if '3x3' in FLAGS.parts:
+    conv3x3_table()
 
 
 if __name__ == '__main__':

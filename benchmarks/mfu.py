@@ -41,6 +41,7 @@ flags.DEFINE_integer('steps_per_call', 1, 'training steps per compiled call')
 flags.DEFINE_integer('calls', 10, 'timed calls (after 2 untimed ones); the best of --rounds')
 flags.DEFINE_integer('rounds', 3, 'timed repetitions; the fastest is reported')
 flags.DEFINE_bool('torch', True, 'also time the PyTorch reference when torch is installed')
+flags.DEFINE_integer('torch_steps', 20, 'timed PyTorch iterations (after 3 warm-up ones)')
 flags.DEFINE_bool('torch_compile', True, 'with --torch, also time it under torch.compile')
 flags.DEFINE_float('peak_tflops', None, 'the device\'s dense peak for the dtype, if not in '
                    'PEAK_TFLOPS')
@@ -132,8 +133,8 @@ def jax_speed(preset, batch_size, precision):
 def torch_speed(preset, batch_size, precision, compile):
   try:
     import torch_reference  # noqa: PLC0415  (imports torch)
-    return torch_reference.images_per_sec(preset, batch_size, compile=compile,
-                                          precision=precision)
+    return torch_reference.images_per_sec(preset, batch_size, steps=FLAGS.torch_steps,
+                                          compile=compile, precision=precision)
   except (ImportError, RuntimeError) as e:
     print(f'  (PyTorch {"compile" if compile else "eager"}: {str(e).splitlines()[0][:80]})')
     return float('nan')

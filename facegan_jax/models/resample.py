@@ -124,11 +124,15 @@ def _conv_3x3_xla(x, kernel):
                                       dimension_numbers=DIMS)
 
 
+def auto_3x3_impl(kernel):
+  """The forward form 'auto' uses for the 3x3 convolution on CPU: Winograd F(2x2, 3x3)
+  between layers of 128 channels and more (1.2x XLA's own at 128, 1.7-1.8x at 256 and up),
+  XLA's own elsewhere (benchmarks/RESULTS.md, "The ResNets' 3x3 convolutions")."""
+  return 'winograd' if min(kernel.shape[2:]) >= 128 else 'xla'
+
+
 def _conv_3x3_forward(x, kernel):
-  """On CPU, Winograd F(2x2, 3x3) between layers of 128 channels and more (1.2x XLA's own at
-  128, 1.7-1.8x at 256 and up), XLA's own elsewhere (benchmarks/RESULTS.md, "The ResNets'
-  3x3 convolutions")."""
-  if min(kernel.shape[2:]) >= 128:
+  if auto_3x3_impl(kernel) == 'winograd':
     return winograd.conv3x3(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), kernel)
   return _conv_3x3_xla(x, kernel)
 
