@@ -87,6 +87,8 @@ class Config:
       'rises while r_t is above it')
   ada_kimg: float = field(500.0, 'with --augment=ada: thousands of real images over which p can '
       "move from 0 to 1 (StyleGAN2-ADA's 500 suits its long runs; short runs want ~10-50)")
+  mbstd_group: int = field(0, "dcgan's D: the group size of a minibatch standard deviation "
+                           'channel before its logit (Karras et al. 2018: 4; 0 = off)')
   d_steps: int = field(1, "D updates per G update (SNGAN's n_dis: 5), each on its own real "
       'batch; a step then reads d_steps batches')
   ema_decay: float = field(0.0, 'decay of the EMA generator used for samples (0 = off)')
@@ -293,6 +295,13 @@ def validate(config, num_devices=None):
     raise UsageError(f'--ada_target={config.ada_target}: must be in (0, 1)')
   if not config.ada_kimg > 0:
     raise UsageError(f'--ada_kimg={config.ada_kimg}: must be positive')
+  if config.mbstd_group:
+    if config.model != 'dcgan' or config.mbstd_group < 2:
+      raise UsageError(f'--mbstd_group={config.mbstd_group}: needs --model=dcgan and a group '
+                       'of at least 2')
+    if num_devices and (config.batch_size // num_devices) % config.mbstd_group:
+      raise UsageError(f'--mbstd_group={config.mbstd_group} does not divide the batch of each '
+                       f'device ({config.batch_size} over {num_devices})')
   if config.d_steps < 1:
     raise UsageError(f'--d_steps={config.d_steps}: must be at least 1')
   for name in ('beta1', 'beta2', 'beta1_d', 'beta2_d'):

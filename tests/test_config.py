@@ -73,10 +73,15 @@ def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
     (dict(augment='ada', ada_target=1.0), '--ada_target=1.0: must be in (0, 1)'),
     (dict(augment='ada', ada_kimg=0.0), '--ada_kimg=0.0: must be positive'),
     (dict(d_steps=0), '--d_steps=0: must be at least 1'),
+    (dict(model='mlp', mbstd_group=4), '--mbstd_group=4: needs --model=dcgan and a group of at '
+     'least 2'),
+    (dict(mbstd_group=1), '--mbstd_group=1: needs --model=dcgan'),
+    (dict(batch_size=12, mbstd_group=4, num_devices=2), '--mbstd_group=4 does not divide the '
+     'batch of each device (12 over 2)'),
 ])
 def test_regulariser_misuse_is_a_one_line_error(overrides, message):
   with pytest.raises(UsageError, match='^' + re.escape(message)):
-    config_lib.validate(config_lib.Config(**overrides))
+    config_lib.validate(config_lib.Config(**overrides), overrides.get('num_devices'))
 
 
 def test_d_has_no_batchnorm_under_spectral_norm_or_the_gradient_penalty():

@@ -8,6 +8,7 @@ from flax import nnx
 
 from facegan_jax import config as config_lib
 from facegan_jax import models
+from facegan_jax.models import dcgan
 from facegan_jax.models.batchnorm import BatchNorm
 
 # pytorch/examples' DCGAN-64 has G 3,576,704 and D 2,765,568 parameters with bias=False
@@ -104,3 +105,20 @@ def test_batchnorm_matches_pytorch_semantics():
   y_eval = bn(x, train=False)
   np.testing.assert_allclose(
       y_eval, (x - bn.mean[...]) / jnp.sqrt(bn.var[...] + 1e-5), atol=1e-5)
+
+
+def test_minibatch_stddev_appends_each_groups_mean_feature_spread():
+  """ProGAN's channel: per group of consecutive examples, the features' standard deviation
+  over the group averaged over all features, the same for every member and pixel."""
+  x = np.random.default_rng(0).normal(size=(8, 4, 4, 5)).astype(np.float32)
+  out = np.asarray(dcgan.minibatch_stddev(jnp.asarray(x), 4))
+  assert out.shape == (8, 4, 4, 6)
+  np.testing.assert_array_equal(out[..., :5], x)
+  for g in range(2):
+    group = x[4 * g:4 * g + 4].astype(np.float64)
+    expected = np.sqrt(group.var(axis=0) + 1e-8).mean()
+    np.testing.assert_allclose(out[4 * g:4 * g + 4, :, :, 5], expected, rtol=1e-5)
+  # D's logit reads the extra channel.
+  config = config_lib.Config(model='dcgan', resolution=16, conv_dim=8, mbstd_group=4)
+  _, d = models.build(config, nnx.Rngs(0))
+  assert d.logit.kernel.shape == (4 * 4 * 17, 1)

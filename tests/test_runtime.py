@@ -89,6 +89,9 @@ def test_console_shows_our_info_lines_and_every_librarys_warnings():
   assert shown(library, logging.WARNING) and shown(library, logging.ERROR)
   # What our read-only checkpoint managers make orbax say, every time: not news to the user.
   assert not shown(library, logging.WARNING, 'Given directory is read only=/w/checkpoints')
+  # TFDS's on a dataset not yet prepared, before our own "Rendering ..." line.
+  tfds_file = clone + '.venv/lib/python3.11/site-packages/tensorflow_datasets/core/file_utils.py'
+  assert not shown(tfds_file, logging.WARNING, 'Variant folder /d/1.0.0 has no dataset_info.json')
   assert shown(package_dir + 'train.py') and shown(package_dir + 'checkpoint/manager.py')
   assert shown(clone + 'main.py')
   for other in (clone + '.venv/lib/python3.11/site-packages/absl/main.py',

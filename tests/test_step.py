@@ -53,7 +53,8 @@ def random_images(n, resolution=16, channels=3):
 
 
 MLP = dict(model='mlp', resolution=28, channels=1, hidden_dim=16)
-R1 = dict(r1_gamma=10.0, r1_every=2)
+# R1's second derivatives through the minibatch-stddev channel too.
+R1 = dict(r1_gamma=10.0, r1_every=2, mbstd_group=4)
 # SNGAN's recipe on the DCGAN (spectral norm in both networks, hinge, 2 D steps per G step)
 # with ADA from p = 0.5, moving by 1 per 100 images (0.16 a step).
 SNGAN_ADA = dict(spectral_norm='gd', loss='hinge', d_steps=2, beta1_d=0.0, beta2_d=0.9,
@@ -63,7 +64,7 @@ RESNET = dict(model='resnet', resolution=32, conv_dim=4, spectral_norm='d', loss
 
 
 @pytest.mark.parametrize('overrides', [{}, MLP, R1, SNGAN_ADA, WGAN_GP, RESNET],
-                         ids=['dcgan', 'mlp', 'r1', 'sngan_ada', 'wgan_gp_diffaug', 'resnet'])
+                         ids=['dcgan', 'mlp', 'r1_mbstd', 'sngan_ada', 'wgan_gp_diffaug', 'resnet'])
 def test_one_and_two_devices_give_the_same_run(overrides):
   """Same global batch and seed: same losses and parameters (BatchNorm and dropout synced,
   augmentations and ADA's p, spectral-norm vectors, the extra D steps' batches)."""

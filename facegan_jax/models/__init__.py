@@ -25,7 +25,8 @@ def build(config, rngs):
   if config.model == 'resnet':
     return (resnet.Generator(z_dim=config.z_dim, **common), resnet.Discriminator(**common))
   return (dcgan.Generator(z_dim=config.z_dim, g_first_bn=config.g_first_bn, **common),
-          dcgan.Discriminator(batchnorm=config_lib.d_batchnorm(config), **common))
+          dcgan.Discriminator(batchnorm=config_lib.d_batchnorm(config),
+                              mbstd_group=config.mbstd_group, **common))
 
 
 def param_count(module):

@@ -48,17 +48,18 @@ class Generator(nnx.Module):
 class Discriminator(nnx.Module):
   """images (B, R, R, channels) -> logits (B,)."""
 
-  def __init__(self, *, resolution, conv_dim, channels=3, batchnorm=True, conv_impl='auto',
-               dtype=jnp.float32, rngs):
+  def __init__(self, *, resolution, conv_dim, channels=3, batchnorm=True, mbstd_group=0,
+               conv_impl='auto', dtype=jnp.float32, rngs):
     base, n = num_stages(resolution)
     widths = [channels] + [conv_dim * 2**i for i in range(n)]
     self.downs = nnx.List([
         DownConv(widths[i], widths[i + 1], use_bias=i == 0, conv_impl=conv_impl, rngs=rngs)
         for i in range(n)])
     self.bns = nnx.List([BatchNorm(w, rngs=rngs) if batchnorm else None for w in widths[2:]])
+    self.mbstd_group = mbstd_group
     # Conv2d(width, 1, base) on a base x base map is exactly this dense layer.
-    self.logit = nnx.Linear(base * base * widths[-1], 1, kernel_init=dense_init, dtype=dtype,
-                            rngs=rngs)
+    self.logit = nnx.Linear(base * base * (widths[-1] + (mbstd_group > 0)), 1,
+                            kernel_init=dense_init, dtype=dtype, rngs=rngs)
     self.dtype = dtype
 
   def __call__(self, x, *, train, dropout_keys=None):
@@ -67,4 +68,20 @@ class Discriminator(nnx.Module):
     for down, bn in zip(self.downs[1:], self.bns):
       x = down(x)
       x = jax.nn.leaky_relu(x if bn is None else bn(x, train=train), 0.2)
+    if self.mbstd_group:
+      x = minibatch_stddev(x, self.mbstd_group)
     return self.logit(x.reshape(x.shape[0], -1))[:, 0].astype(jnp.float32)
+
+
+def minibatch_stddev(x, group):
+  """x with one more channel: the standard deviation of each feature over its group of
+  `group` consecutive examples, averaged over the features (Karras et al. 2018, ProGAN's
+  minibatch standard deviation). D then sees how varied a group of G's images is, which
+  penalises G for drawing too few distinct faces. Groups are consecutive examples of the
+  batch, so a device's slice (a multiple of `group`: config.validate) holds whole groups.
+  """
+  n, h, w, c = x.shape
+  groups = x.astype(jnp.float32).reshape(n // group, group, h, w, c)
+  std = jnp.sqrt(groups.var(axis=1) + 1e-8).mean(axis=(1, 2, 3))  # (n // group,)
+  feature = jnp.broadcast_to(jnp.repeat(std, group)[:, None, None, None], (n, h, w, 1))
+  return jnp.concatenate([x, feature.astype(x.dtype)], axis=-1)
