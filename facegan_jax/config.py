@@ -128,6 +128,8 @@ class Config:
       'of this metric in workdir/best_checkpoint (swd, domain_fd, attr_w1, attr_tv for '
       'synthetic_faces; class_fd, class_tv for labelled datasets, and class_coverage, the '
       'one kept highest; fid, kid with --inception_weights)')
+  tensorboard: bool = field(True, 'write TensorBoard event files to workdir/tensorboard/ '
+                            '(`tensorboard --logdir workdirs/`)')
   sample_seed: int = field(0, 'seed of the latents of samples (training grids and --mode=sample)')
 
   def to_flags(self):
@@ -151,7 +153,8 @@ RESUME_MAY_CHANGE = ('mode', 'data_dir', 'data_manual_dir', 'max_bad_fraction', 
                      'conv_impl', 'num_devices', 'coordinator_address', 'num_processes',
                      'process_id', 'steps_per_call', 'num_steps', 'log_every', 'sample_every',
                      'checkpoint_every', 'keep_checkpoints', 'num_samples', 'sample_seed',
-                     'eval_every', 'inception_weights', 'lr_g', 'lr_d', 'lr_decay_start')
+                     'eval_every', 'inception_weights', 'lr_g', 'lr_d', 'lr_decay_start',
+                     'tensorboard')
 
 
 def fixed_on_resume():

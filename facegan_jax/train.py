@@ -9,11 +9,14 @@ import time
 import jax
 from absl import logging
 
+import numpy as np
+
 from facegan_jax import config as config_lib, files
 from facegan_jax import health as health_lib
 from facegan_jax import mesh as mesh_lib
 from facegan_jax import memory, metrics_log, preemption, resume, runtime, step as step_lib, visualize
 from facegan_jax import state as state_lib
+from facegan_jax import tensorboard_log
 from facegan_jax import workdir as workdir_lib
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline, sources
@@ -124,6 +127,8 @@ def _train(config, workdir, mesh, num_devices):
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
+  tensorboard = tensorboard_log.TensorBoardLog(config, workdir, step,
+                                               enabled=writer and config.tensorboard)
   health = health_lib.Health()
   if writer:  # the log up to this step, as an uninterrupted run has it; health's streaks too
     health.replay(metrics_log.repair(metrics_path, step))
@@ -159,21 +164,25 @@ def _train(config, workdir, mesh, num_devices):
           metrics = health.update(step, metrics)
           if writer:
             metrics_log.append(metrics_path, step, config.num_steps, metrics)
+            tensorboard.scalars(step, metrics)
           synced = True
         params = state_lib.sample_params(config, state)
         if step % config.sample_every == 0 or last:
           fake = pipeline.to_uint8(sample_fn(params, state.g_stats, fixed_z))
           if writer:
             visualize.save_grid(fake, os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
+            tensorboard.image(step, visualize.grid(np.asarray(fake)))
             visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
           synced = True
         if periodic and (step % config.eval_every == 0 or last) and not stop.requested:
-          periodic(state, step, functools.partial(
+          record = periodic(state, step, functools.partial(
               state_lib.generate_images, sample_fn, params, state.g_stats))
+          tensorboard.evaluation(step, record)
           synced = True
         if step % config.checkpoint_every == 0 or last or stop.requested:
           # Never save the state of a step with a non-finite metric.
           metrics_log.finite_floats(metrics, step)
+          tensorboard.flush()  # a kill after this save loses no event up to its step
           started = time.perf_counter()
           ckpts.save(state, step)  # blocks until the state is copied off the devices
           logging.info('Saving checkpoint %d (%.2f s blocking, the rest in the background)',
@@ -183,12 +192,16 @@ def _train(config, workdir, mesh, num_devices):
           break
         if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
           timer_start, timer_step, synced = time.perf_counter(), step, False
+      if step == config.num_steps:
+        tensorboard.finish(step)
       while unclosed:
         unclosed.pop(0).close()
     except BaseException:
       for manager in unclosed:  # let saves in flight finish; report the error above
         manager.close(quiet=True)
       raise
+    finally:
+      tensorboard.close()
   if stop.requested:
     logging.info('Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to '
                  'resume.', stop.requested, step, ckpts.directory)

@@ -351,3 +351,22 @@ def assert_only_our_info_lines(output):
   files = {name for name, _, _ in info_lines(output)}
   assert files <= OUR_FILES, sorted(files - OUR_FILES)
   return files
+
+
+def tensorboard_events(workdir):
+  """WORKDIR/tensorboard read as TensorBoard reads it (earlier files' events after a resumed
+  run's restored step purged): {'scalars': {tag: [(step, value)]}, 'images': {tag: [step]},
+  'text': {tag: [step]}, 'hparams': the hparams plugin's tags}."""
+  from tensorboard.backend.event_processing import event_accumulator  # noqa: PLC0415
+  events = event_accumulator.EventAccumulator(
+      os.path.join(workdir, 'tensorboard'),
+      size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0,
+                     event_accumulator.TENSORS: 0})
+  events.Reload()
+  tags = events.Tags()
+  return dict(
+      scalars={tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in tags['scalars']},
+      images={tag: [e.step for e in events.Images(tag)] for tag in tags['images']},
+      text={tag: [e.step for e in events.Tensors(tag)]
+            for tag in events.PluginTagToContent('text')},
+      hparams=set(events.PluginTagToContent('hparams')))

@@ -14,7 +14,7 @@ from PIL import Image
 from facegan_jax import config as config_lib, workdir as workdir_lib
 from tests import conftest
 from tests.conftest import (TINY, assert_only_our_info_lines, info_lines, metrics,
-                            read_checkpoint, run_python)
+                            read_checkpoint, run_python, tensorboard_events)
 from tests.test_inception import random_inception_npz
 from tests.test_visualize import D_COLOUR, G_COLOUR, curve_pixels
 
@@ -54,6 +54,17 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
   rerun = main_py(f'--flagfile={workdir}/flags.txt', '--num_steps=25')
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert 'Resuming at step 20' in rerun.stdout + rerun.stderr
+
+  # TensorBoard, over the three runs: every metrics.jsonl value at its step, once; the
+  # sample grids; the flags once; the hparams plugin's records.
+  events, rows = tensorboard_events(workdir), metrics(workdir)
+  assert [r['step'] for r in rows] == [5, 10, 15, 20, 25]
+  for name in rows[-1].keys() - {'step'}:
+    assert events['scalars'][f'train/{name}'] == [
+        (r['step'], pytest.approx(r[name], rel=1e-6)) for r in rows if name in r], name
+  assert events['images'] == {'samples': [10, 20, 25]}
+  assert events['text'] == {'flags/text_summary': [0]}
+  assert {'_hparams_/experiment', '_hparams_/session_start_info'} <= events['hparams']
 
   sample_args = args + ['--mode=sample', '--num_samples=5', '--sample_seed=3']
   sampled = main_py(*sample_args)
@@ -172,6 +183,12 @@ def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path, data_di
     assert record['dataset'] == 'synthetic_faces/small' and record['dataset_version']
   values = [row['eval']['metrics']['swd']['value'] for row in rows]
   assert len(set(values)) == 4  # the generator changed between evaluations
+  # Every evaluation metric in TensorBoard too, at its step, once across the resume.
+  scalars = tensorboard_events(str(tmp_path))['scalars']
+  for name in rows[0]['eval']['metrics']:
+    assert scalars[f'eval/{name}'] == [
+        (row['step'], pytest.approx(row['eval']['metrics'][name]['value'], rel=1e-6))
+        for row in rows], name
   best = rows[int(np.argmin(values))]['step']
   assert os.listdir(tmp_path / 'best_checkpoint') == [str(best)]
   assert os.path.exists(tmp_path / 'losses.png')

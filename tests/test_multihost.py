@@ -8,7 +8,8 @@ import socket
 import jax
 import numpy as np
 
-from tests.conftest import TINY, main_py, metrics, read_checkpoint, started_main, wait_for_exits
+from tests.conftest import (TINY, main_py, metrics, read_checkpoint, started_main,
+                            tensorboard_events, wait_for_exits)
 
 
 def _free_port():
@@ -46,3 +47,7 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir,
     np.testing.assert_array_equal(a, b)
   assert sorted(os.listdir(os.path.join(two, 'samples'))) == ['step_0000010.png',
                                                               'step_0000020.png']
+  # One TensorBoard event file, process 0's, with each logged step once.
+  assert len(os.listdir(os.path.join(two, 'tensorboard'))) == 1
+  assert [step for step, _ in tensorboard_events(two)['scalars']['train/d_loss']] == [
+      5, 10, 15, 20]

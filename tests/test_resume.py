@@ -16,7 +16,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tests.conftest import ROOT, TINY, main_env, main_py, metrics, read_checkpoint, started_main
+from tests.conftest import (ROOT, TINY, main_env, main_py, metrics, read_checkpoint, started_main,
+                            tensorboard_events)
 
 # The metrics.jsonl keys that measure the machine, not the run.
 TIMING = ('images_per_sec', 'steps_per_sec')
@@ -49,6 +50,15 @@ def assert_same_run(ours, theirs, last_step):
     assert {'d_loss', 'diversity', 'd_wins', 'collapse'} <= row_a.keys()
     untimed = [{k: v for k, v in row.items() if k not in TIMING} for row in (row_a, row_b)]
     assert untimed[0] == untimed[1], row_a['step']
+  # TensorBoard's curves too: what the interrupted runs logged after their last checkpoint is
+  # purged, so each step is there once, with the uninterrupted run's value.
+  events_a, events_b = tensorboard_events(ours), tensorboard_events(theirs)
+  assert events_a['scalars'].keys() == events_b['scalars'].keys()
+  for tag in events_a['scalars'].keys() - {f'train/{name}' for name in TIMING}:
+    assert events_a['scalars'][tag] == events_b['scalars'][tag], tag
+  assert [step for step, _ in events_a['scalars']['train/d_loss']] == [
+      r['step'] for r in rows_a]
+  assert events_a['images'] == events_b['images']
 
 
 def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir, deadline):

@@ -42,7 +42,8 @@ class PeriodicEval:
     return -value if self.config.best_metric in HIGHER_IS_BETTER else value
 
   def __call__(self, state, step, generate):
-    """Evaluates `generate` (z -> uint8 images, state's generator) and logs the record."""
+    """Evaluates `generate` (z -> uint8 images, state's generator), logs the record and
+    returns it."""
     record = self.evaluator(step, generate)
     if runtime.writes_files():
       metrics_log.append_eval(self.metrics_path, step, record)
@@ -50,10 +51,10 @@ class PeriodicEval:
     logging.info('eval at step %d (%.0f s): %s', step, record['seconds']['total'],
                  ', '.join(f'{name} {m["value"]:.3f}' for name, m in metrics.items()))
     if self.best_ckpts is None:
-      return
+      return record
     value = self._loss(metrics)
     if self.best is not None and value >= self.best:
-      return
+      return record
     self.best = value
     # A resumed run that reaches a step again reaches the same state: keep the saved one.
     if step not in self.best_ckpts.manager.all_steps():
@@ -61,6 +62,7 @@ class PeriodicEval:
     logging.info('best %s so far: %.4f at step %d (%s)', self.config.best_metric,
                  metrics[self.config.best_metric]['value'], step,
                  self.best_ckpts.directory)
+    return record
 
   def close(self, quiet=False):
     if self.best_ckpts is not None:
