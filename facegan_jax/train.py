@@ -170,7 +170,9 @@ def _train(config, workdir, mesh, num_devices):
         if step % config.sample_every == 0 or last:
           fake = pipeline.to_uint8(sample_fn(params, state.g_stats, fixed_z))
           if writer:
-            visualize.save_grid(fake, os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
+            samples_dir = os.path.join(workdir, 'samples')
+            visualize.save_grid(fake, os.path.join(samples_dir, f'step_{step:07d}.png'))
+            visualize.write_timelapse(samples_dir, step, os.path.join(samples_dir, 'progress.gif'))
             tensorboard.image(step, visualize.grid(np.asarray(fake)))
             visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
           synced = True

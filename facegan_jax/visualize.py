@@ -1,6 +1,8 @@
 """Image grids and loss curves written to the workdir."""
 
 import math
+import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -51,3 +53,30 @@ def plot_losses(metrics_path, path):
   fig.tight_layout()
   with files.atomic_path(path) as tmp:
     fig.savefig(tmp)
+
+
+TIMELAPSE_FRAMES = 60  # at most: a long run's grids are thinned evenly, the last one kept
+
+
+def write_timelapse(samples_dir, step, path, scale=2, max_frames=TIMELAPSE_FRAMES):
+  """An animated GIF of the sample grids (samples_dir/step_NNNNNNN.png, saved `scale`x) up to
+  `step`, at the grids' own size, the last frame held. Rebuilt from the grids at each call
+  (~10 ms a frame), so a resumed run's timelapse is the uninterrupted run's: grids an
+  interrupted run drew after `step` are left out."""
+  steps = sorted(int(name[5:12]) for name in os.listdir(samples_dir)
+                 if re.fullmatch(r'step_\d{7}\.png', name) and int(name[5:12]) <= step)
+  if len(steps) > max_frames:
+    steps = [steps[round(i * (len(steps) - 1) / (max_frames - 1))] for i in range(max_frames)]
+  frames = []
+  for s in steps:
+    with Image.open(os.path.join(samples_dir, f'step_{s:07d}.png')) as image:
+      image = image.convert('RGB')
+      image = image.resize((image.width // scale, image.height // scale),
+                           Image.Resampling.NEAREST)
+      frames.append(image.quantize(256, method=Image.Quantize.FASTOCTREE))
+  if not frames:
+    return
+  durations = [200] * (len(frames) - 1) + [1500]
+  with files.atomic_path(path) as tmp:
+    frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:],
+                   duration=durations, loop=0)

@@ -63,6 +63,8 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
     assert events['scalars'][f'train/{name}'] == [
         (r['step'], pytest.approx(r[name], rel=1e-6)) for r in rows if name in r], name
   assert events['images'] == {'samples': [10, 20, 25]}
+  with Image.open(os.path.join(workdir, 'samples', 'progress.gif')) as timelapse:
+    assert timelapse.n_frames == 3
   assert events['text'] == {'flags/text_summary': [0]}
   assert {'_hparams_/experiment', '_hparams_/session_start_info'} <= events['hparams']
 

@@ -67,3 +67,33 @@ def test_losses_png_waits_for_a_loss_to_plot(tmp_path):
   (tmp_path / 'metrics.jsonl').write_text(json.dumps(dict(step=10, eval={})) + '\n')
   visualize.plot_losses(str(tmp_path / 'metrics.jsonl'), str(png))  # evaluations only
   assert not png.exists()
+
+
+def test_timelapse_has_each_grid_up_to_the_step_at_its_size_thinned_evenly(tmp_path):
+  """progress.gif: the saved grids up to `step` in order, at the grids' own size (the PNGs
+  are saved 2x); an interrupted run's later grids are left out; a long run is thinned to
+  max_frames, its first and last grids kept."""
+  colours = {}
+  for i, step in enumerate((10, 20, 30, 40, 50)):
+    colour = (40 * i, 255 - 40 * i, 100)
+    colours[step] = colour
+    visualize.save_grid(np.full((4, 3, 3, 3), colour, np.uint8),
+                        str(tmp_path / f'step_{step:07d}.png'))
+  (tmp_path / 'step_0000060.png.tmp').write_bytes(b'')  # not a grid
+
+  def frames(step, **kwargs):
+    path = str(tmp_path / 'progress.gif')
+    visualize.write_timelapse(str(tmp_path), step, path, **kwargs)
+    with Image.open(path) as gif:
+      out = []
+      for i in range(gif.n_frames):
+        gif.seek(i)
+        out.append(np.asarray(gif.convert('RGB')))
+    return out
+
+  shown = frames(35)
+  assert len(shown) == 3 and shown[0].shape == visualize.grid(np.zeros((4, 3, 3, 3))).shape
+  for frame, step in zip(shown, (10, 20, 30)):
+    assert tuple(frame[3, 3]) == colours[step] and tuple(frame[0, 0]) == (255, 255, 255)
+  thinned = frames(50, max_frames=3)
+  assert [tuple(f[3, 3]) for f in thinned] == [colours[10], colours[30], colours[50]]
