@@ -97,11 +97,14 @@ def append_eval(path, step, record):
   _append_line(path, dict(step=step, eval=record))
 
 
-def append(path, step, num_steps, metrics):
-  """Appends one JSON line and logs a progress line with rate and ETA."""
+def append(path, step, num_steps, metrics, elapsed_s=None):
+  """Appends one JSON line and logs a progress line with rate, elapsed time (`elapsed_s`:
+  this process's, when given) and ETA."""
   _append_line(path, dict(step=step, **metrics))
   rate = metrics.get('steps_per_sec')
   eta = f'{(num_steps - step) / rate:.0f}s' if rate else '?'
+  elapsed = '' if elapsed_s is None else f'elapsed {elapsed_s:.0f}s, '
   logging.info('step %d/%d | d_loss %.3f g_loss %.3f d_real %.2f d_fake %.2f | '
-               '%.0f img/s | ETA %s', step, num_steps, metrics['d_loss'], metrics['g_loss'],
-               metrics['d_real'], metrics['d_fake'], metrics.get('images_per_sec', 0), eta)
+               '%.0f img/s | %sETA %s', step, num_steps, metrics['d_loss'], metrics['g_loss'],
+               metrics['d_real'], metrics['d_fake'], metrics.get('images_per_sec', 0), elapsed,
+               eta)

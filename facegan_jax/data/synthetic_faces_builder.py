@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from facegan_jax.data import synthetic_faces
+from facegan_jax.progress import Progress
 
 # Changing these, or what render_face draws, changes the data: bump VERSION.
 SEED = 20_240_601
@@ -123,9 +124,12 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
       pending = collections.deque(
           pool.submit(render_chunk, *chunk)
           for chunk in itertools.islice(chunks, 2 * num_workers))
+      split = 'test' if offset else 'train'
+      progress = Progress(f'Rendering synthetic_faces ({split})', num_examples, 'faces')
       while pending:
         images, attributes, start = pending.popleft().result()
         if (chunk := next(chunks, None)) is not None:
           pending.append(pool.submit(render_chunk, *chunk))
         for i, (image, attrs) in enumerate(zip(images, attributes)):
           yield start + i, {'image': image, 'attributes': attrs}
+        progress(start + len(images) - offset)

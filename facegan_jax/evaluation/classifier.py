@@ -27,6 +27,7 @@ from flax import nnx
 
 from facegan_jax.data import sources
 from facegan_jax.evaluation import distances, netcache, parallel
+from facegan_jax.progress import Progress
 from facegan_jax.evaluation.face_attributes import (RESOLUTION, conv_trunk, to_input,
                                                     trunk_outputs)
 
@@ -79,8 +80,11 @@ def train(images, labels, num_classes, channels):
 
   rng = np.random.default_rng(TRAIN['seed'])
   started = time.perf_counter()
-  for _ in range(steps):
+  progress = Progress('Training the class net', steps, 'steps',
+                      sync=lambda: jax.block_until_ready(nnx.state(model)))
+  for i in range(steps):
     step(model, optimizer, jnp.asarray(rng.integers(0, len(x), batch)))
+    progress(i + 1)
   seconds = time.perf_counter() - started
   _, predicted = read(model, images[held_rows])
   accuracy = float((predicted == labels[held_rows]).mean())

@@ -29,6 +29,7 @@ from flax import nnx
 
 from facegan_jax.data import preprocess, sources, synthetic_faces
 from facegan_jax.evaluation import distances, netcache, parallel
+from facegan_jax.progress import Progress
 from facegan_jax.models.resample import DownConv
 
 RESOLUTION = 32
@@ -126,8 +127,11 @@ def train(config):
 
   rng = np.random.default_rng(TRAIN['seed'])
   started = time.perf_counter()
-  for _ in range(steps):
+  progress = Progress('Training the attribute net', steps, 'steps',
+                      sync=lambda: jax.block_until_ready(nnx.state(model)))
+  for i in range(steps):
     step(model, optimizer, images, labels, jnp.asarray(rng.integers(0, len(images), batch)))
+    progress(i + 1)
   seconds = time.perf_counter() - started
   test = sources.load_images(shape_config, 'test')
   quality = _quality(model, test, mean, std, *targets(sources.load_attributes(config, 'test')))
