@@ -96,7 +96,7 @@ def train_and_evaluate(config, workdir):
 
 
 def _train(config, workdir, mesh, num_devices):
-  started = time.perf_counter()
+  run_started = time.perf_counter()
   images = sources.load_training_images(config)
   if len(images) < pipeline.images_per_step(config):
     per_step = '' if config.d_steps == 1 else f' x --d_steps={config.d_steps}'
@@ -165,7 +165,7 @@ def _train(config, workdir, mesh, num_devices):
           metrics = health.update(step, metrics)
           if writer:
             metrics_log.append(metrics_path, step, config.num_steps, metrics,
-                               time.perf_counter() - started)
+                               time.perf_counter() - run_started)
             tensorboard.scalars(step, metrics)
           synced = True
         params = state_lib.sample_params(config, state)

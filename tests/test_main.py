@@ -29,8 +29,11 @@ def main_py(*args, **kwargs):
 def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attribute_net_cache):
   workdir = str(tmp_path / 'run')
   args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}']
-  first = main_py(*args, '--num_steps=10')
+  first = main_py(*args, '--num_steps=10', '--checkpoint_every=5')
   assert first.returncode == 0, first.stderr[-2000:]
+  # The progress lines' elapsed time is the run's, not reset by the checkpoint between them.
+  elapsed = [int(s) for s in re.findall(r'elapsed (\d+)s, ETA', first.stdout + first.stderr)]
+  assert len(elapsed) == 2 and elapsed[0] >= 1 and elapsed[1] >= elapsed[0]
   assert {'train.py', 'metrics_log.py'} <= assert_only_our_info_lines(first.stdout)
   for name in ('flags.txt', 'real_batch.png', 'samples/step_0000010.png', 'metrics.jsonl',
                'losses.png', 'checkpoints/10'):
