@@ -45,8 +45,8 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir,
   theirs = read_checkpoint(os.path.join(two, 'checkpoints', '20'))
   for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
     np.testing.assert_array_equal(a, b)
-  assert sorted(os.listdir(os.path.join(two, 'samples'))) == ['step_0000010.png',
-                                                              'step_0000020.png']
+  assert sorted(os.listdir(os.path.join(two, 'samples'))) == [
+      'progress.gif', 'step_0000010.png', 'step_0000020.png']
   # One TensorBoard event file, process 0's, with each logged step once.
   assert len(os.listdir(os.path.join(two, 'tensorboard'))) == 1
   assert [step for step, _ in tensorboard_events(two)['scalars']['train/d_loss']] == [
