@@ -41,13 +41,15 @@ def main(argv):
   # settings (facegan_jax/runtime.py) are in place before it starts.
   runtime.configure()
   runtime.initialize_distributed(config)
-  from facegan_jax import sample, train  # noqa: PLC0415
+  from facegan_jax import explore, sample, train  # noqa: PLC0415
   from facegan_jax.evaluation import evaluate  # noqa: PLC0415
   try:
     if config.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
     elif config.mode == 'sample':
       sample.sample(config, FLAGS.workdir)
+    elif config.mode == 'explore':
+      explore.explore(config, FLAGS.workdir)
     else:
       evaluate.evaluate(config, FLAGS.workdir)
   except (UsageError, FloatingPointError, CheckpointError) as e:

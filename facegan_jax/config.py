@@ -22,7 +22,7 @@ class Config:
   their help is each field's `help` (`python main.py --helpfull`)."""
   mode: str = field('train', "train: train (resuming from the workdir's latest checkpoint); "
       'sample: write samples.npz and samples.png from the latest checkpoint; eval: metrics of the '
-      'latest checkpoint into eval.json')
+      'latest checkpoint into eval.json; explore: latent-space figures into workdir/explore/')
   dataset: str = field('synthetic_faces', 'synthetic_faces (embedded, no download), '
       'synthetic_faces/small (1,024 images, for smoke runs), celeba_small (the Udacity zip), '
       'tfds:NAME[:SPLIT] (a TFDS image dataset, e.g. tfds:celeb_a, tfds:mnist) or folder:PATH (a '
@@ -128,6 +128,8 @@ class Config:
       'of this metric in workdir/best_checkpoint (swd, domain_fd, attr_w1, attr_tv for '
       'synthetic_faces; class_fd, class_tv for labelled datasets, and class_coverage, the '
       'one kept highest; fid, kid with --inception_weights)')
+  interpolate: int = field(8, '--mode=explore: frames per row of the latent interpolation '
+                           'figure')
   tensorboard: bool = field(True, 'write TensorBoard event files to workdir/tensorboard/ '
                             '(`tensorboard --logdir workdirs/`)')
   sample_seed: int = field(0, 'seed of the latents of samples (training grids and --mode=sample)')
@@ -154,7 +156,7 @@ RESUME_MAY_CHANGE = ('mode', 'data_dir', 'data_manual_dir', 'max_bad_fraction', 
                      'process_id', 'steps_per_call', 'num_steps', 'log_every', 'sample_every',
                      'checkpoint_every', 'keep_checkpoints', 'num_samples', 'sample_seed',
                      'eval_every', 'inception_weights', 'lr_g', 'lr_d', 'lr_decay_start',
-                     'tensorboard')
+                     'tensorboard', 'interpolate')
 
 
 def fixed_on_resume():
@@ -182,7 +184,7 @@ DIFFAUG_POLICIES = ('color', 'translation', 'cutout')
 DOWN_CONV_IMPLS = ('xla', 'patches', 's2d', 'winograd')
 UP_CONV_IMPLS = ('xla', 'phase', 's2d', 'col2im', 'winograd', 'winograd_phase')
 
-CHOICES = dict(mode=('train', 'sample', 'eval'), input=('auto', 'device', 'host'),
+CHOICES = dict(mode=('train', 'sample', 'eval', 'explore'), input=('auto', 'device', 'host'),
                precision=('fp32', 'bf16'),  # models.COMPUTE_DTYPES
                model=('dcgan', 'mlp', 'resnet'), lr_decay=('none', 'linear'),
                loss=('bce', 'lsgan', 'hinge', 'wgan'),  # losses.LOSSES
@@ -318,7 +320,8 @@ def validate(config, num_devices=None):
   if not 0 <= config.d_dropout < 1:
     raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',
-               'conv_dim', 'hidden_dim', 'keep_checkpoints', 'num_samples', 'eval_samples'):
+               'conv_dim', 'hidden_dim', 'keep_checkpoints', 'num_samples', 'eval_samples',
+               'interpolate'):
     if getattr(config, name) < 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
   if config.coordinator_address and not 0 <= config.process_id < config.num_processes:

@@ -22,9 +22,9 @@ def grid(images, columns=None, pad=2):
   return out
 
 
-def save_grid(images, path, scale=2):
+def save_grid(images, path, scale=2, columns=None):
   """Writes a grid PNG, upscaled (nearest) so that small images are visible."""
-  image = grid(np.asarray(images))
+  image = grid(np.asarray(images), columns)
   if image.shape[-1] == 1:
     image = image[..., 0]
   pil = Image.fromarray(image)

@@ -86,6 +86,27 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
   assert not np.array_equal(expected['ema3'], expected['g3'])  # the EMA G is not G
   assert not np.array_equal(expected['ema3'], expected['ema4'])  # another seed, other images
 
+  # --mode=explore: the interpolation rows and the attribute arithmetic, with their latents.
+  explored = main_py(*args, '--mode=explore', '--interpolate=5', '--eval_samples=64',
+                     XDG_CACHE_HOME=attribute_net_cache)
+  assert explored.returncode == 0, explored.stderr[-2000:]
+  out = os.path.join(workdir, 'explore')
+  with Image.open(os.path.join(out, 'interpolation.png')) as figure:  # 8 rows of 5, 2x
+    assert figure.size == (2 * (5 * 18 + 2), 2 * (8 * 18 + 2))
+  with open(os.path.join(out, 'explore.json')) as f:
+    summary = json.load(f)
+  assert summary['step'] == 25 and set(summary['arithmetic']) == {'glasses', 'beard'}
+  drawn = np.load(os.path.join(out, 'latents.npz'))
+  assert drawn['interpolation'].shape == (40, 8) and drawn['arithmetic_pool'].shape == (64, 8)
+  for name, readout in summary['arithmetic'].items():
+    if 'skipped' in readout:  # a 25-step G may draw too few faces with it
+      assert not os.path.exists(os.path.join(out, f'arithmetic_{name}.png'))
+      continue
+    assert set(readout['share_after']) == {'1x', '2x', '3x'}
+    before, direction = drawn[f'{name}_before'], drawn[f'{name}_direction']
+    np.testing.assert_allclose(drawn[f'{name}_after'][8:16], before + 2 * direction, rtol=1e-5)
+    assert os.path.exists(os.path.join(out, f'arithmetic_{name}.png'))
+
   # Random Inception weights (tests/test_inception.py): FID, KID and P&R are computed and
   # carry their provenance. Inception runs ~3x slower without XLA's optimisations than it
   # compiles faster, so this run keeps them. A fresh cache of real features; the attribute

@@ -1,0 +1,118 @@
+"""--mode=explore: the DCGAN paper's latent-space figures from the latest checkpoint's generator
+(the EMA one when trained), in WORKDIR/explore/.
+
+- interpolation.png: rows of --interpolate frames, each row a spherical interpolation between
+  two random latents (Radford et al. 2015, Fig. 4; slerp as White 2016 recommends for
+  Gaussian latents, whose mass lies near a sphere).
+- arithmetic_ATTRIBUTE.png (synthetic_faces): latent arithmetic (Radford et al., Fig. 7). The
+  attribute network reads --eval_samples generated faces; the mean latent of those it reads as
+  having the attribute (glasses, a beard) minus the mean of those without is added to latents
+  of other faces without it, once, twice and three times. Top row before, then a row per
+  multiple; explore.json gives the share of faces the network reads as having the attribute
+  at each.
+- latents.npz: every latent drawn (interpolation ends and frames, the arithmetic's pools,
+  directions, befores and afters), so each figure can be redrawn.
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+from absl import logging
+
+from facegan_jax import files, visualize
+from facegan_jax.evaluation import face_attributes
+from facegan_jax.sample import load_latest
+
+ROWS = 8  # rows of the interpolation figure, faces of each arithmetic figure
+ARITHMETIC = ('glasses', 'beard')  # class code > 0: the face has it
+MIN_GROUP = 8  # faces on each side of an attribute for its mean latent to mean anything
+MULTIPLES = (1, 2, 3)  # of the attribute's direction added, a row of the figure each
+
+
+def slerp(a, b, t):
+  """Spherical interpolation from latent(s) `a` (t = 0) to `b` (t = 1), along the last axis;
+  linear where the two are (nearly) parallel."""
+  a, b, t = np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(t, np.float64)
+  cos = np.sum(a * b, -1, keepdims=True) / (
+      np.linalg.norm(a, axis=-1, keepdims=True) * np.linalg.norm(b, axis=-1, keepdims=True))
+  omega = np.arccos(np.clip(cos, -1.0, 1.0))
+  sin = np.sin(omega)
+  safe = np.where(sin > 1e-6, sin, 1.0)
+  spherical = (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / safe
+  return np.where(sin > 1e-6, spherical, (1 - t) * a + t * b)
+
+
+def interpolation_latents(key, z_dim, rows, frames):
+  """(rows * frames, z_dim) latents: row r goes from one random latent to another."""
+  ends = np.asarray(jax.random.normal(key, (2, rows, 1, z_dim)))
+  t = np.linspace(0.0, 1.0, frames)[None, :, None]
+  return slerp(ends[0], ends[1], t).reshape(rows * frames, z_dim).astype(np.float32), ends
+
+
+def attribute_arithmetic(config, generate, key, latents):
+  """{attribute: read-out} and the figures' images; `latents` collects what was drawn."""
+  model, _ = face_attributes.load_or_train(config)
+  pool = np.asarray(jax.random.normal(key, (config.eval_samples, config.z_dim)), np.float32)
+  _, _, classes = face_attributes.read_images(model, generate(pool), config.channels)
+  codes = dict(zip(face_attributes.CATEGORICAL, (np.asarray(c) for c in classes)))
+  latents['arithmetic_pool'] = pool
+  readouts, figures = {}, {}
+  for name in ARITHMETIC:
+    has = codes[name] > 0
+    if has.sum() < MIN_GROUP or (~has).sum() < MIN_GROUP + ROWS:
+      readouts[name] = dict(skipped=f'{int(has.sum())} of {len(has)} generated faces read as '
+                            f'having {name}: too few on one side for a mean latent')
+      continue
+    # The means from all but the faces the figure shows, which are drawn from the rest.
+    without = np.flatnonzero(~has)
+    shown, rest = without[:ROWS], np.concatenate([np.flatnonzero(has), without[ROWS:]])
+    direction = pool[rest][has[rest]].mean(0) - pool[rest][~has[rest]].mean(0)
+    before = pool[shown]
+    after = np.concatenate([before + k * direction for k in MULTIPLES])
+    images = generate(np.concatenate([before, after]))
+    _, _, read_after = face_attributes.read_images(model, images[ROWS:], config.channels)
+    read = np.asarray(read_after[list(face_attributes.CATEGORICAL).index(name)]) > 0
+    readouts[name] = dict(share_before=0.0,
+                          share_after={f'{k}x': round(float(row.mean()), 4)
+                                       for k, row in zip(MULTIPLES, read.reshape(-1, ROWS))},
+                          share_in_pool=round(float(has.mean()), 4),
+                          faces_with=int(has.sum()), faces_without=int((~has).sum()))
+    latents.update({f'{name}_direction': direction, f'{name}_before': before,
+                    f'{name}_after': after})
+    figures[name] = images
+  return readouts, figures
+
+
+def explore(config, workdir):
+  """Writes WORKDIR/explore/ (see the module docstring); returns the arithmetic read-outs."""
+  state, generate = load_latest(config, workdir)
+  out = os.path.join(workdir, 'explore')
+  os.makedirs(out, exist_ok=True)
+  interpolation_key, arithmetic_key = jax.random.split(jax.random.PRNGKey(config.sample_seed))
+  z, ends = interpolation_latents(interpolation_key, config.z_dim, ROWS, config.interpolate)
+  latents = dict(interpolation=z, interpolation_ends=ends[:, :, 0])
+  visualize.save_grid(generate(z), os.path.join(out, 'interpolation.png'),
+                      columns=config.interpolate)
+  readouts = {}
+  if config.dataset.startswith('synthetic_faces'):
+    readouts, figures = attribute_arithmetic(config, generate, arithmetic_key, latents)
+    for name, images in figures.items():
+      visualize.save_grid(images, os.path.join(out, f'arithmetic_{name}.png'), columns=ROWS)
+  with files.atomic_path(os.path.join(out, 'latents.npz')) as tmp, open(tmp, 'wb') as f:
+    np.savez(f, **latents)
+  summary = dict(step=int(state.step), sample_seed=config.sample_seed,
+                 interpolate=config.interpolate, arithmetic=readouts)
+  with files.atomic_path(os.path.join(out, 'explore.json')) as tmp, open(tmp, 'w') as f:
+    json.dump(summary, f, indent=1)
+  for name, readout in readouts.items():
+    if 'skipped' in readout:
+      logging.info('Arithmetic on %s skipped: %s', name, readout['skipped'])
+    else:
+      logging.info('%s direction: of %d faces without %s, %s read as having it after adding '
+                   'it %s times', name.capitalize(), ROWS, name,
+                   ', '.join(f'{100 * v:.0f}%' for v in readout['share_after'].values()),
+                   ', '.join(str(k) for k in MULTIPLES))
+  logging.info('Wrote the latent-space figures of step %d to %s', int(state.step), out)
+  return summary
