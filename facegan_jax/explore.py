@@ -6,7 +6,7 @@
   Gaussian latents, whose mass lies near a sphere).
 - arithmetic_ATTRIBUTE.png (synthetic_faces): latent arithmetic (Radford et al., Fig. 7). The
   attribute network reads --eval_samples generated faces; the mean latent of those it reads as
-  having the attribute (glasses, a beard) minus the mean of those without is added to latents
+  having the attribute (glasses, a beard, long hair) minus the mean of those without is added to latents
   of other faces without it, once, twice and three times. Top row before, then a row per
   multiple; explore.json gives the share of faces the network reads as having the attribute
   at each.
@@ -22,11 +22,15 @@ import numpy as np
 from absl import logging
 
 from facegan_jax import files, visualize
+from facegan_jax.data import synthetic_faces
 from facegan_jax.evaluation import face_attributes
 from facegan_jax.sample import load_latest
 
 ROWS = 8  # rows of the interpolation figure, faces of each arithmetic figure
-ARITHMETIC = ('glasses', 'beard')  # class code > 0: the face has it
+# A figure per attribute: the attribute network's categorical output, and its classes that
+# count as having it.
+ARITHMETIC = dict(glasses=('glasses', (1, 2)), beard=('beard', (1,)),
+                  long_hair=('hair_style', (synthetic_faces.HAIR_STYLES.index('long'),)))
 MIN_GROUP = 8  # faces on each side of an attribute for its mean latent to mean anything
 MULTIPLES = (1, 2, 3)  # of the attribute's direction added, a row of the figure each
 
@@ -59,8 +63,8 @@ def attribute_arithmetic(config, generate, key, latents):
   codes = dict(zip(face_attributes.CATEGORICAL, (np.asarray(c) for c in classes)))
   latents['arithmetic_pool'] = pool
   readouts, figures = {}, {}
-  for name in ARITHMETIC:
-    has = codes[name] > 0
+  for name, (output, classes_with) in ARITHMETIC.items():
+    has = np.isin(codes[output], classes_with)
     if has.sum() < MIN_GROUP or (~has).sum() < MIN_GROUP + ROWS:
       readouts[name] = dict(skipped=f'{int(has.sum())} of {len(has)} generated faces read as '
                             f'having {name}: too few on one side for a mean latent')
@@ -73,7 +77,7 @@ def attribute_arithmetic(config, generate, key, latents):
     after = np.concatenate([before + k * direction for k in MULTIPLES])
     images = generate(np.concatenate([before, after]))
     _, _, read_after = face_attributes.read_images(model, images[ROWS:], config.channels)
-    read = np.asarray(read_after[list(face_attributes.CATEGORICAL).index(name)]) > 0
+    read = np.isin(read_after[list(face_attributes.CATEGORICAL).index(output)], classes_with)
     readouts[name] = dict(share_before=0.0,
                           share_after={f'{k}x': round(float(row.mean()), 4)
                                        for k, row in zip(MULTIPLES, read.reshape(-1, ROWS))},
@@ -110,8 +114,8 @@ def explore(config, workdir):
     if 'skipped' in readout:
       logging.info('Arithmetic on %s skipped: %s', name, readout['skipped'])
     else:
-      logging.info('%s direction: of %d faces without %s, %s read as having it after adding '
-                   'it %s times', name.capitalize(), ROWS, name,
+      logging.info('The %s direction: of %d faces without, %s read as having it after adding '
+                   'it %s times', name.replace('_', ' '), ROWS,
                    ', '.join(f'{100 * v:.0f}%' for v in readout['share_after'].values()),
                    ', '.join(str(k) for k in MULTIPLES))
   logging.info('Wrote the latent-space figures of step %d to %s', int(state.step), out)

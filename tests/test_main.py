@@ -95,7 +95,8 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
     assert figure.size == (2 * (5 * 18 + 2), 2 * (8 * 18 + 2))
   with open(os.path.join(out, 'explore.json')) as f:
     summary = json.load(f)
-  assert summary['step'] == 25 and set(summary['arithmetic']) == {'glasses', 'beard'}
+  assert summary['step'] == 25
+  assert set(summary['arithmetic']) == {'glasses', 'beard', 'long_hair'}
   drawn = np.load(os.path.join(out, 'latents.npz'))
   assert drawn['interpolation'].shape == (40, 8) and drawn['arithmetic_pool'].shape == (64, 8)
   for name, readout in summary['arithmetic'].items():
@@ -337,10 +338,12 @@ def test_each_loss_trains_logs_and_plots_its_own_numbers(tmp_path):
   for loss in ('bce', 'lsgan', 'hinge'):
     workdir = str(tmp_path / loss)
     started = time.monotonic()
+    # The last run without TensorBoard's files.
     run = main_py(*TINY, f'--data_dir={data}', f'--workdir={workdir}', '--num_steps=10',
-                  f'--loss={loss}')
+                  f'--loss={loss}', f'--tensorboard={str(loss != "hinge").lower()}')
     wall = time.monotonic() - started
     assert run.returncode == 0, run.stderr[-2000:]
+    assert os.path.isdir(os.path.join(workdir, 'tensorboard')) == (loss != 'hinge')
     assert 'train.py' in assert_only_our_info_lines(run.stdout)
     rows = metrics(workdir)
     assert [r['step'] for r in rows] == [5, 10]

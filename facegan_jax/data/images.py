@@ -17,6 +17,7 @@ from PIL import Image
 
 from facegan_jax.errors import UsageError
 from facegan_jax.data import preprocess
+from facegan_jax.progress import Progress
 
 SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp')
 
@@ -153,7 +154,9 @@ def prepare(files: list[File], resolution: int, channels: int, *, max_bad_fracti
   UsageError naming a few.
   """
   images, bad = [], []
-  for name, read in files:
+  progress = Progress('Decoding images', len(files), 'files')
+  for i, (name, read) in enumerate(files):
+    progress(i)
     try:
       image = decode(read())
     except BadImage as e:
