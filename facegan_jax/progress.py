@@ -2,6 +2,8 @@
 the evaluation networks. At most one line per `every` seconds, so a long job speaks at least
 that often and a short one says nothing more."""
 
+import contextlib
+import threading
 import time
 
 from absl import logging
@@ -28,3 +30,23 @@ class Progress:
     unit = f' {self.unit}' if self.unit else ''
     logging.info('%s: %d/%d%s (%.0f s)', self.what, done, self.total, unit,
                  self.last - self.started)
+
+
+@contextlib.contextmanager
+def heartbeat(what, every=EVERY_S):
+  """Logs '`what` (N s)' every `every` seconds while the block runs, for work that reports no
+  count of its own (a TFDS builder's download and preparation)."""
+  done = threading.Event()
+  started = time.monotonic()
+
+  def beat():
+    while not done.wait(every):
+      logging.info('%s (%.0f s)', what, time.monotonic() - started)
+
+  thread = threading.Thread(target=beat, daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    done.set()
+    thread.join()

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from facegan_jax import progress
 from facegan_jax.data import celeba_small_builder as celeba_small_module
 from facegan_jax.data import images, synthetic_faces_builder as synthetic_faces_module
 from facegan_jax.data.cache import cached, data_root, resized
@@ -146,8 +147,9 @@ def _prepared_builder(name, split, config):
 def _prepare_tfds(builder, name, config):
   logging.info('Preparing tfds:%s into %s (once)', name, builder.data_dir)
   try:
-    _prepare(builder, download_config=tfds.download.DownloadConfig(
-        manual_dir=_manual_dir(config)))
+    with progress.heartbeat(f'Still preparing tfds:{name}'):
+      _prepare(builder, download_config=tfds.download.DownloadConfig(
+          manual_dir=_manual_dir(config)))
   except ModuleNotFoundError as e:
     raise UsageError(f'preparing tfds:{name} needs {e.name} once (pip install {e.name}); '
                      'training from the prepared files does not') from None
