@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from facegan_jax import files
+from facegan_jax.progress import Progress
 from facegan_jax.data import preprocess
 
 
@@ -83,7 +84,9 @@ def _load(path):
 def _read_all(source, image_key, shape=None, crop=None, chunk=2048):
   """Every image of a TFDS data source, as stored or (with `shape`) resized to it."""
   out = None
+  progress = Progress('Decoding the prepared records', len(source), 'images')
   for start in range(0, len(source), chunk):
+    progress(start)
     rows = [np.asarray(source[i][image_key]) for i in range(start, min(start + chunk, len(source)))]
     if shape is not None:
       rows = preprocess.to_model_images(rows, *shape[1:], crop=crop)
