@@ -7,9 +7,8 @@ import os
 import time
 
 import jax
-from absl import logging
-
 import numpy as np
+from absl import logging
 
 from facegan_jax import config as config_lib, files
 from facegan_jax import health as health_lib
