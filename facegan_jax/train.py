@@ -7,7 +7,6 @@ import os
 import time
 
 import jax
-import numpy as np
 from absl import logging
 
 from facegan_jax import config as config_lib, files
@@ -118,8 +117,9 @@ def _train(config, workdir, mesh, num_devices):
     ckpts.close()
     return None
   writer = runtime.writes_files()  # process 0 writes the files; every process computes
+  samples_dir = os.path.join(workdir, 'samples')
   if writer:  # once the flags are known to work with this workdir and its memory
-    os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+    os.makedirs(samples_dir, exist_ok=True)
     record_flags(workdir, config, step, changed)
     first_batch = inputs.order(0)[:min(config.batch_size, 64)]
     visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
@@ -129,6 +129,7 @@ def _train(config, workdir, mesh, num_devices):
 
   tensorboard = tensorboard_log.TensorBoardLog(config, workdir, step,
                                                enabled=writer and config.tensorboard)
+  timelapse = visualize.Timelapse(samples_dir, os.path.join(samples_dir, 'progress.gif'))
   health = health_lib.Health()
   if writer:  # the log up to this step, as an uninterrupted run has it; health's streaks too
     health.replay(metrics_log.repair(metrics_path, step))
@@ -171,10 +172,9 @@ def _train(config, workdir, mesh, num_devices):
         if step % config.sample_every == 0 or last:
           fake = pipeline.to_uint8(sample_fn(params, state.g_stats, fixed_z))
           if writer:
-            samples_dir = os.path.join(workdir, 'samples')
-            visualize.save_grid(fake, os.path.join(samples_dir, f'step_{step:07d}.png'))
-            visualize.write_timelapse(samples_dir, step, os.path.join(samples_dir, 'progress.gif'))
-            tensorboard.image(step, visualize.grid(np.asarray(fake)))
+            grid = visualize.save_grid(fake, os.path.join(samples_dir, f'step_{step:07d}.png'))
+            timelapse.update(step)
+            tensorboard.image(step, grid)
             visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
           synced = True
         if periodic and (step % config.eval_every == 0 or last) and not stop.requested:

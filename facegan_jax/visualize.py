@@ -23,14 +23,14 @@ def grid(images, columns=None, pad=2):
 
 
 def save_grid(images, path, scale=2, columns=None):
-  """Writes a grid PNG, upscaled (nearest) so that small images are visible."""
+  """Writes a grid PNG, upscaled (nearest) so that small images are visible; returns the
+  grid (uint8 (H, W, C), not upscaled)."""
   image = grid(np.asarray(images), columns)
-  if image.shape[-1] == 1:
-    image = image[..., 0]
-  pil = Image.fromarray(image)
+  pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
   pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
   with files.atomic_path(path) as tmp:
     pil.save(tmp)
+  return image
 
 
 def plot_losses(metrics_path, path):
@@ -58,25 +58,37 @@ def plot_losses(metrics_path, path):
 TIMELAPSE_FRAMES = 60  # at most: a long run's grids are thinned evenly, the last one kept
 
 
-def write_timelapse(samples_dir, step, path, scale=2, max_frames=TIMELAPSE_FRAMES):
-  """An animated GIF of the sample grids (samples_dir/step_NNNNNNN.png, saved `scale`x) up to
-  `step`, at the grids' own size, the last frame held. Rebuilt from the grids at each call
-  (~10 ms a frame), so a resumed run's timelapse is the uninterrupted run's: grids an
-  interrupted run drew after `step` are left out."""
-  steps = sorted(int(name[5:12]) for name in os.listdir(samples_dir)
-                 if re.fullmatch(r'step_\d{7}\.png', name) and int(name[5:12]) <= step)
-  if len(steps) > max_frames:
-    steps = [steps[round(i * (len(steps) - 1) / (max_frames - 1))] for i in range(max_frames)]
-  frames = []
-  for s in steps:
-    with Image.open(os.path.join(samples_dir, f'step_{s:07d}.png')) as image:
+class Timelapse:
+  """An animated GIF of the sample grids in `samples_dir` (step_NNNNNNN.png, saved `scale`x),
+  at the grids' own size, the last frame held. Each grid is read and quantised once, the first
+  time an update reaches it; the GIF is rewritten at each update (~40 ms for 24 frames)."""
+
+  def __init__(self, samples_dir, path, scale=2, max_frames=TIMELAPSE_FRAMES):
+    self.samples_dir, self.path, self.scale, self.max_frames = samples_dir, path, scale, max_frames
+    self.frames = {}  # step -> palette frame
+
+  def update(self, step):
+    """Rewrites the GIF with the grids up to `step`: a resumed run's timelapse is the
+    uninterrupted run's, without the grids an interrupted run drew after its checkpoint."""
+    steps = sorted(int(name[5:12]) for name in os.listdir(self.samples_dir)
+                   if re.fullmatch(r'step_\d{7}\.png', name) and int(name[5:12]) <= step)
+    if len(steps) > self.max_frames:
+      steps = [steps[round(i * (len(steps) - 1) / (self.max_frames - 1))]
+               for i in range(self.max_frames)]
+    if not steps:
+      return
+    for s in steps:
+      if s not in self.frames:
+        self.frames[s] = self._read(s)
+    frames = [self.frames[s] for s in steps]
+    durations = [200] * (len(frames) - 1) + [1500]
+    with files.atomic_path(self.path) as tmp:
+      frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:],
+                     duration=durations, loop=0)
+
+  def _read(self, step):
+    with Image.open(os.path.join(self.samples_dir, f'step_{step:07d}.png')) as image:
       image = image.convert('RGB')
-      image = image.resize((image.width // scale, image.height // scale),
+      image = image.resize((image.width // self.scale, image.height // self.scale),
                            Image.Resampling.NEAREST)
-      frames.append(image.quantize(256, method=Image.Quantize.FASTOCTREE))
-  if not frames:
-    return
-  durations = [200] * (len(frames) - 1) + [1500]
-  with files.atomic_path(path) as tmp:
-    frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:],
-                   duration=durations, loop=0)
+      return image.quantize(256, method=Image.Quantize.FASTOCTREE)

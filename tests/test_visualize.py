@@ -83,7 +83,7 @@ def test_timelapse_has_each_grid_up_to_the_step_at_its_size_thinned_evenly(tmp_p
 
   def frames(step, **kwargs):
     path = str(tmp_path / 'progress.gif')
-    visualize.write_timelapse(str(tmp_path), step, path, **kwargs)
+    visualize.Timelapse(str(tmp_path), path, **kwargs).update(step)
     with Image.open(path) as gif:
       out = []
       for i in range(gif.n_frames):
