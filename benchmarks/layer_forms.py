@@ -16,6 +16,7 @@ least disturbed sample is the most repeatable. Takes ~2-3 minutes on 2 CPU cores
 table about as long again.
 """
 
+import os
 import sys
 import time
 
@@ -34,7 +35,9 @@ flags.DEFINE_integer('repeats', 15, 'interleaved samples per form; the minimum i
 flags.DEFINE_float('min_sample_s', 0.05, 'each sample repeats the call to last at least this')
 flags.DEFINE_list('only', [], 'restrict to these forms (plus auto)')
 flags.DEFINE_list('parts', ['up', 'down', 'stacks', '3x3'], 'which tables: the resampling '
-                  'layers (up, down), their stacks, the ResNets\' 3x3 convolutions')
+                  'layers (up, down), their stacks, the ResNets\' 3x3 convolutions, and '
+                  '`blocks`: the ResNets\' blocks against PyTorch eager (needs torch)')
+flags.DEFINE_list('block_presets', ['sngan64'], 'with --parts=blocks: the ResNet presets')
 FLAGS = flags.FLAGS
 
 # (in, out, input size): generator upsampling layers, then discriminator downsampling layers.
@@ -134,12 +137,12 @@ def stacks():
 
 def looped_fwd_bwd(fn, steps=2):
   """jit of `steps` forward+backward passes in a loop, as the train step runs them (where XLA
-  CPU's own kernel gradient is slow), the kernel moving each time."""
+  CPU's own kernel gradient is slow), the kernel (or pytree of parameters) moving each time."""
   def run(x, kernel, g):
     def body(_, kernel):
       _, vjp = jax.vjp(fn, x, kernel)
       dx, dkernel = vjp(g)
-      return kernel - 1e-6 * dkernel + 1e-9 * dx.mean()
+      return jax.tree.map(lambda k, d: k - 1e-6 * d + 1e-9 * dx.mean(), kernel, dkernel)
     return jax.lax.fori_loop(0, steps, body, kernel)
   return jax.jit(run)
 
@@ -169,6 +172,86 @@ def conv3x3_table():
             f'{ms["auto loop"] / 2:>9.1f} {ms["xla loop"] / ms["auto loop"]:>7.1f}x', flush=True)
 
 
+def block_table():
+  """Each SNGAN ResNet block of --block_presets, forward and backward (input and parameter
+  gradients, BatchNorm in train mode, no spectral norm: it costs the same on both sides), ms
+  per pass of a 2-pass loop as the train step runs them, beside PyTorch eager's textbook block
+  (benchmarks/torch_reference.py) on the same thread count: where the whole-step ratio of
+  benchmarks/mfu.py comes from."""
+  import torch  # noqa: PLC0415  (optional: the benchmarks' extra)
+  from benchmarks import torch_reference  # noqa: PLC0415
+  from facegan_jax import config as config_lib  # noqa: PLC0415
+  from facegan_jax.models import resnet  # noqa: PLC0415
+  from flax import nnx  # noqa: PLC0415
+  torch.set_num_threads(os.cpu_count())
+  print(f'\nSNGAN ResNet blocks (ms, fwd+bwd per pass, batch {FLAGS.batch}), ours against '
+        'PyTorch eager')
+  print(f'{"block":>28} {"ours":>9} {"pytorch":>9} {"speedup":>8}')
+  for preset in FLAGS.block_presets:
+    config = config_lib.preset(preset)
+    g_widths, d_layout = resnet.LAYOUTS[config.resolution]
+    g_widths = [config.conv_dim * m for m in g_widths]
+    d_widths = [config.channels] + [config.conv_dim * m for m, _ in d_layout]
+    blocks, size = [], 4
+    for a, b in zip(g_widths, g_widths[1:]):
+      blocks.append((f'G {a}->{b} @{size}', size, a,
+                     lambda a=a, b=b: resnet.GBlock(a, b, conv_impl='auto', rngs=nnx.Rngs(0)),
+                     lambda a=a, b=b: torch_reference.GBlock(a, b), True))
+      size *= 2
+    size = config.resolution
+    for i, (_, down) in enumerate(d_layout):
+      a, b = d_widths[i], d_widths[i + 1]
+      blocks.append((f'D {a}->{b} @{size}{" down" if down else ""}', size, a,
+                     lambda a=a, b=b, down=down, i=i: resnet.DBlock(
+                         a, b, downsample=down, first=i == 0, conv_impl='auto',
+                         rngs=nnx.Rngs(0)),
+                     lambda a=a, b=b, down=down, i=i: _plain(torch_reference.DBlock(
+                         a, b, down, i == 0)), False))
+      size //= 2 if down else 1
+    total = [0.0, 0.0]
+    for name, size, c, ours, theirs, train in blocks:
+      graph, params, rest = nnx.split(ours(), nnx.Param, ...)
+      fn = (lambda x, p, graph=graph, rest=rest, train=train:
+            nnx.merge(graph, p, rest, copy=True)(x, **({'train': True} if train else {})))
+      x = jax.random.normal(jax.random.key(0), (FLAGS.batch, size, size, c))
+      y = jax.eval_shape(fn, x, params)
+      g = jax.random.normal(jax.random.key(1), y.shape)
+      ms = time_interleaved({'ours': (looped_fwd_bwd(fn), (x, params, g))}, FLAGS.repeats)
+      torch_ms = _torch_fwd_bwd_ms(theirs(), (FLAGS.batch, c, size, size), FLAGS.repeats)
+      total[0] += ms['ours'] / 2
+      total[1] += torch_ms
+      print(f'{f"{preset} {name}":>28} {ms["ours"] / 2:>9.1f} {torch_ms:>9.1f} '
+            f'{torch_ms / (ms["ours"] / 2):>7.2f}x', flush=True)
+    print(f'{f"{preset} all blocks":>28} {total[0]:>9.1f} {total[1]:>9.1f} '
+          f'{total[1] / total[0]:>7.2f}x', flush=True)
+
+
+def _plain(block):
+  """torch_reference's D block without its spectral-norm parametrisations (plain weights)."""
+  import torch  # noqa: PLC0415
+  for module in block.modules():
+    if isinstance(module, torch.nn.Conv2d) and hasattr(module, 'parametrizations'):
+      torch.nn.utils.parametrize.remove_parametrizations(module, 'weight')
+  return block
+
+
+def _torch_fwd_bwd_ms(block, x_shape, repeats):
+  """The minimum over `repeats` samples of one forward+backward of `block` (train mode) in ms."""
+  import torch  # noqa: PLC0415
+  block.train()
+  x = torch.randn(*x_shape, requires_grad=True)
+  g = torch.randn_like(block(x))
+  samples = []
+  for i in range(repeats + 2):  # two warm-up passes
+    start = time.perf_counter()
+    block.zero_grad()
+    x.grad = None
+    block(x).backward(g)
+    if i >= 2:
+      samples.append((time.perf_counter() - start) * 1e3)
+  return min(samples)
+
+
 def main(_):
   print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), jax {jax.__version__}')
   if 'up' in FLAGS.parts:
@@ -182,6 +265,8 @@ def main(_):
     stacks()
   if '3x3' in FLAGS.parts:
     conv3x3_table()
+  if 'blocks' in FLAGS.parts:
+    block_table()
 
 
 if __name__ == '__main__':
