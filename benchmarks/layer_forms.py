@@ -13,7 +13,8 @@ XLA's own form and Winograd F(2x2, 3x3), and forward+backward inside a loop as t
 runs it, XLA's autodiff against auto (--parts=3x3 for this table alone). Each figure is the
 minimum of --repeats samples taken with the candidates interleaved: on a shared machine the
 least disturbed sample is the most repeatable. Takes ~2-3 minutes on 2 CPU cores, the 3x3
-table about as long again.
+table about as long again. `--parts=blocks` (not in the default) times each SNGAN ResNet
+block of --block_presets against PyTorch eager's textbook block.
 """
 
 import os
