@@ -80,11 +80,13 @@ def _check(op, impl, x, w, g, ref, ref_grads):
   np.testing.assert_allclose(dw, want_dw, atol=1e-5 * np.sqrt(g[..., 0].size), rtol=1e-5)
 
 
-# Odd sizes occur in D for the 28x28 digit models (28 -> 14 -> 7) and at 7 -> 3. 128 channels
-# take auto's Winograd kernel gradient on CPU (here at an odd output size, 3x3).
+# Odd sizes occur in D for the 28x28 digit models (28 -> 14 -> 7) and at 7 -> 3. On CPU, 128
+# channels at 16x16 and below take auto's autodiffed Winograd form (here at an odd output
+# size, 3x3), and above 16x16 its hand-written backward pass with the Winograd kernel gradient.
 @pytest.mark.parametrize('impl', sorted(conv_impls.DOWN_IMPLS) + ['auto'])
 @pytest.mark.parametrize('x_shape, c_out', [((2, 8, 8, 3), 5), ((3, 4, 6, 6), 2),
-                                            ((2, 7, 7, 4), 3), ((2, 6, 6, 128), 3)])
+                                            ((2, 7, 7, 4), 3), ((2, 6, 6, 128), 3),
+                                            ((1, 18, 18, 128), 2)])
 def test_conv_4x2_equals_textbook(impl, x_shape, c_out):
   x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], s[1] // 2, s[2] // 2))
   _check(resample.conv_4x2, impl, x, w, g, conv_ref, conv_ref_grads)
@@ -92,7 +94,7 @@ def test_conv_4x2_equals_textbook(impl, x_shape, c_out):
 
 @pytest.mark.parametrize('impl', sorted(conv_impls.UP_IMPLS) + ['auto'])
 @pytest.mark.parametrize('x_shape, c_out', [((2, 4, 4, 6), 3), ((3, 7, 5, 2), 4),
-                                            ((2, 3, 3, 4), 128)])
+                                            ((2, 3, 3, 4), 128), ((1, 2, 2, 1024), 2)])
 def test_conv_transpose_4x2_equals_textbook(impl, x_shape, c_out):
   x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], 2 * s[1], 2 * s[2]))
   _check(resample.conv_transpose_4x2, impl, x, w, g, conv_transpose_ref, conv_transpose_ref_grads)
@@ -145,5 +147,7 @@ def test_layers_on_two_devices_equal_one(varying):
     check(resample.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64))
   for impl in ('auto', 'winograd'):
     check(resample.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256))
+  check(resample.conv_4x2, 'auto', (4, 18, 18, 128), (4, 4, 128, 8))  # the hand-written pass
+  check(resample.conv_transpose_4x2, 'auto', (4, 2, 2, 1024), (4, 4, 1024, 8))
   check(resample.conv_3x3, 'auto', (4, 6, 6, 8), (3, 3, 8, 4))
 

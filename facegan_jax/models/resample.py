@@ -119,6 +119,23 @@ _down_auto = _with_backward(lambda x, k: DOWN_IMPLS[auto_down_impl(x, k)](x, k),
 _up_auto = _with_backward(lambda x, k: UP_IMPLS[auto_up_impl(x, k)](x, k), _up_auto_bwd)
 
 
+def autodiff_down(x):
+  """Whether auto's Conv2d(4, 2, 1) on CPU keeps its Winograd forward form with XLA's autodiff
+  of it instead of the hand-written backward pass: on inputs of 128 channels and more at
+  16x16 and below, where the adjoint layer's forms and the kernel gradient have too few pixels
+  to pay for their transforms (fwd+bwd at batch 64: 24 against 139 ms for 512->1024 at 4x4,
+  16 against 31 ms for 256->512 at 8x8, 19 against 28 ms for 128->256 at 16x16; below 128
+  channels or above 16x16 the hand-written pass is as fast or faster; benchmarks/RESULTS.md,
+  "Resampling layers on few pixels")."""
+  return x.shape[-1] >= 128 and max(x.shape[1:3]) <= 16
+
+
+def autodiff_up(x):
+  """The same for ConvTranspose2d(4, 2, 1): its per-phase Winograd form, autodiffed, from
+  1,024 channels at 4x4 (98 against 143 ms; at 512 channels the two are level)."""
+  return x.shape[-1] >= 1024 and max(x.shape[1:3]) <= 4
+
+
 def _conv_3x3_xla(x, kernel):
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
                                       dimension_numbers=DIMS)
@@ -173,6 +190,8 @@ def conv_4x2(x, kernel, conv_impl='auto'):
     return DOWN_IMPLS[conv_impl](x, kernel)
   if jax.default_backend() != 'cpu':
     return DOWN_IMPLS[auto_down_impl(x, kernel)](x, kernel)
+  if autodiff_down(x):
+    return DOWN_IMPLS['winograd'](x, kernel)
   return _down_auto(x, kernel)
 
 
@@ -186,6 +205,8 @@ def conv_transpose_4x2(x, kernel, conv_impl='auto'):
     return UP_IMPLS[conv_impl](x, kernel)
   if jax.default_backend() != 'cpu':
     return UP_IMPLS[auto_up_impl(x, kernel)](x, kernel)
+  if autodiff_up(x):
+    return UP_IMPLS['winograd_phase'](x, kernel)
   return _up_auto(x, kernel)
 
 
