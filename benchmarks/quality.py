@@ -87,6 +87,11 @@ RECIPES = dict(
     small_faces_ada_long=Recipe('small_faces_ada.flags', ('--num_steps=10000',
                                                           '--lr_decay_start=5000'), SMALL, 1000,
                                 SMALL_FLOORS),
+    # DiffAugment's color alone over the same 10,000 steps: brightness, saturation and contrast
+    # move no head and no light, which D must still match.
+    small_faces_diffaug_color_long=Recipe('small_faces_ada.flags', (
+        '--augment=diffaug', '--diffaug_policy=color', '--num_steps=10000',
+        '--lr_decay_start=5000'), SMALL, 1000, SMALL_FLOORS),
     digits_mlp=Recipe('mnist_mlp.flags', (f'--dataset=folder:{DIGITS}', '--num_steps=1000000',
                                           '--eval_samples=800'),
                       ('class_fd', 'class_coverage', 'class_tv', 'swd'), 2000),
