@@ -64,12 +64,15 @@ def adam(lr, beta1, beta2, decay_start=None, decay_end=None):
 
 def adam_settings(config, lr, network='g'):
   """`adam`'s arguments for `network` ('g' or 'd') trained at `lr` under `config`: D's betas
-  are --beta1_d and --beta2_d where given, else both networks' --beta1 and --beta2."""
+  are --beta1_d and --beta2_d where given, else both networks' --beta1 and --beta2. The decay
+  follows the training step for both: D's optimizer counts its --d_steps updates per step,
+  so its schedule's bounds are in D updates (as Mimicry decays both rates by the step)."""
   decay = ((config.lr_decay_start, config.num_steps) if config.lr_decay == 'linear' else ())
   beta1, beta2 = config.beta1, config.beta2
   if network == 'd':
     beta1 = config.beta1 if config.beta1_d is None else config.beta1_d
     beta2 = config.beta2 if config.beta2_d is None else config.beta2_d
+    decay = tuple(config.d_steps * bound for bound in decay)
   return (lr, beta1, beta2, *decay)
 
 

@@ -254,6 +254,23 @@ def test_linear_lr_decay_holds_the_rate_then_reaches_zero_at_num_steps():
   assert state_lib.adam_settings(config_lib.Config(lr_g=1e-3), 1e-3) == (1e-3, 0.5, 0.999)
 
 
+def test_with_several_d_steps_both_rates_decay_by_the_training_step():
+  """D's optimizer updates --d_steps times a step: its rate, like G's, is held until step
+  --lr_decay_start and reaches 0 at --num_steps, not d_steps times earlier."""
+  config = config_lib.Config(lr_g=1e-3, lr_d=4e-3, lr_decay='linear', lr_decay_start=2,
+                             num_steps=6, d_steps=3)
+  tx = state_lib.adam(*state_lib.adam_settings(config, config.lr_d, 'd'))
+  params = jnp.zeros(3)
+  opt, per_step = tx.init(params), []
+  for _ in range(6):
+    rates = []
+    for _ in range(config.d_steps):
+      updates, opt = tx.update(jnp.ones(3), opt, params)
+      rates.append(-float(updates[0]) / config.lr_d)
+    per_step.append(rates[0])  # the step's first D update
+  np.testing.assert_allclose(per_step, [1, 1, 1, 0.75, 0.5, 0.25], atol=1e-4)
+
+
 def test_d_has_its_own_adam_betas_when_given():
   """--beta1_d and --beta2_d (SNGAN trains D with betas (0, 0.9)) set D's Adam only; unset,
   both networks use --beta1 and --beta2."""
