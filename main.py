@@ -27,8 +27,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  config = config_lib.Config(**{f.name: FLAGS[f.name].value
-                                for f in dataclasses.fields(config_lib.Config)})
+  config = config_lib.from_flags(FLAGS)
   handler = logging.get_absl_handler()
   handler.python_handler.stream = sys.stdout
   handler.addFilter(runtime.ours_or_warning)

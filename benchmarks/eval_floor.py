@@ -7,7 +7,6 @@ same evaluator (features, settings, provenance) --mode=eval uses: what a generat
 real images would score. N is --eval_samples.
 """
 
-import dataclasses
 import os
 import re
 import sys
@@ -32,8 +31,7 @@ FLAGS = flags.FLAGS
 
 def floor(argv):
   del argv
-  config = config_lib.Config(**{f.name: FLAGS[f.name].value
-                                for f in dataclasses.fields(config_lib.Config)})
+  config = config_lib.from_flags(FLAGS)
   evaluator = evaluate.Evaluator(config)
   real = sources.load_images(config, 'train')
   others = np.setdiff1d(np.arange(len(real)), evaluator.subset)[:config.eval_samples]

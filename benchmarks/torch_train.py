@@ -16,7 +16,6 @@ not single numbers.
 """
 
 import copy
-import dataclasses
 import os
 import sys
 import time
@@ -33,17 +32,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+import main  # noqa: E402,F401  (defines the flags: a flagfile's --workdir is read, not used)
 from benchmarks import torch_reference  # noqa: E402
-from facegan_jax import config as config_lib, visualize  # noqa: E402
+from facegan_jax import config as config_lib, state as state_lib, visualize  # noqa: E402
 from facegan_jax.data import pipeline, sources  # noqa: E402
 from facegan_jax.evaluation import evaluate  # noqa: E402
 
-_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-           str: flags.DEFINE_string}
-for _field in dataclasses.fields(config_lib.Config):
-  _DEFINE[config_lib.flag_type(_field.type)](
-      _field.name, _field.default, _field.metadata['help'])
-flags.DEFINE_string('workdir', None, "main.py's flag, read from flagfiles and unused here")
 flags.DEFINE_string('out', '/tmp/torch_train', 'where the grids and eval records go')
 FLAGS = flags.FLAGS
 
@@ -77,16 +71,12 @@ def g_loss_fn(config, fake_logits):
 
 
 def adam(config, params, lr, network):
-  beta1, beta2 = config.beta1, config.beta2
-  if network == 'd':
-    beta1 = config.beta1 if config.beta1_d is None else config.beta1_d
-    beta2 = config.beta2 if config.beta2_d is None else config.beta2_d
+  """(torch Adam, its LambdaLR or None) with state.adam_settings' betas and decay bounds."""
+  lr, beta1, beta2, *decay = state_lib.adam_settings(config, lr, network)
   optimizer = torch.optim.Adam(params, lr=lr, betas=(beta1, beta2))
-  if config.lr_decay != 'linear':
+  if not decay:
     return optimizer, None
-  start, end = config.lr_decay_start, config.num_steps * (config.d_steps if network == 'd'
-                                                          else 1)
-  start *= config.d_steps if network == 'd' else 1
+  start, end = decay
   schedule = torch.optim.lr_scheduler.LambdaLR(
       optimizer, lambda t: 1.0 if t < start else max(0.0, (end - t) / (end - start)))
   return optimizer, schedule
@@ -94,8 +84,7 @@ def adam(config, params, lr, network):
 
 def main(argv):
   del argv
-  config = config_lib.Config(**{f.name: FLAGS[f.name].value
-                                for f in dataclasses.fields(config_lib.Config)})
+  config = config_lib.from_flags(FLAGS)
   check(config)
   logging.get_absl_handler().addFilter(runtime.ours_or_warning)  # as main.py: no library INFO
   os.makedirs(FLAGS.out, exist_ok=True)
@@ -110,8 +99,8 @@ def main(argv):
   images = torch.from_numpy(np.asarray(pipeline.to_float(sources.load_images(config, 'train'))))
   images = images.permute(0, 3, 1, 2).contiguous()
   evaluator = evaluate.Evaluator(config) if config.eval_every else None
-  grid_z = torch.from_numpy(np.array(jax.random.normal(
-      jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))))
+  grid_z = torch.from_numpy(np.array(jax.device_get(jax.random.normal(
+      jax.random.PRNGKey(config.sample_seed), (64, config.z_dim)))))
   order, position = torch.randperm(len(images)), 0
   started, n = time.perf_counter(), config.batch_size
 
@@ -125,7 +114,7 @@ def main(argv):
   def generate(z):  # jax latents -> uint8 NHWC, the EMA G with its running statistics
     ema.eval()
     with torch.no_grad():
-      out = ema(torch.from_numpy(np.array(z))).permute(0, 2, 3, 1).numpy()
+      out = ema(torch.from_numpy(np.array(jax.device_get(z)))).permute(0, 2, 3, 1).numpy()
     ema.train()
     return pipeline.to_uint8(out)
 

@@ -213,6 +213,11 @@ def flag_type(field_type):
   return next(t for t in getattr(field_type, '__args__', (field_type,)) if t is not type(None))
 
 
+def from_flags(flag_values):
+  """The Config of parsed absl flags (main.py's, which define one flag per field)."""
+  return Config(**{f.name: flag_values[f.name].value for f in dataclasses.fields(Config)})
+
+
 def read_flagfile(path):
   """{field: value} of the `--name=value` lines of a flagfile that name Config fields."""
   types = {f.name: f.type for f in dataclasses.fields(Config)}
