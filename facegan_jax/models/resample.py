@@ -66,6 +66,24 @@ def _sum_over_unshared_axes(grad, param):
   return jax.lax.psum(grad, axes) if axes else grad
 
 
+def _channels_first_batch_last(x):
+  """x.transpose(3, 1, 2, 0): (B, H, W, C) -> (C, H, W, B), the layout of the kernel
+  gradients' convolutions below, in three passes that XLA on CPU runs ~4x faster than its one.
+
+  As one transpose, XLA fuses it with the elementwise ops that produced x (a ReLU, a bias)
+  into a loop that walks the output in order, so every element read is a cache miss: ~100 ms
+  for a 64-channel 64x64 map at batch 64 inside the train step. Here the pixel-local
+  transpose (B, C) -> (C, B) happens first, where each pixel's block stays in cache; a
+  product with the identity (exact: each output is one input times 1 plus zeros) ends the
+  fusion there; the last pass moves whole rows of B values (benchmarks/RESULTS.md,
+  "Transposes in the kernel gradients").
+  """
+  b, h, w, c = x.shape
+  rows = x.transpose(1, 2, 3, 0).reshape(h * w * c, b)
+  rows = jnp.dot(rows, jnp.eye(b, dtype=x.dtype), precision=jax.lax.Precision.HIGHEST)
+  return rows.reshape(h, w, c, b).transpose(2, 0, 1, 3)
+
+
 def _s2d_kernel_inverse(s2d_kernel):
   """(2, 2, 4C, O) -> (4, 4, C, O), undoing conv_impls._s2d_kernel (its inverse)."""
   c, o = s2d_kernel.shape[2] // 4, s2d_kernel.shape[3]
@@ -86,7 +104,7 @@ def _down_kernel_grad(x, kernel, g):
   # entry computation: inside a while loop the untransposed form runs ~30x slower).
   pad = [(1, 2 * n + 1 - size) for n, size in zip(g.shape[1:3], x.shape[1:3])]
   dkernel = jax.lax.conv_general_dilated(
-      x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), pad, rhs_dilation=(2, 2),
+      _channels_first_batch_last(x), g.transpose(1, 2, 0, 3), (1, 1), pad, rhs_dilation=(2, 2),
       dimension_numbers=DIMS)
   return _sum_over_unshared_axes(dkernel.transpose(1, 2, 0, 3), kernel)
 
@@ -163,7 +181,7 @@ def _conv_3x3_bwd(x, kernel, g):
   ~50x slower."""
   g = g.astype(x.dtype)
   dx = _conv_3x3_auto(g, _swap_io(kernel[::-1, ::-1]))
-  dkernel = _conv_3x3_xla(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3))
+  dkernel = _conv_3x3_xla(_channels_first_batch_last(x), g.transpose(1, 2, 0, 3))
   dkernel = _sum_over_unshared_axes(dkernel.transpose(1, 2, 0, 3), kernel)
   return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
