@@ -100,6 +100,21 @@ def test_conv_transpose_4x2_equals_textbook(impl, x_shape, c_out):
   _check(resample.conv_transpose_4x2, impl, x, w, g, conv_transpose_ref, conv_transpose_ref_grads)
 
 
+def test_kernel_gradients_of_large_maps():
+  """From 2**22 elements the kernel gradients transpose their input in three passes (an
+  identity product among them): exactly the one transpose, and the gradients still match."""
+  x_shape = (16, 64, 64, 64)
+  assert np.prod(x_shape) >= 2**22
+  x, w, g = _inputs(x_shape, 2, lambda s: (s[0], s[1] // 2, s[2] // 2))
+  relu = jax.jit(lambda x: resample._channels_first_batch_last(jax.nn.relu(x)))(jnp.float32(x))
+  np.testing.assert_array_equal(relu, np.maximum(np.float32(x), 0).transpose(3, 1, 2, 0))
+  _check(resample.conv_4x2, 'auto', x, w, g, conv_ref, conv_ref_grads)
+  k3, g3 = jnp.float32(w[:3, :3]), jax.random.normal(jax.random.key(5), x_shape[:3] + (2,))
+  grads = [jax.jit(jax.grad(lambda k, impl=impl: jnp.sum(
+      resample.conv_3x3(jnp.float32(x), k, impl) * g3)))(k3) for impl in ('auto', 'xla')]
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4 * np.abs(grads[1]).max())
+
+
 def test_references_match_each_other():
   """The two references are adjoint, <conv_T(x), y> == <x, conv(y)>, as the layers must be."""
   x, w, _ = _inputs((2, 4, 4, 3), 5, lambda s: s[:3])

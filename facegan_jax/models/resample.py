@@ -76,8 +76,11 @@ def _channels_first_batch_last(x):
   transpose (B, C) -> (C, B) happens first, where each pixel's block stays in cache; a
   product with the identity (exact: each output is one input times 1 plus zeros) ends the
   fusion there; the last pass moves whole rows of B values (benchmarks/RESULTS.md,
-  "Transposes in the kernel gradients").
+  "Transposes in the kernel gradients"). Below 2**22 elements (the quickstart's maps) the
+  one transpose is as fast, and stays.
   """
+  if x.size < 2**22:
+    return x.transpose(3, 1, 2, 0)
   b, h, w, c = x.shape
   rows = x.transpose(1, 2, 3, 0).reshape(h * w * c, b)
   rows = jnp.dot(rows, jnp.eye(b, dtype=x.dtype), precision=jax.lax.Precision.HIGHEST)
