@@ -42,21 +42,31 @@ LAYOUTS = {
 # K3's taps that each of ConvTranspose(4, 2, 1)'s kernel rows sums (conv_impls.TAPS: output
 # row 2m reads input m - 1 through kernel row 3 and m through row 1; row 2m + 1 reads m
 # through row 2 and m + 1 through row 0), and Conv(4, 2, 1)'s from the 2x2 pooling window.
-_UP = jnp.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], jnp.float32)
-_DOWN = jnp.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], jnp.float32) / 2
+_UP = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))
+_DOWN = ((1, 0, 0), (1, 1, 0), (0, 1, 1), (0, 0, 1))
+
+
+def _fold(kernel, rows):
+  """K[u, v] = sum over s, t of rows[u][s] * rows[v][t] * kernel[s, t], as sums of kernel
+  slices: one elementwise loop (forward and backward) where an einsum was a 4-column matmul
+  and its transposes, ~0.5 s of an sngan64 step on CPU (benchmarks/RESULTS.md, "Transposes
+  in the kernel gradients")."""
+  def combine(xs):
+    terms = [[x for c, x in zip(row, xs) if c] for row in rows]
+    return [sum(t[1:], t[0]) for t in terms]
+  return jnp.stack([jnp.stack(combine([r[t] for t in range(3)]))
+                    for r in combine([kernel[s] for s in range(3)])])
 
 
 def fold_up(kernel):
   """(3, 3, I, O) kernel of nearest-2x-upsample-then-conv3x3 -> its ConvTranspose(4, 2, 1)
   kernel (4, 4, I, O)."""
-  return jnp.einsum('us,vt,stio->uvio', _UP.astype(kernel.dtype), _UP.astype(kernel.dtype),
-                    kernel)
+  return _fold(kernel, _UP)
 
 
 def fold_down(kernel):
   """(3, 3, I, O) kernel of conv3x3-then-2x2-average-pool -> its Conv(4, 2, 1) kernel."""
-  return jnp.einsum('us,vt,stio->uvio', _DOWN.astype(kernel.dtype),
-                    _DOWN.astype(kernel.dtype), kernel)
+  return _fold(kernel, _DOWN) * jnp.asarray(0.25, kernel.dtype)
 
 
 def upsample(x):
