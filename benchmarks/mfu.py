@@ -39,7 +39,8 @@ flags.DEFINE_list('batch_sizes', ['64'], 'global batch sizes')
 flags.DEFINE_list('precisions', ['fp32'], 'fp32 and/or bf16')
 flags.DEFINE_integer('steps_per_call', 1, 'training steps per compiled call')
 flags.DEFINE_integer('calls', 10, 'timed calls (after 2 untimed ones); the best of --rounds')
-flags.DEFINE_integer('rounds', 3, 'timed repetitions; the fastest is reported')
+flags.DEFINE_integer('rounds', 3, 'timed repetitions, alternating with PyTorch eager and '
+                     'compiled; the fastest of each is reported')
 flags.DEFINE_bool('torch', True, 'also time the PyTorch reference when torch is installed')
 flags.DEFINE_integer('torch_steps', 20, 'timed PyTorch iterations (after 3 warm-up ones)')
 flags.DEFINE_bool('torch_compile', True, 'with --torch, also time it under torch.compile')
@@ -119,25 +120,29 @@ def jax_speed(preset, batch_size, precision):
   for _ in range(2):
     state, _ = train_fn(state, (dataset, orders), num_steps)
   jax.block_until_ready(state)
-  best = float('inf')
-  for _ in range(FLAGS.rounds):
+
+  def measure():
+    """Steps/s of one round of --calls calls."""
+    nonlocal state
     start = time.perf_counter()
     for _ in range(FLAGS.calls):
       state, metrics = train_fn(state, (dataset, orders), num_steps)
     jax.block_until_ready((state, metrics))
-    best = min(best, time.perf_counter() - start)
-  steps_per_sec = FLAGS.calls * FLAGS.steps_per_call / best
-  return pipeline.images_per_step(config) * steps_per_sec, steps_per_sec, flops / 1e12
+    return FLAGS.calls * FLAGS.steps_per_call / (time.perf_counter() - start)
+  return measure, pipeline.images_per_step(config), flops / 1e12
 
 
-def torch_speed(preset, batch_size, precision, compile):
+def torch_meter(preset, batch_size, precision, compile):
+  """A function of no arguments returning PyTorch's images/s over --torch_steps steps, or
+  None where PyTorch is missing or cannot compile."""
   try:
     import torch_reference  # noqa: PLC0415  (imports torch)
-    return torch_reference.images_per_sec(preset, batch_size, steps=FLAGS.torch_steps,
-                                          compile=compile, precision=precision)
+    meter = torch_reference.speed_meter(preset, batch_size, compile=compile,
+                                        precision=precision)
+    return lambda: meter(FLAGS.torch_steps)
   except (ImportError, RuntimeError) as e:
     print(f'  (PyTorch {"compile" if compile else "eager"}: {str(e).splitlines()[0][:80]})')
-    return float('nan')
+    return None
 
 
 def main(argv):
@@ -154,12 +159,22 @@ def main(argv):
       peak *= jax.device_count()
     for preset in FLAGS.presets:
       for batch_size in map(int, FLAGS.batch_sizes):
-        ours, steps_per_sec, tflop = jax_speed(preset, batch_size, precision)
-        eager = compiled = float('nan')
+        # JAX's rounds alternate with PyTorch's, and the best of each is reported: on a
+        # shared machine whose speed drifts by minutes, neither side gets the quiet spell alone.
+        ours_meter, images_per_step, tflop = jax_speed(preset, batch_size, precision)
+        meters = {'ours': ours_meter}
         if FLAGS.torch:
-          eager = torch_speed(preset, batch_size, precision, compile=False)
+          meters['eager'] = torch_meter(preset, batch_size, precision, compile=False)
           if FLAGS.torch_compile:
-            compiled = torch_speed(preset, batch_size, precision, compile=True)
+            meters['compiled'] = torch_meter(preset, batch_size, precision, compile=True)
+        best = {name: 0.0 if meter else float('nan') for name, meter in meters.items()}
+        for _ in range(FLAGS.rounds):
+          for name, meter in meters.items():
+            if meter:
+              best[name] = max(best[name], meter())
+        steps_per_sec = best['ours']
+        ours = images_per_step * steps_per_sec
+        eager, compiled = best.get('eager', float('nan')), best.get('compiled', float('nan'))
         mfu = steps_per_sec * tflop / peak
         rows.append(f'| {preset} | {batch_size} | {precision} | {ours:,.0f} | '
                     f'{1e3 / steps_per_sec:.1f} | {1e3 * tflop:.1f} | {100 * mfu:.1f}% | '

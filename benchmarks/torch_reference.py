@@ -230,6 +230,14 @@ def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, co
   or for the ResNets SNGAN's (--d_steps D steps, each on its own real batch, then G's), on
   the GPU when there is one; `precision='bf16'` runs the forward passes under bfloat16 autocast
   (PyTorch's mixed precision: float32 weights and optimizer)."""
+  return speed_meter(preset_name, batch_size, warmup, threads, compile, precision,
+                     **overrides)(steps)
+
+
+def speed_meter(preset_name, batch_size, warmup=3, threads=None, compile=False,
+                precision='fp32', **overrides):
+  """images_per_sec's models and step after `warmup` iterations, as a function of a number of
+  timed steps returning images/s: callers alternate its rounds with their own."""
   torch.set_num_threads(threads or os.cpu_count())
   torch.manual_seed(0)
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -295,12 +303,15 @@ def images_per_sec(preset_name, batch_size, steps=20, warmup=3, threads=None, co
   for _ in range(warmup):
     step()
   sync()
-  start = time.perf_counter()
-  for _ in range(steps):
-    step()
-  sync()
   images_per_step = batch_size * (cfg['d_steps'] if cfg['model'] == 'resnet' else 1)
-  return images_per_step * steps / (time.perf_counter() - start)
+
+  def measure(steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+      step()
+    sync()
+    return images_per_step * steps / (time.perf_counter() - start)
+  return measure
 
 
 if __name__ == '__main__':
