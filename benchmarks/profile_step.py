@@ -45,7 +45,8 @@ def main(argv):
   config = config_lib.preset(FLAGS.preset, batch_size=FLAGS.batch_size,
                              conv_impl=FLAGS.conv_impl, precision=FLAGS.precision)
   mesh = mesh_lib.make_mesh(config.num_devices)
-  shape = (4 * pipeline.images_per_step(config), config.resolution, config.resolution, config.channels)
+  shape = (4 * pipeline.images_per_step(config), config.resolution, config.resolution,
+           config.channels)
   images = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
   dataset = pipeline.shard_dataset(images, mesh)
   order = jax.device_put(  # this epoch's order and the next's (the same here)

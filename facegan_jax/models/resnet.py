@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from facegan_jax.models import winograd
 from facegan_jax.models.batchnorm import BatchNorm
 from facegan_jax.models.reductions import add_bias
 from facegan_jax.models.resample import conv_3x3, conv_4x2, conv_transpose_4x2
@@ -46,27 +47,17 @@ _UP = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))
 _DOWN = ((1, 0, 0), (1, 1, 0), (0, 1, 1), (0, 0, 1))
 
 
-def _fold(kernel, rows):
-  """K[u, v] = sum over s, t of rows[u][s] * rows[v][t] * kernel[s, t], as sums of kernel
-  slices: one elementwise loop (forward and backward) where an einsum was a 4-column matmul
-  and its transposes, ~0.5 s of an sngan64 step on CPU (benchmarks/RESULTS.md, "Transposes
-  in the kernel gradients")."""
-  def combine(xs):
-    terms = [[x for c, x in zip(row, xs) if c] for row in rows]
-    return [sum(t[1:], t[0]) for t in terms]
-  return jnp.stack([jnp.stack(combine([r[t] for t in range(3)]))
-                    for r in combine([kernel[s] for s in range(3)])])
-
-
 def fold_up(kernel):
   """(3, 3, I, O) kernel of nearest-2x-upsample-then-conv3x3 -> its ConvTranspose(4, 2, 1)
-  kernel (4, 4, I, O)."""
-  return _fold(kernel, _UP)
+  kernel (4, 4, I, O). As sums of kernel slices (winograd.transform_kernel): as an einsum
+  the folds took ~0.5 s of an sngan64 step on CPU (benchmarks/RESULTS.md, "Transposes in the
+  kernel gradients")."""
+  return winograd.transform_kernel(_UP, kernel)
 
 
 def fold_down(kernel):
   """(3, 3, I, O) kernel of conv3x3-then-2x2-average-pool -> its Conv(4, 2, 1) kernel."""
-  return _fold(kernel, _DOWN) * jnp.asarray(0.25, kernel.dtype)
+  return winograd.transform_kernel(_DOWN, kernel) * jnp.asarray(0.25, kernel.dtype)
 
 
 def upsample(x):

@@ -42,6 +42,13 @@ def _transform(matrix, xs_of_axis1, axis2):
                     for r in rows])
 
 
+def transform_kernel(matrix, kernel):
+  """matrix @ kernel @ matrix^T over the kernel's two spatial axes (K, K, I, O) ->
+  (N, N, I, O), as sums of kernel slices: one elementwise loop, forward and backward (as an
+  einsum XLA on CPU makes it a thin matmul and its transposes)."""
+  return _transform(matrix, [kernel[l] for l in range(len(matrix[0]))], lambda r, l: r[l])
+
+
 def _input_tiles(x, t, s, b_t=B_T):
   """The T x S input tiles of x: n x n windows at stride 2 (n = 3, or 4 with B3_T),
   transformed by `b_t` to (n, n, B, T, S, C)."""
@@ -59,7 +66,7 @@ def conv2x2(x, kernel):
     return conv2x2(x, kernel)[:, :h - 1, :w - 1]
   t, s = (h - 1) // 2, (w - 1) // 2
   v = _input_tiles(x, t, s)
-  u = _transform(G, [kernel[0], kernel[1]], lambda r, l: r[l])  # (3, 3, C, O)
+  u = transform_kernel(G, kernel)  # (3, 3, C, O)
   m = jnp.einsum('ijbtsc,ijco->ijbtso', v, u)
   y = _transform(A_T, [m[i] for i in range(3)], lambda r, l: r[l])  # (2, 2, B, T, S, O)
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, 2 * t, 2 * s, -1)
@@ -74,7 +81,7 @@ def conv3x3(x, kernel):
     return conv3x3(x, kernel)[:, :h - 2, :w - 2]
   t, s = (h - 2) // 2, (w - 2) // 2
   v = _input_tiles(x, t, s, B3_T)
-  u = _transform(G3, [kernel[0], kernel[1], kernel[2]], lambda r, l: r[l])  # (4, 4, C, O)
+  u = transform_kernel(G3, kernel)  # (4, 4, C, O)
   m = jnp.einsum('ijbtsc,ijco->ijbtso', v, u)
   y = _transform(A3_T, [m[i] for i in range(4)], lambda r, l: r[l])  # (2, 2, B, T, S, O)
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, 2 * t, 2 * s, -1)
