@@ -10,8 +10,8 @@ import sys
 from absl import app, flags, logging
 
 from facegan_jax import config as config_lib
-from facegan_jax import runtime
-from facegan_jax import workdir as workdir_lib
+from facegan_jax.run import runtime
+from facegan_jax.run import workdir as workdir_lib
 from facegan_jax.errors import DISK_FULL, NOT_WRITABLE, CheckpointError, UsageError
 
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
@@ -31,14 +31,15 @@ def main(argv):
   handler = logging.get_absl_handler()
   handler.python_handler.stream = sys.stdout
   handler.addFilter(runtime.ours_or_warning)
+  # JAX is imported only now, with the CPU runtime settings (facegan_jax/run/runtime.py) in
+  # place: --help does not wait for it. The family and objective validate their own settings,
+  # which imports them.
+  runtime.configure()
   try:
     config_lib.validate(config)
     workdir_lib.check(FLAGS.workdir)
   except UsageError as e:
     sys.exit(f'error: {e}')
-  # JAX is imported only now: --help and flag errors do not wait for it, and the CPU runtime
-  # settings (facegan_jax/runtime.py) are in place before it starts.
-  runtime.configure()
   runtime.initialize_distributed(config)
   from facegan_jax import explore, sample, train  # noqa: PLC0415
   from facegan_jax.evaluation import evaluate  # noqa: PLC0415

@@ -14,7 +14,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from facegan_jax import runtime  # noqa: E402
+from facegan_jax.run import runtime  # noqa: E402
 
 runtime.configure()
 

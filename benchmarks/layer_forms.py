@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from facegan_jax import runtime
+from facegan_jax.run import runtime
 
 runtime.configure()  # as main.py does: the same CPU runtime settings
 

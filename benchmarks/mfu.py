@@ -20,7 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from facegan_jax import runtime  # noqa: E402
+from facegan_jax.run import runtime  # noqa: E402
 
 runtime.configure()  # main.py's CPU settings, before JAX starts (PyTorch shares the allocator)
 

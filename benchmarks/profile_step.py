@@ -17,7 +17,7 @@ import resource
 import tempfile
 import time
 
-from facegan_jax import runtime
+from facegan_jax.run import runtime
 
 runtime.configure()  # as main.py does
 
@@ -35,7 +35,8 @@ flags.DEFINE_integer('batch_size', 64, 'global batch size')
 flags.DEFINE_integer('steps', 3, 'traced steps')
 flags.DEFINE_integer('top', 25, 'ops to list')
 flags.DEFINE_bool('trace', True, 'after timing --steps untraced steps, trace --steps more')
-flags.DEFINE_string('conv_impl', 'auto', 'form of the resampling layers')
+flags.DEFINE_string('conv_impl', 'auto', 'forms of the convolutions: auto, xla or a form of '
+                    'facegan_jax/ops/forms.py')
 flags.DEFINE_string('precision', 'fp32', 'fp32 or bf16')
 FLAGS = flags.FLAGS
 

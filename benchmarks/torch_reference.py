@@ -19,7 +19,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from facegan_jax import config as config_lib  # noqa: E402
-from facegan_jax.config import num_stages  # noqa: E402
+from facegan_jax.models.dcgan import num_stages  # noqa: E402
 
 
 def preset(name, **overrides):

@@ -23,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from facegan_jax import runtime  # noqa: E402
+from facegan_jax.run import runtime  # noqa: E402
 
 runtime.configure()  # main.py's CPU settings, before JAX starts (PyTorch shares the allocator)
 
@@ -34,7 +34,8 @@ from absl import app, flags, logging  # noqa: E402
 
 import main  # noqa: E402,F401  (defines the flags: a flagfile's --workdir is read, not used)
 from benchmarks import torch_reference  # noqa: E402
-from facegan_jax import config as config_lib, state as state_lib, visualize  # noqa: E402
+from facegan_jax import config as config_lib, state as state_lib  # noqa: E402
+from facegan_jax.logs import visualize  # noqa: E402
 from facegan_jax.data import pipeline, sources  # noqa: E402
 from facegan_jax.evaluation import evaluate  # noqa: E402
 
@@ -71,12 +72,14 @@ def g_loss_fn(config, fake_logits):
 
 
 def adam(config, params, lr, network):
-  """(torch Adam, its LambdaLR or None) with state.adam_settings' betas and decay bounds."""
-  lr, beta1, beta2, *decay = state_lib.adam_settings(config, lr, network)
-  optimizer = torch.optim.Adam(params, lr=lr, betas=(beta1, beta2))
-  if not decay:
+  """(torch Adam, its LambdaLR or None) with state.Adam's betas and linear decay bounds."""
+  settings = state_lib.Adam.of(config, network)
+  assert settings.lr.start == lr and settings.beta2.constant, 'a constant beta2 only'
+  optimizer = torch.optim.Adam(params, lr=lr, betas=(settings.beta1, settings.beta2.start))
+  if settings.lr.constant:
     return optimizer, None
-  start, end = decay
+  assert settings.lr.kind == 'linear', 'the linear decay only'
+  start, end = settings.lr.begin, settings.lr.end
   schedule = torch.optim.lr_scheduler.LambdaLR(
       optimizer, lambda t: 1.0 if t < start else max(0.0, (end - t) / (end - start)))
   return optimizer, schedule

@@ -1,15 +1,25 @@
 """The run's configuration: one plain value built from flags, validated before compiling.
 
-JAX-free, so that main.py's --help and flag errors answer at once.
+JAX-free, so that main.py's --help answers at once: the choices come from the registries of
+models/, objectives/, augment/ and evaluation/, whose package files import no JAX. `validate`
+also asks the chosen family and objective to check their own settings, which imports them
+(and JAX): main.py calls it after runtime.configure().
 """
 
 import dataclasses
 import math
 import os
 
+from facegan_jax import augment, evaluation, models, objectives
 from facegan_jax.errors import UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# How --lr_decay and --schedule's values change (schedules.py computes them).
+SCHEDULE_KINDS = ('linear', 'cosine')
+# The values --schedule can move over the run (schedules.py).
+SCHEDULED = ('lr_g', 'lr_d', 'beta2', 'beta2_d', 'r1_gamma', 'gp_weight', 'ema_decay')
 
 
 def field(default, help):  # noqa: A002  (the flag's help, as absl calls it)
@@ -36,7 +46,7 @@ class Config:
   input: str = field('auto', 'where batches are drawn: device (the whole dataset on the devices), '
       'host (gathered on the host, a few steps ahead) or auto (device when the dataset takes at '
       "most half of the devices' memory)")
-  model: str = field('dcgan', 'dcgan (convolutional) or mlp (fully connected, for 28x28 digits)')
+  model: str = field('dcgan', f'the family of G and D: {models.describe()}')
   resolution: int = field(32, 'image height and width fed to the models')
   channels: int = field(3, '3 (RGB) or 1 (grayscale)')
   batch_size: int = field(64, 'global batch size, split over all devices')
@@ -49,21 +59,22 @@ class Config:
   g_first_bn: bool = field(False, "BatchNorm after G's first projection (DCGAN paper: yes; "
       'Udacity: no)')
   d_dropout: float = field(0.3, 'dropout rate in the mlp discriminator')
-  conv_impl: str = field('auto', 'implementation of the stride-2 (transposed) convolutions: auto '
-      "(the fastest measured on the backend), xla (XLA's own ops) or one of models/conv_impls.py")
+  conv_impl: str = field('auto', 'forms of the convolutions (facegan_jax/ops/): auto (the fastest '
+      "measured on the backend) or xla (XLA's own ops everywhere, the reference)")
   precision: str = field('fp32', 'fp32, or bf16: bfloat16 compute with float32 parameters, '
       'optimizer state, BatchNorm statistics and losses (for GPUs and TPUs; slow on CPUs)')
-  loss: str = field('bce', 'bce (non-saturating), lsgan, hinge or wgan (Wasserstein, with '
-      '--gp_weight or --spectral_norm to keep D Lipschitz)')
+  loss: str = field('bce', f"the objective, D's and G's losses with their penalties: "
+      f'{objectives.describe()}')
   gp_weight: float = field(0.0, "WGAN-GP's gradient penalty weight (Gulrajani et al. 2017: 10) "
       "on D's gradient at random interpolates of reals and fakes; needs --loss=wgan; 0 = off")
   label_smoothing: float = field(1.0, "target for real images in D's bce loss (one-sided; 1.0 = "
       'off)')
   lr_g: float = field(2e-4, 'generator Adam learning rate')
   lr_d: float = field(2e-4, 'discriminator Adam learning rate')
-  lr_decay: str = field('none', 'none, or linear: both learning rates constant until '
-      '--lr_decay_start, then linearly to 0 at --num_steps (SNGAN, Mimicry)')
-  lr_decay_start: int = field(0, 'with --lr_decay=linear: the step the decay starts at')
+  lr_decay: str = field('none', 'none, linear or cosine: both learning rates constant until '
+      '--lr_decay_start, then to 0 at --num_steps, linearly (SNGAN, Mimicry) or along a '
+      'half cosine')
+  lr_decay_start: int = field(0, 'with --lr_decay: the step the decay starts at')
   beta1: float = field(0.5, 'Adam beta1 (DCGAN: 0.5)')
   beta2: float = field(0.999, 'Adam beta2')
   beta1_d: float | None = field(None, "D's Adam beta1 (default: --beta1; SNGAN's recipe: 0)")
@@ -135,6 +146,9 @@ class Config:
   tensorboard: bool = field(True, 'write TensorBoard event files to workdir/tensorboard/ '
                             '(`tensorboard --logdir workdirs/`)')
   sample_seed: int = field(0, 'seed of the latents of samples (training grids and --mode=sample)')
+  schedule: str = field('', 'values that change over the run: comma-separated NAME:KIND:FINAL, '
+      "each from its flag's value at step 0 to FINAL at --num_steps, KIND linear or cosine, "
+      f'e.g. beta2_d:cosine:0.99,r1_gamma:cosine:0.2; NAME one of {", ".join(SCHEDULED)}')
 
   def to_flags(self):
     """The config as flagfile lines, e.g. `--batch_size=64`."""
@@ -175,28 +189,17 @@ def changed_on_resume(saved, config):
           and saved[name] != getattr(config, name)}
 
 
-# The resolutions of --model=resnet (models/resnet.LAYOUTS).
-RESNET_RESOLUTIONS = (32, 64, 128)
-
-# --diffaug_policy's transforms (augment.py implements each), in the order they apply.
-DIFFAUG_POLICIES = ('color', 'translation', 'cutout')
-
-# --conv_impl's implementations of each resampling layer (models/conv_impls.py builds them
-# from these names); a name only one layer has means 'auto' for the other.
-DOWN_CONV_IMPLS = ('xla', 'patches', 's2d', 'winograd')
-UP_CONV_IMPLS = ('xla', 'phase', 's2d', 'col2im', 'winograd', 'winograd_phase')
+CONV_IMPLS = ('auto', 'xla')
 
 CHOICES = dict(mode=('train', 'sample', 'eval', 'explore'), input=('auto', 'device', 'host'),
-               precision=('fp32', 'bf16'),  # models.COMPUTE_DTYPES
-               model=('dcgan', 'mlp', 'resnet'), lr_decay=('none', 'linear'),
-               loss=('bce', 'lsgan', 'hinge', 'wgan'),  # losses.LOSSES
-               spectral_norm=('none', 'd', 'gd'), augment=('none', 'diffaug', 'ada'),
-               ada_pipeline=('blit', 'geom', 'color', 'bg', 'bgc'),  # augment.ADA_PIPELINES
-               fid_resize=('pytorch_fid', 'clean_fid'),  # evaluation/inception.RESIZE_MODES
+               precision=tuple(models.PRECISIONS), model=tuple(models.FAMILIES),
+               lr_decay=('none',) + SCHEDULE_KINDS, loss=tuple(objectives.OBJECTIVES),
+               spectral_norm=('none', 'd', 'gd'), augment=augment.AUGMENTS,
+               ada_pipeline=tuple(augment.ADA_PIPELINES), fid_resize=evaluation.RESIZE_MODES,
                # Lower is better for each but class_coverage (evaluation/periodic.py).
                best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'class_fd',
                             'class_tv', 'class_coverage', 'fid', 'kid'),
-               conv_impl=('auto',) + tuple(dict.fromkeys(DOWN_CONV_IMPLS + UP_CONV_IMPLS)))
+               conv_impl=CONV_IMPLS)
 
 # The models of the paper-style experiments, for benchmarks and tests: each preset is its
 # flagfile's model and optimiser settings (the flagfile is their one home).
@@ -240,29 +243,34 @@ def preset(name, **overrides):
   return Config(**{**{k: values[k] for k in PRESET_FIELDS if k in values}, **overrides})
 
 
-def d_batchnorm(config):
-  """Whether DCGAN's D has BatchNorm: not under spectral norm (SN-DCGAN, Miyato et al.) or the
-  gradient penalty (whose per-example gradients BatchNorm's batch statistics would mix;
-  Gulrajani et al. drop it too)."""
-  return config.spectral_norm == 'none' and not config.gp_weight
+def is_synthetic_faces(dataset):
+  """Whether --dataset is the embedded synthetic_faces (full or small): the one dataset with
+  attribute metrics."""
+  return dataset.split('/')[0] == 'synthetic_faces'
 
 
-def num_stages(resolution):
-  """(base, n) with resolution == base * 2**n and n >= 1: the resampling layers of a DCGAN at
-  `resolution` (base 7 for 28x28 digits, else 4)."""
-  base = 7 if resolution % 7 == 0 else 4
-  n = math.log2(resolution / base) if resolution > 0 else 0
-  if n < 1 or n != int(n):
-    raise UsageError(f'--resolution={resolution}: dcgan needs 4*2^n or 7*2^n '
-                     '(e.g. 28, 32, 64, 128)')
-  return base, int(n)
+def parse_schedule(text):
+  """{name: (kind, final)} of a --schedule value; UsageError for a malformed one."""
+  parsed = {}
+  for item in filter(None, text.split(',')):
+    name, kind, final = (item.split(':') + ['', ''])[:3]
+    if name not in SCHEDULED or kind not in SCHEDULE_KINDS or name in parsed:
+      raise UsageError(f'--schedule={text}: each item is NAME:KIND:FINAL with NAME one of '
+                       f'{", ".join(SCHEDULED)} (each once) and KIND one of '
+                       f'{", ".join(SCHEDULE_KINDS)}')
+    try:
+      parsed[name] = (kind, float(final))
+    except ValueError:
+      raise UsageError(f'--schedule={text}: {item} does not end in a number') from None
+  return parsed
 
 
 def validate(config, num_devices=None):
   """Raises UsageError with a one-line message for the first problem found.
 
-  main.py calls it before JAX starts (so a bad flag fails at once) and the training loop again
-  with the number of devices.
+  main.py calls it before JAX compiles anything (so a bad flag fails at once) and the training
+  loop again with the number of devices. The family (--model) and objective (--loss) check
+  their own settings.
   """
   for name, allowed in CHOICES.items():
     if getattr(config, name) not in allowed:
@@ -273,32 +281,14 @@ def validate(config, num_devices=None):
   if num_devices and config.batch_size % num_devices:
     raise UsageError(f'--batch_size={config.batch_size} is not divisible by the number of '
                      f'devices ({num_devices})')
-  if config.model == 'dcgan':
-    num_stages(config.resolution)
-  if config.model == 'resnet' and config.resolution not in RESNET_RESOLUTIONS:
-    raise UsageError(f'--resolution={config.resolution}: resnet has the '
-                     f'{", ".join(map(str, RESNET_RESOLUTIONS))} pixel models')
   if config.channels not in (1, 3):
     raise UsageError(f'--channels={config.channels}: must be 1 or 3')
-  if not 0 < config.label_smoothing <= 1:
-    raise UsageError(f'--label_smoothing={config.label_smoothing}: must be in (0, 1]')
-  if config.label_smoothing != 1 and config.loss != 'bce':
-    raise UsageError(f'--label_smoothing applies to --loss=bce only, not {config.loss}')
-  if config.r1_gamma < 0:
-    raise UsageError(f'--r1_gamma={config.r1_gamma}: must be 0 (off) or positive')
-  if config.r1_every < 1:
-    raise UsageError(f'--r1_every={config.r1_every}: must be at least 1')
-  if config.r1_every != 1 and not config.r1_gamma:
-    raise UsageError(f'--r1_every={config.r1_every} needs --r1_gamma')
-  if config.gp_weight < 0:
-    raise UsageError(f'--gp_weight={config.gp_weight}: must be 0 (off) or positive')
-  if config.gp_weight and config.loss != 'wgan':
-    raise UsageError(f'--gp_weight is the WGAN-GP penalty: it needs --loss=wgan, not '
-                     f'{config.loss}')
+  models.validate(config, num_devices)
+  objectives.get(config.loss).validate(config)
   policy = config.diffaug_policy.split(',')
-  if any(p not in DIFFAUG_POLICIES for p in policy) or len(set(policy)) != len(policy):
+  if any(p not in augment.DIFFAUG_POLICIES for p in policy) or len(set(policy)) != len(policy):
     raise UsageError(f'--diffaug_policy={config.diffaug_policy}: must list some of '
-                     f'{",".join(DIFFAUG_POLICIES)}, each once')
+                     f'{",".join(augment.DIFFAUG_POLICIES)}, each once')
   if config.diffaug_policy != Config.diffaug_policy and config.augment != 'diffaug':
     raise UsageError('--diffaug_policy needs --augment=diffaug')
   if config.ada_pipeline != Config.ada_pipeline and config.augment != 'ada':
@@ -307,13 +297,6 @@ def validate(config, num_devices=None):
     raise UsageError(f'--ada_target={config.ada_target}: must be in (0, 1)')
   if not config.ada_kimg > 0:
     raise UsageError(f'--ada_kimg={config.ada_kimg}: must be positive')
-  if config.mbstd_group:
-    if config.model != 'dcgan' or config.mbstd_group < 2:
-      raise UsageError(f'--mbstd_group={config.mbstd_group}: needs --model=dcgan and a group '
-                       'of at least 2')
-    if num_devices and (config.batch_size // num_devices) % config.mbstd_group:
-      raise UsageError(f'--mbstd_group={config.mbstd_group} does not divide the batch of each '
-                       f'device ({config.batch_size} over {num_devices})')
   if config.d_steps < 1:
     raise UsageError(f'--d_steps={config.d_steps}: must be at least 1')
   for name in ('beta1', 'beta2', 'beta1_d', 'beta2_d'):
@@ -324,8 +307,6 @@ def validate(config, num_devices=None):
     raise UsageError(f'--ema_decay={config.ema_decay}: must be in [0, 1)')
   if not 0 <= config.max_bad_fraction <= 1:
     raise UsageError(f'--max_bad_fraction={config.max_bad_fraction}: must be in [0, 1]')
-  if not 0 <= config.d_dropout < 1:
-    raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',
                'conv_dim', 'hidden_dim', 'keep_checkpoints', 'num_samples', 'eval_samples',
                'interpolate'):
@@ -343,14 +324,25 @@ def validate(config, num_devices=None):
   best = config.best_metric
   if best and not config.eval_every:
     raise UsageError(f'--best_metric={best} needs --eval_every')
-  if best in ('domain_fd', 'attr_w1', 'attr_tv') and not config.dataset.startswith(
-      'synthetic_faces'):
+  if best in ('domain_fd', 'attr_w1', 'attr_tv') and not is_synthetic_faces(config.dataset):
     raise UsageError(f'--best_metric={best} is defined for synthetic_faces only')
   if best in ('fid', 'kid') and not config.inception_weights:
     raise UsageError(f'--best_metric={best} needs --inception_weights')
   for name in ('lr_g', 'lr_d'):
     if not getattr(config, name) > 0:
       raise UsageError(f'--{name}={getattr(config, name)}: must be positive')
-  if config.lr_decay == 'linear' and not 0 <= config.lr_decay_start < config.num_steps:
+  if config.lr_decay != 'none' and not 0 <= config.lr_decay_start < config.num_steps:
     raise UsageError(f'--lr_decay_start={config.lr_decay_start}: must be in [0, --num_steps='
                      f'{config.num_steps})')
+  scheduled = parse_schedule(config.schedule)
+  if config.lr_decay != 'none' and {'lr_g', 'lr_d'} & set(scheduled):
+    raise UsageError('--schedule moves a learning rate that --lr_decay decays already: use one')
+  for name, (_, final) in scheduled.items():
+    unit = name.startswith('beta2') or name == 'ema_decay'
+    if (unit and not 0 <= final < 1) or final < 0:
+      raise UsageError(f'--schedule: {name} cannot end at {final} (must be in '
+                       f'{"[0, 1)" if unit else "[0, inf)"})')
+    if getattr(config, name) is None:
+      raise UsageError(f'--schedule moves {name}: give its start, --{name}')
+    if not getattr(config, name) and name in ('r1_gamma', 'gp_weight', 'ema_decay'):
+      raise UsageError(f'--schedule moves {name}, which is off (--{name}=0)')

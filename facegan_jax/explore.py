@@ -21,7 +21,9 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax import files, visualize
+from facegan_jax import config as config_lib
+from facegan_jax.run import files
+from facegan_jax.logs import visualize
 from facegan_jax.data import synthetic_faces
 from facegan_jax.evaluation import face_attributes
 from facegan_jax.sample import load_latest
@@ -100,7 +102,7 @@ def explore(config, workdir):
   visualize.save_grid(generate(z), os.path.join(out, 'interpolation.png'),
                       columns=config.interpolate)
   readouts = {}
-  if config.dataset.startswith('synthetic_faces'):
+  if config_lib.is_synthetic_faces(config.dataset):
     readouts, figures = attribute_arithmetic(config, generate, arithmetic_key, latents)
     for name, images in figures.items():
       visualize.save_grid(images, os.path.join(out, f'arithmetic_{name}.png'), columns=ROWS)

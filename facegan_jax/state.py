@@ -3,6 +3,7 @@
 Also the generator's sampling helpers, which need the state and nothing of the loop.
 """
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from facegan_jax import models
+from facegan_jax import models, ops, schedules
 from facegan_jax.models import spectral_norm
 from facegan_jax.data.pipeline import to_uint8
 
@@ -41,43 +42,49 @@ class TrainState:
   ada_p: jax.Array
   g_graph: Any = flax.struct.field(pytree_node=False, default=None)
   d_graph: Any = flax.struct.field(pytree_node=False, default=None)
-  # (lr, beta1, beta2, decay_start, decay_end): see `adam`.
-  adam_g: tuple = flax.struct.field(pytree_node=False, default=())
-  adam_d: tuple = flax.struct.field(pytree_node=False, default=())
+  # Adam's settings of each network (see `Adam`).
+  adam_g: Any = flax.struct.field(pytree_node=False, default=None)
+  adam_d: Any = flax.struct.field(pytree_node=False, default=None)
 
   @property
   def tx_g(self):
-    return adam(*self.adam_g)
+    return self.adam_g.transformation()
 
   @property
   def tx_d(self):
-    return adam(*self.adam_d)
+    return self.adam_d.transformation()
 
 
-def adam(lr, beta1, beta2, decay_start=None, decay_end=None):
-  """Adam at `lr`, or with `decay_start` at `lr` until that step, then linearly to 0 at step
-  `decay_end` (`--lr_decay=linear`, as SNGAN's and Mimicry's trainers decay it)."""
-  if decay_start is not None:
-    lr = optax.linear_schedule(lr, 0.0, decay_end - decay_start, decay_start)
-  return optax.adam(lr, beta1, beta2)
+@dataclasses.dataclass(frozen=True)
+class Adam:
+  """One network's Adam: its learning rate and β2 as schedules (schedules.py), its β1.
 
+  Static data of the state, equal for equal configs. With a constant β2 it is optax.adam
+  itself; a scheduled β2 goes in through optax.inject_hyperparams, whose optimizer state
+  holds the hyperparameters beside Adam's.
+  """
+  lr: schedules.Schedule
+  beta1: float
+  beta2: schedules.Schedule
 
-def adam_settings(config, lr, network='g'):
-  """`adam`'s arguments for `network` ('g' or 'd') trained at `lr` under `config`: D's betas
-  are --beta1_d and --beta2_d where given, else both networks' --beta1 and --beta2. The decay
-  follows the training step for both: D's optimizer counts its --d_steps updates per step,
-  so its schedule's bounds are in D updates (as Mimicry decays both rates by the step)."""
-  decay = ((config.lr_decay_start, config.num_steps) if config.lr_decay == 'linear' else ())
-  beta1, beta2 = config.beta1, config.beta2
-  if network == 'd':
-    beta1 = config.beta1 if config.beta1_d is None else config.beta1_d
-    beta2 = config.beta2 if config.beta2_d is None else config.beta2_d
-    decay = tuple(config.d_steps * bound for bound in decay)
-  return (lr, beta1, beta2, *decay)
+  @classmethod
+  def of(cls, config, network):
+    """`network`'s ('g' or 'd') Adam under `config`: D's betas are --beta1_d and --beta2_d
+    where given, else both networks' --beta1 and --beta2."""
+    beta1 = config.beta1_d if network == 'd' and config.beta1_d is not None else config.beta1
+    return cls(schedules.lr(config, network), beta1, schedules.beta2(config, network))
+
+  def transformation(self):
+    lr = self.lr.start if self.lr.constant else self.lr
+    if self.beta2.constant:
+      return optax.adam(lr, self.beta1, self.beta2.start)
+    return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=self.beta1, b2=self.beta2)
 
 
 def init_state(config):
-  """A fresh state; pure, so `jax.eval_shape` of it gives the layout for restoring."""
+  """A fresh state; pure, so `jax.eval_shape` of it gives the layout for restoring. Every
+  later trace of G and D runs in --conv_impl's forms (ops.set_forms)."""
+  ops.set_forms(config.conv_impl)
   g, d = models.build(config, nnx.Rngs(config.seed))
   g_graph, g_params, g_stats = nnx.split(g, nnx.Param, nnx.BatchStat)
   d_graph, d_params, d_stats = nnx.split(d, nnx.Param, nnx.BatchStat)
@@ -89,8 +96,7 @@ def init_state(config):
       g_sn=spectral_norm.init_vectors(g_params, g_key) if config.spectral_norm == 'gd' else {},
       d_sn=spectral_norm.init_vectors(d_params, d_key) if config.spectral_norm != 'none' else {},
       ada_p=jnp.zeros((), jnp.float32), g_graph=g_graph, d_graph=d_graph,
-      adam_g=adam_settings(config, config.lr_g),
-      adam_d=adam_settings(config, config.lr_d, 'd'))
+      adam_g=Adam.of(config, 'g'), adam_d=Adam.of(config, 'd'))
   return state.replace(g_opt=state.tx_g.init(g_params), d_opt=state.tx_d.init(d_params))
 
 

@@ -1,6 +1,10 @@
 """The train step, a pure function of (state, this device's slice of the batch, key): D's
-updates (--d_steps, each with its penalties, augmentation and spectral norm) then one G
-update, inside shard_map over the `data` mesh axis; and its compiled call.
+updates (--d_steps) then one G update, inside shard_map over the `data` mesh axis; and its
+compiled call.
+
+The step orchestrates: --loss's objective (objectives/) computes each loss with its
+penalties, the critic applies --augment and spectral norm, and schedules.py gives every value
+that changes over the run.
 """
 
 import functools
@@ -11,11 +15,13 @@ import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from facegan_jax import augment, losses
+from facegan_jax import objectives, schedules
+from facegan_jax.augment import ada
 from facegan_jax.data import pipeline
 from facegan_jax.mesh import DATA_AXIS
 from facegan_jax.models import spectral_norm
-from facegan_jax.models.reductions import channel_sums
+from facegan_jax.objectives.critic import Critic
+from facegan_jax.ops import channel_sums
 
 
 def example_keys(key, num_local):
@@ -47,7 +53,7 @@ def train_step(state, real, rng, *, config):
     state, _ = jax.lax.scan(extra_update, state,
                             (reals[:-1], jnp.arange(config.d_steps - 1)))
   keys = StepKeys(rng, n, config)
-  _, g_loss_fn = losses.LOSSES[config.loss]
+  objective = objectives.get(config.loss)
   # Per-device gradients, averaged explicitly below (pmap style).
   g_params = jax.lax.pcast(state.g_params, DATA_AXIS, to='varying')
   g_sn = spectral_norm.power_iteration(state.g_params, state.g_sn)
@@ -58,20 +64,15 @@ def train_step(state, real, rng, *, config):
   state, d_out = d_update(state, reals[-1], fake, keys,
                           state.step * config.d_steps + config.d_steps - 1, config)
 
-  def g_objective(fake):
-    d = nnx.merge(state.d_graph, spectral_norm.normalize(state.d_params, state.d_sn),
-                  state.d_stats, copy=True)
-    fake = augment_fn(config, state.ada_p)(fake, keys.aug_g)
-    return g_loss_fn(d(fake, train=True, dropout_keys=keys.drop_g))
-
-  g_loss, fake_grads = jax.value_and_grad(g_objective)(fake)
+  d = critic_of(state, state.d_params, state.d_sn, keys, for_g=True, config=config)
+  g_loss, fake_grads = jax.value_and_grad(
+      lambda fake: objective.g_loss(d, reals[-1], fake, config))(fake)
   (g_grads,) = g_vjp(fake_grads)
   g_grads = jax.lax.pmean(g_grads, DATA_AXIS)
   g_updates, g_opt = state.tx_g.update(g_grads, state.g_opt, state.g_params)
   new_g_params = optax.apply_updates(state.g_params, g_updates)
 
-  # Warm-up as TF's ExponentialMovingAverage: early samples are not stuck near the init.
-  decay = jnp.minimum(config.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+  decay = schedules.ema_decay(config, state.step)
   ema_params = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p,
                             state.ema_params, new_g_params)
 
@@ -79,10 +80,9 @@ def train_step(state, real, rng, *, config):
       d_loss=d_out['d_loss'], g_loss=g_loss, d_real=jax.nn.sigmoid(d_out['real_logits']).mean(),
       d_fake=jax.nn.sigmoid(d_out['fake_logits']).mean()), DATA_AXIS)
   metrics['diversity'] = batch_spread(fake) / batch_spread(reals[-1])
-  for name, on in (('r1', config.r1_gamma), ('gp', config.gp_weight),
-                   ('ada_p', config.augment == 'ada')):
-    if on:
-      metrics[name] = d_out[name]
+  metrics.update(d_out['metrics'])
+  if config.augment == 'ada':
+    metrics['ada_p'] = d_out['ada_p']
   metrics.update(d_grad_norm=global_norm(d_out['d_grads']), g_grad_norm=global_norm(g_grads))
   new_state = state.replace(step=state.step + 1, g_params=new_g_params, g_stats=g_stats,
                             g_opt=g_opt, ema_params=ema_params, g_sn=g_sn)
@@ -99,7 +99,7 @@ class StepKeys:
     self.drop_real, self.drop_fake, self.drop_g = (
         example_keys(k, n) for k in jax.random.split(drop_key, 3))
     aug_key = jax.random.fold_in(rng, 1)
-    self.aug_real, self.aug_fake, self.aug_g, self.gp = (
+    self.aug_real, self.aug_fake, self.aug_g, self.objective = (
         example_keys(k, n) for k in jax.random.split(aug_key, 4))
 
 
@@ -111,117 +111,44 @@ def generate(state, g_params, g_sn, z):
   return g(z, train=True), nnx.state(g, nnx.BatchStat)
 
 
-def augment_fn(config, ada_p):
-  """(images, per-example keys) -> what D sees of them under --augment."""
-  if config.augment == 'diffaug':
-    return lambda x, keys: augment.diffaug(x, keys, config.diffaug_policy)
-  if config.augment == 'ada':
-    return lambda x, keys: augment.ada(x, keys, ada_p, config.ada_pipeline)
-  return lambda x, keys: x
+def critic_of(state, d_params, d_sn, keys, *, for_g, config):
+  """D of `state` with `d_params` as the objective sees it: in D's update its 'real' and
+  'fake' calls take the reals' and fakes' keys; in G's update 'fake' takes G's own."""
+  fake_keys = (keys.drop_g, keys.aug_g) if for_g else (keys.drop_fake, keys.aug_fake)
+  return Critic(params=d_params, sn=d_sn, stats=state.d_stats,
+                dropout_keys=dict(real=keys.drop_real, fake=fake_keys[0]),
+                augment_keys=dict(real=keys.aug_real, fake=fake_keys[1]), ada_p=state.ada_p,
+                graph=state.d_graph, config=config)
 
 
 def d_update(state, real, fake, keys, d_step, config):
-  """One D update on this device's `real` and `fake` (G's output, not differentiated here);
-  D's spectral-norm vectors take one power iteration and ADA's p one adjustment.
+  """One D update by --loss's objective on this device's `real` and `fake` (G's output, not
+  differentiated here); D's spectral-norm vectors take one power iteration and ADA's p one
+  adjustment.
 
   Returns (state with D's parameters, statistics, optimizer, vectors and p updated, D's
-  outputs: losses, logits, penalties, gradients).
+  outputs: the objective's, D's gradients and p).
   """
-  d_loss_fn, _ = losses.LOSSES[config.loss]
+  objective = objectives.get(config.loss)
   d_sn = spectral_norm.power_iteration(state.d_params, state.d_sn)
-  augmented = augment_fn(config, state.ada_p)
-
-  def d_forward(d_params, d_stats, x, drop_keys, aug_keys=None):
-    d = nnx.merge(state.d_graph, spectral_norm.normalize(d_params, d_sn), d_stats, copy=True)
-    if aug_keys is not None:
-      x = augmented(x, aug_keys)
-    return d(x, train=True, dropout_keys=drop_keys), nnx.state(d, nnx.BatchStat)
-
   fake = jax.lax.stop_gradient(fake)
 
-  def d_objective(d_params):
-    # Two calls, as PyTorch's loop makes: each batch gets its own BatchNorm statistics (one
-    # joint pass over both measured no faster on CPU).
-    real_forward = functools.partial(d_forward, aug_keys=keys.aug_real)
-    if config.r1_gamma:
-      real_logits, d_stats, r1 = r1_pass(real_forward, d_params, state.d_stats, real,
-                                         keys.drop_real, d_step, config)
-    else:
-      (real_logits, d_stats), r1 = real_forward(d_params, state.d_stats, real, keys.drop_real), 0.0
-    fake_logits, d_stats = d_forward(d_params, d_stats, fake, keys.drop_fake, keys.aug_fake)
-    d_loss = d_loss_fn(real_logits, fake_logits, config.label_smoothing)
-    gp = 0.0
-    if config.gp_weight:
-      gp = gradient_penalty(d_forward, d_params, d_stats, real, fake, keys, config)
-    return d_loss + r1 + gp, dict(d_stats=d_stats, real_logits=real_logits,
-                                  fake_logits=fake_logits, d_loss=d_loss, r1=r1, gp=gp)
+  def d_loss(d_params):
+    d = critic_of(state, d_params, d_sn, keys, for_g=False, config=config)
+    loss, d, out = objective.d_loss(d, real, fake, config, d_step=d_step,
+                                    example_keys=keys.objective)
+    return loss, dict(out, d_stats=d.stats)
 
   d_params = jax.lax.pcast(state.d_params, DATA_AXIS, to='varying')
-  (_, out), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d_params)
+  (_, out), d_grads = jax.value_and_grad(d_loss, has_aux=True)(d_params)
   d_grads = jax.lax.pmean(d_grads, DATA_AXIS)
   d_updates, d_opt = state.tx_d.update(d_grads, state.d_opt, state.d_params)
   ada_p = state.ada_p
   if config.augment == 'ada':
-    ada_p = ada_adjust(ada_p, out['real_logits'], config)
+    ada_p = ada.adjust(ada_p, out['real_logits'], config.ada_target, config.ada_kimg)
   out.update(d_grads=d_grads, ada_p=ada_p)
   return state.replace(d_params=optax.apply_updates(state.d_params, d_updates),
                        d_stats=out.pop('d_stats'), d_opt=d_opt, d_sn=d_sn, ada_p=ada_p), out
-
-
-def ada_adjust(p, real_logits, config):
-  """ADA's p after one batch (Karras et al. 2020): up while more than --ada_target of D's real
-  logits' signs are positive (r_t = E[sign D(x)] above the target), down otherwise, by a
-  step that moves p by 1 per --ada_kimg thousand images. r_t from integer counts over the
-  global batch, so its comparison does not depend on the device count."""
-  positive = jax.lax.psum(jnp.sum(real_logits > 0), DATA_AXIS)
-  negative = jax.lax.psum(jnp.sum(real_logits < 0), DATA_AXIS)
-  total = real_logits.shape[0] * jax.lax.axis_size(DATA_AXIS)
-  direction = jnp.sign((positive - negative) - config.ada_target * total)
-  return jnp.clip(p + direction * total / (config.ada_kimg * 1000), 0.0, 1.0)
-
-
-def gradient_penalty(d_forward, d_params, d_stats, real, fake, keys, config):
-  """WGAN-GP's λ E[(‖∇ₓD(x̂)‖ - 1)²] at x̂ = εx + (1-ε)G(z), ε ~ U[0, 1] per example (Gulrajani
-  et al. 2017), on the images themselves (not augmented); differentiable in D's parameters."""
-  eps = jax.vmap(lambda k: jax.random.uniform(k))(keys.gp)[:, None, None, None]
-  mixed = eps * real + (1 - eps) * fake
-  logits, x_vjp, _ = jax.vjp(lambda x: d_forward(d_params, d_stats, x, keys.drop_real), mixed,
-                             has_aux=True)
-  (x_grads,) = x_vjp(jnp.ones_like(logits))
-  norms = jnp.sqrt(jnp.square(x_grads.astype(jnp.float32)).reshape(len(mixed), -1).sum(-1)
-                   + 1e-12)
-  return config.gp_weight * jax.lax.pmean(jnp.square(norms - 1).mean(), DATA_AXIS)
-
-
-def r1_penalty(x_grads):
-  """E‖∇ₓD(x)‖² over the global batch (inside shard_map), from this device's input gradients."""
-  per_example = jnp.square(x_grads.astype(jnp.float32)).reshape(x_grads.shape[0], -1).sum(-1)
-  return jax.lax.pmean(per_example.mean(), DATA_AXIS)
-
-
-def r1_pass(d_forward, d_params, d_stats, real, keys, d_step, config):
-  """D on the reals with the R1 penalty (Mescheder et al. 2018): γ/2 · E‖∇ₓD(x)‖², the
-  gradient of the summed logits with respect to the real images (before any augmentation),
-  differentiable in D's parameters (the layers' own backward passes are differentiated
-  again). Lazily, as StyleGAN2: every --r1_every D steps, scaled by that interval, and 0
-  between.
-
-  Returns (real logits, D's BatchNorm statistics, the penalty added to D's loss).
-  """
-  def with_r1(real):
-    logits, x_vjp, stats = jax.vjp(lambda x: d_forward(d_params, d_stats, x, keys), real,
-                                   has_aux=True)
-    (x_grads,) = x_vjp(jnp.ones_like(logits))
-    scale = 0.5 * config.r1_gamma * config.r1_every
-    return logits, stats, scale * r1_penalty(x_grads)
-
-  def without(real):
-    logits, stats = d_forward(d_params, d_stats, real, keys)
-    return logits, stats, jnp.zeros((), jnp.float32)
-
-  if config.r1_every == 1:
-    return with_r1(real)
-  return jax.lax.cond(d_step % config.r1_every == 0, with_r1, without, real)
 
 
 def batch_spread(images):
@@ -237,8 +164,8 @@ def batch_spread(images):
 
 def global_norm(tree):
   """optax.global_norm with the squares summed as matrix-vector products: XLA on CPU turns
-  large sum reductions (and vector dot products) into slow reduce-windows, ~10 ms of a dcgan64
-  step; its matrix products are fast."""
+  large sum reductions (and vector dot products) into slow reduce-windows; its matrix
+  products are fast."""
   return jnp.sqrt(sum(channel_sums(jnp.square(x))[0].sum() for x in jax.tree.leaves(tree)))
 
 
@@ -263,7 +190,7 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
     first_epoch = state.step // steps_per_epoch
 
     # jit: the loop's body is traced once, by eval_shape (for the metrics' zeros), and the
-    # loop reuses that trace (~1 s less of tracing at dcgan64); XLA inlines the call.
+    # loop reuses that trace instead of tracing it again; XLA inlines the call.
     @jax.jit
     def next_step(state):
       order = orders[state.step // steps_per_epoch - first_epoch]

@@ -42,8 +42,24 @@ os.environ['XLA_FLAGS'] = (f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS} 
 # are collected first and `-n 2` steals work (below), so that the two workers end the session
 # on quick tests, not one of them idle while the other runs a long one.
 SLOW_MODULES = ('test_main.py', 'test_resume.py', 'test_multihost.py', 'test_experiments.py',
-                'test_face_attributes.py', 'test_classifier.py', 'test_resample.py',
+                'test_face_attributes.py', 'test_classifier.py', 'test_ops.py',
                 'test_step.py')
+
+
+@pytest.fixture(autouse=True)
+def _auto_convolution_forms():
+  """Each test starts with the convolutions in their 'auto' forms: a test whose state set
+  --conv_impl (ops.set_forms) leaves no other test on them."""
+  yield
+  if 'facegan_jax.ops' in sys.modules:
+    sys.modules['facegan_jax.ops'].set_forms('auto')
+
+
+def param_count(module):
+  """Number of trainable parameters of an NNX module."""
+  import jax  # noqa: PLC0415  (this file imports no JAX: the XLA flags above come first)
+  from flax import nnx  # noqa: PLC0415
+  return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
 def pytest_collection_modifyitems(items):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from facegan_jax import augment
+from facegan_jax.augment import ada as ada_lib, diffaug as diffaug_lib
 
 
 def images(n=6, size=16, channels=3, seed=0):
@@ -26,7 +26,7 @@ def test_ada_at_p_0_is_the_identity_and_at_p_1_changes_every_image(channels):
   assert np.all(changed > 0.1)
 
 
-ada = jax.jit(augment.ada, static_argnums=3)
+ada = jax.jit(ada_lib.ada, static_argnums=3)
 
 
 def test_ada_pipelines_apply_only_their_own_transforms():
@@ -42,7 +42,7 @@ def test_ada_pipelines_apply_only_their_own_transforms():
   np.testing.assert_allclose(colored, np.broadcast_to(colored[:, :1, :1], x.shape), atol=1e-6)
   assert not np.allclose(colored, flat, atol=0.05)
   assert not np.allclose(ada(x, keys(16), 1.0, 'geom'), x, atol=0.05)
-diffaug = jax.jit(augment.diffaug, static_argnums=2)
+diffaug = jax.jit(diffaug_lib.diffaug, static_argnums=2)
 AUGMENTATIONS = {
     'ada': lambda x, k: ada(x, k, 0.8),
     'color': lambda x, k: diffaug(x, k, 'color'),
@@ -74,7 +74,7 @@ def test_randomness_follows_the_examples_key_not_its_batch():
 
 def test_translation_shifts_by_at_most_an_eighth_and_cutout_zeroes_half_the_side():
   x = images(n=32)
-  shifted = jax.jit(augment._shifted)
+  shifted = jax.jit(diffaug_lib._shifted)
   moved = np.asarray(diffaug(x, keys(32), 'translation'))
   for original, out in zip(np.asarray(x), moved):
     matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)

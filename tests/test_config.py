@@ -7,6 +7,7 @@ import pytest
 
 from facegan_jax import config as config_lib
 from facegan_jax.errors import UsageError
+from facegan_jax.models import dcgan
 
 
 def test_presets_are_their_flagfiles_model_settings():
@@ -46,8 +47,8 @@ def test_resolutions_below_one_are_one_line_errors(model, resolution):
 
 
 def test_num_stages():
-  assert config_lib.num_stages(64) == (4, 4)
-  assert config_lib.num_stages(28) == (7, 2)
+  assert dcgan.num_stages(64) == (4, 4)
+  assert dcgan.num_stages(28) == (7, 2)
 
 
 def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
@@ -85,6 +86,6 @@ def test_regulariser_misuse_is_a_one_line_error(overrides, message):
 
 
 def test_d_has_no_batchnorm_under_spectral_norm_or_the_gradient_penalty():
-  assert config_lib.d_batchnorm(config_lib.Config())
-  assert not config_lib.d_batchnorm(config_lib.Config(spectral_norm='d'))
-  assert not config_lib.d_batchnorm(config_lib.Config(loss='wgan', gp_weight=10.0))
+  assert dcgan.d_batchnorm(config_lib.Config())
+  assert not dcgan.d_batchnorm(config_lib.Config(spectral_norm='d'))
+  assert not dcgan.d_batchnorm(config_lib.Config(loss='wgan', gp_weight=10.0))

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from facegan_jax import files
+from facegan_jax.run import files
 
 
 def test_atomic_path_renames_a_finished_write_and_leaves_nothing_of_a_failed_one(tmp_path):

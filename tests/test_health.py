@@ -1,6 +1,6 @@
 """GAN health flags: D winning outright and collapsing samples are flagged, healthy runs not."""
 
-from facegan_jax import health
+from facegan_jax.logs import health
 
 
 def row(d_real=0.7, d_fake=0.3, g_loss=1.0, diversity=0.8):

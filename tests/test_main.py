@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegan_jax import config as config_lib, workdir as workdir_lib
+from facegan_jax import config as config_lib
+from facegan_jax.run import workdir as workdir_lib
 from tests import conftest
 from tests.conftest import (TINY, assert_only_our_info_lines, info_lines, metrics,
                             read_checkpoint, run_python, tensorboard_events)
@@ -149,7 +150,7 @@ def _generators_images(workdir, path, num_samples):
   and 4, computed as main.py computes them (its runtime settings, the same compiled G), and
   those sample.sample (--mode=sample) returns for seed 3 with --ema_decay=0; as an npz."""
   run_python(f'''
-from facegan_jax import runtime
+from facegan_jax.run import runtime
 runtime.configure()
 import dataclasses
 import jax, numpy as np

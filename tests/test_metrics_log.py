@@ -5,8 +5,8 @@ import json
 import jax.numpy as jnp
 import pytest
 
-from facegan_jax import metrics_log
-from facegan_jax.metrics_log import finite_floats
+from facegan_jax.logs import metrics_log
+from facegan_jax.logs.metrics_log import finite_floats
 
 
 def test_a_non_finite_metric_stops_the_run_naming_it_and_the_step():

@@ -10,6 +10,7 @@ from facegan_jax import config as config_lib
 from facegan_jax import models
 from facegan_jax.models import dcgan
 from facegan_jax.models.batchnorm import BatchNorm
+from tests.conftest import param_count
 
 # pytorch/examples' DCGAN-64 has G 3,576,704 and D 2,765,568 parameters with bias=False
 # everywhere; ours adds biases where no BatchNorm follows: G's output conv (3), D's input conv
@@ -26,7 +27,7 @@ def test_preset_shapes_and_parameter_counts(name):
   config = config_lib.preset(name)
   g, d = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0)))
   g_count, d_count, resolution = COUNTS[name]
-  assert (models.param_count(g), models.param_count(d)) == (g_count, d_count)
+  assert (param_count(g), param_count(d)) == (g_count, d_count)
   images = nnx.eval_shape(lambda g: g(jnp.ones((2, config.z_dim)), train=True), g)
   assert images.shape == (2, resolution, resolution, config.channels)
   keys = jax.random.split(jax.random.key(0), 2)

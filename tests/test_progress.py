@@ -4,7 +4,7 @@ import re
 import threading
 import time
 
-from facegan_jax import progress as progress_lib
+from facegan_jax.run import progress as progress_lib
 
 
 def test_logs_at_most_once_per_interval_after_syncing(monkeypatch):

@@ -9,7 +9,7 @@ from flax import nnx
 
 from facegan_jax import config as config_lib
 from facegan_jax.models import build, param_count, resnet
-from facegan_jax.models.conv_impls import DOWN_IMPLS, UP_IMPLS
+from facegan_jax.ops.forms import DOWN_IMPLS, UP_IMPLS
 from facegan_jax.models.resample import conv_3x3, conv_4x2, conv_transpose_4x2
 
 
@@ -22,19 +22,19 @@ def arrays(*shapes, seed=0):
   return [jax.random.normal(k, s) for k, s in zip(keys, shapes)]
 
 
-@pytest.mark.parametrize('impl', ('auto',) + tuple(UP_IMPLS))
+@pytest.mark.parametrize('impl', ('auto',) + tuple(UP_FORMS))
 def test_upsample_then_conv3x3_is_the_folded_transposed_conv(impl):
   x, k3 = arrays((2, 6, 6, 8), (3, 3, 8, 5))
   textbook = textbook_conv(resnet.upsample(x), k3)
-  folded = jax.jit(lambda x, k: conv_transpose_4x2(x, resnet.fold_up(k), impl))(x, k3)
+  folded = jax.jit(lambda x, k: conv_transpose_4x2(x, fold_up(k), impl))(x, k3)
   np.testing.assert_allclose(folded, textbook, atol=1e-5 * float(jnp.abs(textbook).max()))
 
 
-@pytest.mark.parametrize('impl', ('auto',) + tuple(DOWN_IMPLS))
+@pytest.mark.parametrize('impl', ('auto',) + tuple(DOWN_FORMS))
 def test_conv3x3_then_average_pool_is_the_folded_strided_conv(impl):
   x, k3 = arrays((2, 8, 8, 6), (3, 3, 6, 5))
   textbook = resnet.avg_pool(textbook_conv(x, k3))
-  folded = jax.jit(lambda x, k: conv_4x2(x, resnet.fold_down(k), impl))(x, k3)
+  folded = jax.jit(lambda x, k: conv_4x2(x, fold_down(k), impl))(x, k3)
   np.testing.assert_allclose(folded, textbook, atol=1e-5 * float(jnp.abs(textbook).max()))
 
 
@@ -43,9 +43,9 @@ def test_the_folded_forms_gradients_are_the_textbook_ones():
   kernel (the parameter spectral norm sees)."""
   x, k3, g_up, g_down = arrays((2, 6, 6, 8), (3, 3, 8, 8), (2, 12, 12, 8), (2, 3, 3, 8))
   for folded, textbook, g in [
-      (lambda x, k: conv_transpose_4x2(x, resnet.fold_up(k)),
+      (lambda x, k: conv_transpose_4x2(x, fold_up(k)),
        lambda x, k: textbook_conv(resnet.upsample(x), k), g_up),
-      (lambda x, k: conv_4x2(x, resnet.fold_down(k)),
+      (lambda x, k: conv_4x2(x, fold_down(k)),
        lambda x, k: resnet.avg_pool(textbook_conv(x, k)), g_down)]:
     ours = jax.jit(jax.grad(lambda x, k: jnp.sum(folded(x, k) * g), (0, 1)))(x, k3)
     theirs = jax.grad(lambda x, k: jnp.sum(textbook(x, k) * g), (0, 1))(x, k3)
@@ -81,14 +81,14 @@ def test_blocks_are_sngans_with_the_shortcut_commuted():
   """A G and a D block against their textbook computation from the same parameters."""
   rngs = nnx.Rngs(0)
   x, = arrays((2, 8, 8, 6))
-  g = resnet.GBlock(6, 4, conv_impl='auto', rngs=rngs)
+  g = resnet.GBlock(6, 4, rngs=rngs)
   h = jax.nn.relu(g.bn1(x, train=True))
   h = textbook_conv(resnet.upsample(h), g.conv1.kernel[...])
   h = textbook_conv(jax.nn.relu(g.bn2(h, train=True)), g.conv2.kernel[...])
   shortcut = resnet.upsample(x) @ g.shortcut.kernel[...]
   np.testing.assert_allclose(g(x, train=True), h + shortcut, atol=1e-4)
   for first in (True, False):
-    d = resnet.DBlock(6, 4, downsample=True, first=first, conv_impl='auto', rngs=rngs)
+    d = resnet.DBlock(6, 4, downsample=True, first=first, rngs=rngs)
     h = textbook_conv(x if first else jax.nn.relu(x), d.conv1.kernel[...]) + d.conv1.bias[...]
     h = textbook_conv(jax.nn.relu(h), d.conv2.kernel[...]) + d.conv2.bias[...]
     shortcut = resnet.avg_pool(x @ d.shortcut.kernel[...] + d.shortcut.bias[...])
@@ -124,7 +124,7 @@ def test_whole_models_on_the_cpu_forms_are_xlas_with_their_gradients():
   every parameter of G and of D."""
   def loss_and_grads(impl):
     config = config_lib.Config(model='resnet', resolution=32, conv_dim=8, z_dim=16,
-                               spectral_norm='d', loss='hinge', conv_impl=impl)
+                               spectral_norm='d', loss='hinge')
     g, d = build(config, nnx.Rngs(3))
     (g_graph, g_params, g_rest), (d_graph, d_params) = nnx.split(g, nnx.Param, ...), nnx.split(d)
     z, = arrays((4, 16), seed=5)
@@ -132,7 +132,8 @@ def test_whole_models_on_the_cpu_forms_are_xlas_with_their_gradients():
     def loss(g_params, d_params):
       images = nnx.merge(g_graph, g_params, g_rest, copy=True)(z, train=True)
       return -nnx.merge(d_graph, d_params, copy=True)(images, train=True).mean(), images
-    return jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(g_params, d_params)
+    with ops.forms(impl):  # traced here
+      return jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(g_params, d_params)
 
   (_, ours), ours_grads = loss_and_grads('auto')
   (_, xlas), xla_grads = loss_and_grads('xla')

@@ -5,14 +5,14 @@ import logging
 
 from conftest import run_python
 
-from facegan_jax import runtime
+from facegan_jax.run import runtime
 
 
 def test_configure_sets_flags_keeps_the_users_and_refuses_after_jax():
   out = run_python('''
 import os
 os.environ['XLA_FLAGS'] = '--xla_cpu_experimental_ynn_fusion_type= --xla_cpu_enable_fast_math=false'
-from facegan_jax import runtime
+from facegan_jax.run import runtime
 runtime.configure()
 print(os.environ['XLA_FLAGS'])
 os.environ['XLA_FLAGS'] = ''
@@ -29,13 +29,13 @@ except RuntimeError as e:
   assert user == '--xla_cpu_experimental_ynn_fusion_type= --xla_cpu_enable_fast_math=false'
   assert default == '--xla_cpu_experimental_ynn_fusion_type=individual_dot'
   assert total == '3.0'
-  assert refused.startswith('refused: facegan_jax.runtime.configure() must run before JAX')
+  assert refused.startswith('refused: facegan_jax.run.runtime.configure() must run before JAX')
 
 
 # The page faults of each of 60 calls whose 64 MB output is dropped before the next call.
 FAULTS = '''
 import json, resource
-from facegan_jax import runtime
+from facegan_jax.run import runtime
 if {configure}:
   runtime.configure()
 import jax, jax.numpy as jnp

@@ -15,6 +15,7 @@ from facegan_jax import resume, step as step_lib
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline
 from facegan_jax.models import spectral_norm
+from facegan_jax.schedules import Schedule
 
 
 def tiny_config(**overrides):
@@ -241,9 +242,8 @@ def test_seed_sets_the_initialisation_data_order_and_latents():
 def test_linear_lr_decay_holds_the_rate_then_reaches_zero_at_num_steps():
   config = config_lib.Config(lr_g=1e-3, lr_d=4e-3, lr_decay='linear', lr_decay_start=2,
                              num_steps=6)
-  for lr, settings in ((1e-3, state_lib.adam_settings(config, config.lr_g)),
-                       (4e-3, state_lib.adam_settings(config, config.lr_d))):
-    tx = state_lib.adam(*settings)
+  for lr, network in ((1e-3, 'g'), (4e-3, 'd')):
+    tx = state_lib.Adam.of(config, network).transformation()
     params = jnp.zeros(3)
     opt, steps = tx.init(params), []
     for _ in range(7):  # a constant gradient: each Adam update is -lr(step), in float32
@@ -251,7 +251,8 @@ def test_linear_lr_decay_holds_the_rate_then_reaches_zero_at_num_steps():
       steps.append(-float(updates[0]) / lr)
     np.testing.assert_allclose(steps, [1, 1, 1, 0.75, 0.5, 0.25, 0], atol=1e-4)
   # Without --lr_decay, a constant rate: optax.adam's own state, as checkpoints hold it.
-  assert state_lib.adam_settings(config_lib.Config(lr_g=1e-3), 1e-3) == (1e-3, 0.5, 0.999)
+  assert state_lib.Adam.of(config_lib.Config(lr_g=1e-3), 'g') == state_lib.Adam(
+      Schedule(1e-3), 0.5, Schedule(0.999))
 
 
 def test_with_several_d_steps_both_rates_decay_by_the_training_step():
@@ -259,7 +260,7 @@ def test_with_several_d_steps_both_rates_decay_by_the_training_step():
   --lr_decay_start and reaches 0 at --num_steps, not d_steps times earlier."""
   config = config_lib.Config(lr_g=1e-3, lr_d=4e-3, lr_decay='linear', lr_decay_start=2,
                              num_steps=6, d_steps=3)
-  tx = state_lib.adam(*state_lib.adam_settings(config, config.lr_d, 'd'))
+  tx = state_lib.Adam.of(config, 'd').transformation()
   params = jnp.zeros(3)
   opt, per_step = tx.init(params), []
   for _ in range(6):
@@ -275,15 +276,18 @@ def test_d_has_its_own_adam_betas_when_given():
   """--beta1_d and --beta2_d (SNGAN trains D with betas (0, 0.9)) set D's Adam only; unset,
   both networks use --beta1 and --beta2."""
   config = config_lib.Config(beta1=0.5, beta2=0.999, beta1_d=0.0, beta2_d=0.9)
-  assert state_lib.adam_settings(config, 2e-4) == (2e-4, 0.5, 0.999)
-  assert state_lib.adam_settings(config, 2e-4, 'd') == (2e-4, 0.0, 0.9)
-  assert state_lib.adam_settings(config_lib.Config(beta2_d=0.9), 2e-4, 'd') == (2e-4, 0.5, 0.9)
+  def betas(config, network):
+    adam = state_lib.Adam.of(config, network)
+    return adam.beta1, adam.beta2.start
+  assert betas(config, 'g') == (0.5, 0.999)
+  assert betas(config, 'd') == (0.0, 0.9)
+  assert betas(config_lib.Config(beta2_d=0.9), 'd') == (0.5, 0.9)
   # D's update after two steps of the same constant gradient differs with its beta1 (Adam's
   # first step is sign(g) * lr whatever the betas).
   params = jnp.zeros(2)
   moved = {}
   for beta1 in (0.5, 0.0):
-    tx = state_lib.adam(*state_lib.adam_settings(config_lib.Config(beta1_d=beta1), 1.0, 'd'))
+    tx = state_lib.Adam.of(config_lib.Config(beta1_d=beta1, lr_d=1.0), 'd').transformation()
     opt, total = tx.init(params), 0
     for grad in (jnp.array([1.0, 1.0]), jnp.array([-1.0, 1.0])):
       updates, opt = tx.update(grad, opt, params)
@@ -291,7 +295,8 @@ def test_d_has_its_own_adam_betas_when_given():
     moved[beta1] = np.asarray(total)
   assert not np.allclose(moved[0.5], moved[0.0])
   state = jax.eval_shape(lambda: state_lib.init_state(tiny_config(beta1_d=0.0, beta2_d=0.9)))
-  assert state.adam_d[1:3] == (0.0, 0.9) and state.adam_g[1:3] == (0.5, 0.999)
+  assert (state.adam_d.beta1, state.adam_d.beta2.start) == (0.0, 0.9)
+  assert (state.adam_g.beta1, state.adam_g.beta2.start) == (0.5, 0.999)
 
 
 def _r1_of_fresh_d(config, real):

@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 from PIL import Image
 
-from facegan_jax import visualize
+from facegan_jax.logs import visualize
 
 # plot_losses draws D's loss first, G's second: matplotlib's first two cycle colours.
 D_COLOUR, G_COLOUR = (np.round(255 * np.array(matplotlib.colors.to_rgb(c))) for c in

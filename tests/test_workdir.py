@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tensorflow_datasets.core.utils import file_utils
 
-from facegan_jax import memory, workdir as workdir_lib
+from facegan_jax.run import memory, workdir as workdir_lib
 from facegan_jax.config import Config
 from facegan_jax.data import cache, tfds_prepare
 from facegan_jax.errors import UsageError

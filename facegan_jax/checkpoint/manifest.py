@@ -7,7 +7,7 @@ finished checkpoint carries one; a checkpoint whose files do not match it is dam
 import json
 import os
 
-from facegan_jax import files
+from facegan_jax.run import files
 
 MANIFEST = 'manifest.sha256.json'
 # Files orbax rewrites when it commits the directory, after the manifest: bookkeeping only.

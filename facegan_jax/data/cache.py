@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from facegan_jax import files
-from facegan_jax.progress import Progress
+from facegan_jax.run import files
+from facegan_jax.run.progress import Progress
 from facegan_jax.data import preprocess
 
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 from absl import logging
 
-from facegan_jax import files as files_lib
+from facegan_jax.run import files as files_lib
 from facegan_jax.data import images
 from facegan_jax.data.cache import cached, data_root
 

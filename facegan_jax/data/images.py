@@ -17,7 +17,7 @@ from PIL import Image
 
 from facegan_jax.errors import UsageError
 from facegan_jax.data import preprocess
-from facegan_jax.progress import Progress
+from facegan_jax.run.progress import Progress
 
 SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp')
 

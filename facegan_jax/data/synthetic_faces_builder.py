@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from facegan_jax.data import synthetic_faces
-from facegan_jax.progress import Progress
+from facegan_jax.run.progress import Progress
 
 # Changing these, or what render_face draws, changes the data: bump VERSION.
 SEED = 20_240_601

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from facegan_jax import progress
+from facegan_jax.run import progress
 from facegan_jax.data import celeba_small_builder as celeba_small_module
 from facegan_jax.data import images, synthetic_faces_builder as synthetic_faces_module
 from facegan_jax.data.cache import cached, data_root, resized

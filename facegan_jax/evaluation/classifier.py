@@ -27,7 +27,7 @@ from flax import nnx
 
 from facegan_jax.data import sources
 from facegan_jax.evaluation import distances, netcache, parallel
-from facegan_jax.progress import Progress
+from facegan_jax.run.progress import Progress
 from facegan_jax.evaluation.face_attributes import (RESOLUTION, conv_trunk, to_input,
                                                     trunk_outputs)
 

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax import sample as sample_lib
+from facegan_jax import config as config_lib, sample as sample_lib
 from facegan_jax.data import sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import classifier
@@ -25,7 +25,7 @@ from facegan_jax.evaluation import swd
 
 def has_domain_metric(config):
   """Whether `config`'s dataset has the synthetic_faces attribute network's metrics."""
-  return config.dataset.partition('/')[0] == 'synthetic_faces'
+  return config_lib.is_synthetic_faces(config.dataset)
 
 
 def evaluate(config, workdir):

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax import files
+from facegan_jax.run import files
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import distances
 from facegan_jax.evaluation import inception

@@ -21,8 +21,9 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
+from facegan_jax.evaluation import RESIZE_MODES
+
 SIZE = 299
-RESIZE_MODES = ('pytorch_fid', 'clean_fid')
 FEATURES = 2048
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from facegan_jax import files
+from facegan_jax.run import files
 from facegan_jax.checkpoint.manager import leaf_names
 
 

@@ -12,7 +12,8 @@ import os
 
 from absl import logging
 
-from facegan_jax import metrics_log, runtime
+from facegan_jax.logs import metrics_log
+from facegan_jax.run import runtime
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.evaluation import evaluate
 

@@ -1,34 +1,64 @@
-"""Generator and discriminator families, chosen by name."""
+"""Generator and discriminator families, chosen by --model.
 
-import jax
-import jax.numpy as jnp
-from flax import nnx
+A family is a module of this package that defines:
 
-from facegan_jax import config as config_lib
-from facegan_jax.models import dcgan, mlp, resnet
+- `build(config, rngs, dtype) -> (generator, discriminator)`: NNX modules built from the
+  run's config (its own settings among the config's fields), computing in `dtype`;
+- `validate(config, num_devices=None)`: raises errors.UsageError for settings it cannot take
+  (a resolution it has no layout for, a group that does not divide the batch).
 
-COMPUTE_DTYPES = {'fp32': jnp.float32, 'bf16': jnp.bfloat16}
+Every family keeps one contract (tests/test_families.py checks it for each one here):
+
+- `G(z, *, train)`: latents (B, z_dim) -> images (B, R, R, channels), NHWC, float32, in
+  [-1, 1];
+- `D(x, *, train, dropout_keys=None)`: such images -> float32 logits of shape (B,);
+  `dropout_keys` holds one key per example, so D's randomness follows the example, not the
+  device that holds it;
+- BatchNorm only through batchnorm.BatchNorm, whose statistics are shared over the `data`
+  axis, and convolutions through facegan_jax.ops, which picks their form by backend: a run
+  is then the same on any number of devices, and fast on each backend;
+- spectral norm (spectral_norm.py) divides every parameter named `kernel` by its largest
+  singular value, so every weight matrix or convolution kernel is named `kernel` (a weight
+  of two axes or more named otherwise is an error under --spectral_norm);
+- with --precision=bf16 they compute in bfloat16, and their parameters, BatchNorm
+  statistics and outputs stay float32.
+
+Adding a family is one module plus one line in FAMILIES. This file imports no JAX, so that
+main.py's --help and flag errors answer before JAX starts.
+"""
+
+import importlib
+
+import ml_dtypes
+import numpy as np
+
+# --model: {name (a module of this package): what it is}.
+FAMILIES = {
+    'dcgan': 'DCGAN (Radford et al. 2015): strided convolutions and BatchNorm, at 4*2^n or '
+             '7*2^n pixels',
+    'mlp': 'fully connected (Goodfellow et al. 2014), for 28x28 digits',
+    'resnet': "SNGAN's ResNets (Miyato et al. 2018) at 32, 64 or 128 pixels",
+}
+
+# --precision: the dtype G and D compute in.
+PRECISIONS = {'fp32': np.dtype(np.float32), 'bf16': np.dtype(ml_dtypes.bfloat16)}
+
+
+def family(name):
+  """The module of family `name`."""
+  return importlib.import_module(f'{__name__}.{name}')
+
+
+def describe():
+  """'name (what it is); ...' for --model's help."""
+  return '; '.join(f'{name} ({what})' for name, what in FAMILIES.items())
 
 
 def build(config, rngs):
-  """(generator, discriminator) for `config.model`.
-
-  With --precision=bf16 both compute in bfloat16 (matmuls, convolutions, activations) while
-  their parameters, BatchNorm statistics and outputs (images, logits) stay float32.
-  """
-  common = dict(resolution=config.resolution, channels=config.channels,
-                dtype=COMPUTE_DTYPES[config.precision], rngs=rngs)
-  if config.model == 'mlp':
-    return (mlp.Generator(z_dim=config.z_dim, hidden_dim=config.hidden_dim, **common),
-            mlp.Discriminator(hidden_dim=config.hidden_dim, dropout=config.d_dropout, **common))
-  common.update(conv_dim=config.conv_dim, conv_impl=config.conv_impl)
-  if config.model == 'resnet':
-    return (resnet.Generator(z_dim=config.z_dim, **common), resnet.Discriminator(**common))
-  return (dcgan.Generator(z_dim=config.z_dim, g_first_bn=config.g_first_bn, **common),
-          dcgan.Discriminator(batchnorm=config_lib.d_batchnorm(config),
-                              mbstd_group=config.mbstd_group, **common))
+  """(generator, discriminator) of family --model for `config`."""
+  return family(config.model).build(config, rngs, PRECISIONS[config.precision])
 
 
-def param_count(module):
-  """Number of trainable parameters."""
-  return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+def validate(config, num_devices=None):
+  """The family's own checks of `config` (UsageError)."""
+  family(config.model).validate(config, num_devices)

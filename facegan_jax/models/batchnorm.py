@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from facegan_jax.models.reductions import as_varying, channel_sums, data_axis_size, pmean_if_bound
+from facegan_jax.ops.reductions import as_varying, channel_sums, data_axis_size, pmean_if_bound
 
 
 def _moments(x):

@@ -6,22 +6,86 @@ A resolution of base * 2**n (base 4, or 7 for 28x28 digits) takes n resampling l
 widest layer, conv_dim * 2**(n - 1) channels, sits at base x base.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from facegan_jax.config import num_stages
+from facegan_jax import ops
+from facegan_jax.errors import UsageError
 from facegan_jax.models.batchnorm import BatchNorm
-from facegan_jax.models.resample import DownConv, UpConv
 
 dense_init = nnx.initializers.normal(0.02)
+
+
+def num_stages(resolution):
+  """(base, n) with resolution == base * 2**n and n >= 1: the resampling layers of a DCGAN at
+  `resolution` (base 7 for 28x28 digits, else 4)."""
+  base = 7 if resolution % 7 == 0 else 4
+  n = math.log2(resolution / base) if resolution > 0 else 0
+  if n < 1 or n != int(n):
+    raise UsageError(f'--resolution={resolution}: dcgan needs 4*2^n or 7*2^n '
+                     '(e.g. 28, 32, 64, 128)')
+  return base, int(n)
+
+
+def d_batchnorm(config):
+  """Whether D has BatchNorm: not under spectral norm (SN-DCGAN, Miyato et al.) or the
+  gradient penalty (whose per-example gradients BatchNorm's batch statistics would mix;
+  Gulrajani et al. drop it too)."""
+  return config.spectral_norm == 'none' and not config.gp_weight
+
+
+def build(config, rngs, dtype):
+  common = dict(resolution=config.resolution, channels=config.channels,
+                conv_dim=config.conv_dim, dtype=dtype, rngs=rngs)
+  return (Generator(z_dim=config.z_dim, g_first_bn=config.g_first_bn, **common),
+          Discriminator(batchnorm=d_batchnorm(config), mbstd_group=config.mbstd_group,
+                        **common))
+
+
+def validate(config, num_devices=None):
+  num_stages(config.resolution)
+  if config.mbstd_group:
+    if config.mbstd_group < 2:
+      raise UsageError(f'--mbstd_group={config.mbstd_group}: needs --model=dcgan and a group '
+                       'of at least 2')
+    if num_devices and (config.batch_size // num_devices) % config.mbstd_group:
+      raise UsageError(f'--mbstd_group={config.mbstd_group} does not divide the batch of each '
+                       f'device ({config.batch_size} over {num_devices})')
+
+
+class _Resample(nnx.Module):
+  """A 4x4 stride-2 (transposed) convolution with DCGAN's N(0, 0.02) init."""
+
+  def __init__(self, in_features, out_features, *, use_bias=False, rngs):
+    init = nnx.initializers.normal(0.02)
+    self.kernel = nnx.Param(init(rngs.params(), (4, 4, in_features, out_features)))
+    self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
+
+  def __call__(self, x):
+    y = self._op(x, self.kernel[...].astype(x.dtype))
+    if self.bias is not None:
+      y = ops.add_bias(y, self.bias[...])
+    return y
+
+
+class DownConv(_Resample):
+  """Halves the resolution: Conv2d(in, out, 4, 2, 1)."""
+  _op = staticmethod(ops.conv_4x2)
+
+
+class UpConv(_Resample):
+  """Doubles the resolution: ConvTranspose2d(in, out, 4, 2, 1)."""
+  _op = staticmethod(ops.conv_transpose_4x2)
 
 
 class Generator(nnx.Module):
   """z (B, z_dim) -> images (B, R, R, channels) in [-1, 1]."""
 
   def __init__(self, *, resolution, conv_dim, z_dim, channels=3, g_first_bn=True,
-               conv_impl='auto', dtype=jnp.float32, rngs):
+               dtype=jnp.float32, rngs):
     self.base, n = num_stages(resolution)
     self.width = conv_dim * 2**(n - 1)
     # ConvTranspose2d(z_dim, width, base) on a 1x1 input is exactly this dense layer.
@@ -30,9 +94,8 @@ class Generator(nnx.Module):
                               rngs=rngs)
     self.project_bn = BatchNorm(self.width, rngs=rngs) if g_first_bn else None
     widths = [conv_dim * 2**(n - 1 - i) for i in range(n)] + [channels]
-    self.ups = nnx.List([
-        UpConv(widths[i], widths[i + 1], use_bias=i == n - 1, conv_impl=conv_impl, rngs=rngs)
-        for i in range(n)])
+    self.ups = nnx.List([UpConv(widths[i], widths[i + 1], use_bias=i == n - 1, rngs=rngs)
+                         for i in range(n)])
     self.bns = nnx.List([BatchNorm(w, rngs=rngs) for w in widths[1:-1]])
 
   def __call__(self, z, *, train):
@@ -49,12 +112,11 @@ class Discriminator(nnx.Module):
   """images (B, R, R, channels) -> logits (B,)."""
 
   def __init__(self, *, resolution, conv_dim, channels=3, batchnorm=True, mbstd_group=0,
-               conv_impl='auto', dtype=jnp.float32, rngs):
+               dtype=jnp.float32, rngs):
     base, n = num_stages(resolution)
     widths = [channels] + [conv_dim * 2**i for i in range(n)]
-    self.downs = nnx.List([
-        DownConv(widths[i], widths[i + 1], use_bias=i == 0, conv_impl=conv_impl, rngs=rngs)
-        for i in range(n)])
+    self.downs = nnx.List([DownConv(widths[i], widths[i + 1], use_bias=i == 0, rngs=rngs)
+                           for i in range(n)])
     self.bns = nnx.List([BatchNorm(w, rngs=rngs) if batchnorm else None for w in widths[2:]])
     self.mbstd_group = mbstd_group
     # Conv2d(width, 1, base) on a base x base map is exactly this dense layer.
@@ -78,7 +140,7 @@ def minibatch_stddev(x, group):
   `group` consecutive examples, averaged over the features (Karras et al. 2018, ProGAN's
   minibatch standard deviation). D then sees how varied a group of G's images is, which
   penalises G for drawing too few distinct faces. Groups are consecutive examples of the
-  batch, so a device's slice (a multiple of `group`: config.validate) holds whole groups.
+  batch, so a device's slice (a multiple of `group`: validate) holds whole groups.
   """
   n, h, w, c = x.shape
   groups = x.astype(jnp.float32).reshape(n // group, group, h, w, c)

@@ -2,14 +2,16 @@
 
 Initialised as its reference (PyTorch's nn.Linear): weights and biases U(-1/sqrt(fan_in),
 1/sqrt(fan_in)). DCGAN's N(0, 0.02) is for convolutions followed by BatchNorm; without
-BatchNorm it shrinks the signal ~10x per layer: at init G's output varied with z by 0.0019
-per pixel, against 0.031 with this init (benchmarks/RESULTS.md, "The digit GANs").
+BatchNorm it shrinks the signal about tenfold per layer, and G's output at init barely
+depends on z (benchmarks/RESULTS.md, "The digit GANs").
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from facegan_jax.errors import UsageError
 
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)): variance 1/(3 fan_in).
 kernel_init = nnx.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
@@ -59,3 +61,19 @@ class Discriminator(nnx.Module):
         dropout_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(dropout_keys)
         x = jnp.where(keep, x / (1 - self.dropout), 0).astype(x.dtype)
     return self.layers[-1](x)[:, 0].astype(jnp.float32)
+
+
+def build(config, rngs, dtype):
+  common = dict(resolution=config.resolution, channels=config.channels,
+                hidden_dim=config.hidden_dim, dtype=dtype, rngs=rngs)
+  return (Generator(z_dim=config.z_dim, **common),
+          Discriminator(dropout=config.d_dropout, **common))
+
+
+def validate(config, num_devices=None):
+  del num_devices
+  if not 0 <= config.d_dropout < 1:
+    raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
+  if config.mbstd_group:
+    raise UsageError(f'--mbstd_group={config.mbstd_group}: needs --model=dcgan and a group of '
+                     'at least 2')

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from facegan_jax import losses
+from facegan_jax.objectives import classic as losses
 
 REAL = jnp.array([2.0, -1.0])
 FAKE = jnp.array([0.5, -3.0])

@@ -1,8 +1,10 @@
-"""The implementations of DCGAN's resampling convolutions, as pure functions (x, kernel).
+"""The exact forms of the 4x4 stride-2 convolution and its transpose, as pure functions
+(x, kernel).
 
-Conv2d(4, 2, 1) (`DOWN_IMPLS`) and ConvTranspose2d(4, 2, 1) (`UP_IMPLS`), each computed
+Conv2d(4, 2, 1) (`DOWN_FORMS`) and ConvTranspose2d(4, 2, 1) (`UP_FORMS`), each computed
 several exact ways (XLA's own op, patches and a matmul, space-to-depth 2x2 convolutions,
-Winograd, per output phase, col2im); which one runs where is resample.py's choice.
+Winograd, per output phase, col2im); which one runs where is cpu.py's choice. `patches`,
+`phase` and `col2im` are never chosen: they stay as references for benchmarks/layer_forms.py.
 
 Kernels are stored as (4, 4, in, out), i.e. PyTorch's Conv2d weight `w[o, i, y, x]` is
 `kernel[y, x, i, o]` and its ConvTranspose2d weight `w[i, o, y, x]` is `kernel[y, x, i, o]`.
@@ -11,8 +13,7 @@ Kernels are stored as (4, 4, in, out), i.e. PyTorch's Conv2d weight `w[o, i, y, 
 import jax
 import jax.numpy as jnp
 
-from facegan_jax import config
-from facegan_jax.models import winograd
+from facegan_jax.ops import winograd
 
 DIMS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -147,6 +148,7 @@ def _up_col2im(x, kernel):
   return _interleave(jnp.stack([jnp.stack(p, axis=3) for p in phases], axis=3))
 
 
-# The names are config's (the --conv_impl choices, checked before JAX starts).
-DOWN_IMPLS = {name: globals()[f'_down_{name}'] for name in config.DOWN_CONV_IMPLS}
-UP_IMPLS = {name: globals()[f'_up_{name}'] for name in config.UP_CONV_IMPLS}
+DOWN_FORMS = {'xla': _down_xla, 'patches': _down_patches, 's2d': _down_s2d,
+              'winograd': _down_winograd}
+UP_FORMS = {'xla': _up_xla, 'phase': _up_phase, 's2d': _up_s2d, 'col2im': _up_col2im,
+            'winograd': _up_winograd, 'winograd_phase': _up_winograd_phase}

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax import files
+from facegan_jax.run import files
 
 
 def finite_floats(metrics, step):

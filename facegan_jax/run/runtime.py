@@ -28,7 +28,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 def configure():
   """Keeps freed memory in the process and sets XLA_CPU_FLAGS. Idempotent."""
   if 'jax' in sys.modules:
-    raise RuntimeError('facegan_jax.runtime.configure() must run before JAX is imported')
+    raise RuntimeError('facegan_jax.run.runtime.configure() must run before JAX is imported')
   flags = os.environ.get('XLA_FLAGS', '')
   extra = [f'--{name}={value}' for name, value in XLA_CPU_FLAGS.items()
            if f'--{name}=' not in flags]
@@ -63,7 +63,7 @@ def writes_files():
   return jax.process_index() == 0
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 # Library warnings that say nothing new: orbax's for every manager opened read-only, as

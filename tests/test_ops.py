@@ -1,4 +1,4 @@
-"""Every form of the resampling layers equals the textbook layer, forward and backward.
+"""Every form of the convolutions equals the textbook layer, forward and backward.
 
 The textbook layers are written out below in NumPy straight from their definitions (PyTorch's
 Conv2d(4, 2, 1) and ConvTranspose2d(4, 2, 1)), together with their gradients, so the tests need
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from facegan_jax import config as config_lib
-from facegan_jax.models import conv_impls, resample
+from facegan_jax import config as config_lib, ops
+from facegan_jax.ops import cpu, forms
 
 
 def _dot(a, b):
@@ -83,21 +83,21 @@ def _check(op, impl, x, w, g, ref, ref_grads):
 # Odd sizes occur in D for the 28x28 digit models (28 -> 14 -> 7) and at 7 -> 3. On CPU, 128
 # channels at 16x16 and below take auto's autodiffed Winograd form (here at an odd output
 # size, 3x3), and above 16x16 its hand-written backward pass with the Winograd kernel gradient.
-@pytest.mark.parametrize('impl', sorted(conv_impls.DOWN_IMPLS) + ['auto'])
+@pytest.mark.parametrize('impl', sorted(forms.DOWN_FORMS) + ['auto'])
 @pytest.mark.parametrize('x_shape, c_out', [((2, 8, 8, 3), 5), ((3, 4, 6, 6), 2),
                                             ((2, 7, 7, 4), 3), ((2, 6, 6, 128), 3),
                                             ((1, 18, 18, 128), 2)])
 def test_conv_4x2_equals_textbook(impl, x_shape, c_out):
   x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], s[1] // 2, s[2] // 2))
-  _check(resample.conv_4x2, impl, x, w, g, conv_ref, conv_ref_grads)
+  _check(ops.conv_4x2, impl, x, w, g, conv_ref, conv_ref_grads)
 
 
-@pytest.mark.parametrize('impl', sorted(conv_impls.UP_IMPLS) + ['auto'])
+@pytest.mark.parametrize('impl', sorted(forms.UP_FORMS) + ['auto'])
 @pytest.mark.parametrize('x_shape, c_out', [((2, 4, 4, 6), 3), ((3, 7, 5, 2), 4),
                                             ((2, 3, 3, 4), 128), ((1, 2, 2, 1024), 2)])
 def test_conv_transpose_4x2_equals_textbook(impl, x_shape, c_out):
   x, w, g = _inputs(x_shape, c_out, lambda s: (s[0], 2 * s[1], 2 * s[2]))
-  _check(resample.conv_transpose_4x2, impl, x, w, g, conv_transpose_ref, conv_transpose_ref_grads)
+  _check(ops.conv_transpose_4x2, impl, x, w, g, conv_transpose_ref, conv_transpose_ref_grads)
 
 
 def test_kernel_gradients_of_large_maps():
@@ -106,12 +106,12 @@ def test_kernel_gradients_of_large_maps():
   x_shape = (16, 64, 64, 64)
   assert np.prod(x_shape) >= 2**22
   x, w, g = _inputs(x_shape, 2, lambda s: (s[0], s[1] // 2, s[2] // 2))
-  relu = jax.jit(lambda x: resample._channels_first_batch_last(jax.nn.relu(x)))(jnp.float32(x))
+  relu = jax.jit(lambda x: cpu.channels_first_batch_last(jax.nn.relu(x)))(jnp.float32(x))
   np.testing.assert_array_equal(relu, np.maximum(np.float32(x), 0).transpose(3, 1, 2, 0))
-  _check(resample.conv_4x2, 'auto', x, w, g, conv_ref, conv_ref_grads)
+  _check(ops.conv_4x2, 'auto', x, w, g, conv_ref, conv_ref_grads)
   k3, g3 = jnp.float32(w[:3, :3]), jax.random.normal(jax.random.key(5), x_shape[:3] + (2,))
   grads = [jax.jit(jax.grad(lambda k, impl=impl: jnp.sum(
-      resample.conv_3x3(jnp.float32(x), k, impl) * g3)))(k3) for impl in ('auto', 'xla')]
+      ops.conv_3x3(jnp.float32(x), k, impl) * g3)))(k3) for impl in ('auto', 'xla')]
   np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4 * np.abs(grads[1]).max())
 
 
@@ -124,9 +124,11 @@ def test_references_match_each_other():
   assert lhs == pytest.approx(rhs, rel=1e-12)
 
 
-def test_config_offers_every_implementation():
-  assert set(config_lib.CHOICES['conv_impl']) == (
-      {'auto'} | set(conv_impls.DOWN_IMPLS) | set(conv_impls.UP_IMPLS))
+def test_config_offers_auto_and_the_reference():
+  """--conv_impl offers 'auto' and XLA's own ops, a form of both layers; the other forms are
+  for benchmarks and these tests."""
+  assert set(config_lib.CHOICES['conv_impl']) == {'auto', 'xla'}
+  assert 'xla' in forms.DOWN_FORMS and 'xla' in forms.UP_FORMS
 
 
 @pytest.mark.parametrize('varying', [True, False], ids=['varying', 'replicated'])
@@ -158,11 +160,11 @@ def test_layers_on_two_devices_equal_one(varying):
       assert err < 1e-5, (op.__name__, impl, x_shape, err)
 
   for impl in ('auto', 'winograd', 'winograd_phase'):
-    check(resample.conv_transpose_4x2, impl, (4, 4, 4, 256), (4, 4, 256, 128))
-    check(resample.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64))
+    check(ops.conv_transpose_4x2, impl, (4, 4, 4, 256), (4, 4, 256, 128))
+    check(ops.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64))
   for impl in ('auto', 'winograd'):
-    check(resample.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256))
-  check(resample.conv_4x2, 'auto', (4, 18, 18, 128), (4, 4, 128, 8))  # the hand-written pass
-  check(resample.conv_transpose_4x2, 'auto', (4, 2, 2, 1024), (4, 4, 1024, 8))
-  check(resample.conv_3x3, 'auto', (4, 6, 6, 8), (3, 3, 8, 4))
+    check(ops.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256))
+  check(ops.conv_4x2, 'auto', (4, 18, 18, 128), (4, 4, 128, 8))  # the hand-written pass
+  check(ops.conv_transpose_4x2, 'auto', (4, 2, 2, 1024), (4, 4, 1024, 8))
+  check(ops.conv_3x3, 'auto', (4, 6, 6, 8), (3, 3, 8, 4))
 

@@ -1,0 +1,64 @@
+"""D as an objective sees it: a function of images that threads its BatchNorm statistics."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from facegan_jax.augment import ada, diffaug
+from facegan_jax.mesh import DATA_AXIS
+from facegan_jax.models import spectral_norm
+
+
+@flax.struct.dataclass
+class Critic:
+  """D in train mode with the parameters it is differentiated in.
+
+  `d(images, role)` returns (logits, d after the call): the images pass through --augment
+  (with the role's per-example keys) unless `augment=False`, then D, with the role's dropout
+  keys; the returned critic holds the BatchNorm statistics of that call, so each batch gets
+  its own statistics, as PyTorch's loop makes them. Roles are 'real' and 'fake'. It is a
+  pytree, so an objective can return it from `jax.vjp(..., has_aux=True)` or `lax.cond`.
+  """
+  params: Any
+  sn: Any  # spectral norm's vectors ({} when off): each call normalises `params` with them
+  stats: Any
+  dropout_keys: Any  # {role: one key per example}
+  augment_keys: Any
+  ada_p: jax.Array
+  graph: Any = flax.struct.field(pytree_node=False)
+  config: Any = flax.struct.field(pytree_node=False)
+
+  def __call__(self, images, role, augment=True):
+    d = nnx.merge(self.graph, spectral_norm.normalize(self.params, self.sn), self.stats,
+                  copy=True)
+    if augment:
+      images = augmented(self.config, images, self.augment_keys[role], self.ada_p)
+    logits = d(images, train=True, dropout_keys=self.dropout_keys[role])
+    return logits, self.replace(stats=nnx.state(d, nnx.BatchStat))
+
+
+def augmented(config, images, keys, ada_p):
+  """What D sees of `images` under --augment (one key per example)."""
+  if config.augment == 'diffaug':
+    return diffaug.diffaug(images, keys, config.diffaug_policy)
+  if config.augment == 'ada':
+    return ada.ada(images, keys, ada_p, config.ada_pipeline)
+  return images
+
+
+def input_gradients(d, images, role, augment=True):
+  """(logits, d after the call, ∇ₓ Σ D(x) at `images`): the gradient in the images before any
+  augmentation, differentiable in D's parameters (the layers' own backward passes are
+  differentiated again)."""
+  logits, x_vjp, d = jax.vjp(lambda x: d(x, role, augment), images, has_aux=True)
+  (x_grads,) = x_vjp(jnp.ones_like(logits))
+  return logits, d, x_grads
+
+
+def mean_squared_norm(x_grads):
+  """E‖g‖² over the global batch (inside shard_map), from this device's per-example `x_grads`."""
+  per_example = jnp.square(x_grads.astype(jnp.float32)).reshape(x_grads.shape[0], -1).sum(-1)
+  return jax.lax.pmean(per_example.mean(), DATA_AXIS)
