@@ -8,65 +8,79 @@ are the subfolder names in sorted order, and the class metrics use them.
 import hashlib
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
 from absl import logging
 
 from facegan_jax.run import files as files_lib
-from facegan_jax.data import images
-from facegan_jax.data.cache import cached, data_root
+from facegan_jax.data import cache, images
 
 
-def _source(path, shape, config):
-  """(image cache path, class names or None, prepare() -> images) of a folder source."""
+class _Folder(NamedTuple):
+  """A folder source at one model shape: its files and where its caches go."""
+  path: str
+  shape: tuple  # the model's (R, R, C)
+  files: list  # images.File
+  cache_path: str  # the images' .npy; labels and a summary sit beside it
+  classes: dict | None  # {file name: class name}, from class_names
+  names: list | None  # the class names in code order
+
+
+def _folder(path, shape, config):
   path = os.path.expanduser(path)
   files = images.list_images(path)
-  key = content_key(path, files)
-  cache = os.path.join(data_root(config), 'facegan_folders',
-                       f'{key}-{"x".join(map(str, shape))}.npy')
+  cache_path = os.path.join(cache.data_root(config), 'facegan_folders',
+                            f'{content_key(path, files)}-{"x".join(map(str, shape))}.npy')
   classes = class_names([name for name, _ in files])
-  names = sorted(set(classes.values())) if classes else None
-
-  def prepare():
-    logging.info('Preparing %d image files from %s (once)', len(files), path)
-    prepared, bad = images.prepare(files, shape[0], shape[2],
-                                   max_bad_fraction=config.max_bad_fraction)
-    skipped = [f'{name}: {why}' for name, why in bad]
-    images.log_skipped(skipped, path)
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    if classes:
-      bad_names = {name for name, _ in bad}
-      code = {name: i for i, name in enumerate(names)}
-      labels = [code[classes[name]] for name, _ in files if name not in bad_names]
-      with files_lib.atomic_path(_labels_path(cache)) as tmp:
-        np.save(tmp, np.asarray(labels, np.int32))
-    with open(cache[:-4] + '.json', 'w') as f:
-      json.dump(dict(source=os.path.abspath(path), images=len(prepared), skipped=skipped,
-                     classes=names), f, indent=1)
-    return prepared
-
-  return cache, names, prepare
+  return _Folder(path, shape, files, cache_path, classes,
+                 sorted(set(classes.values())) if classes else None)
 
 
 def load(path, shape, config):
   """A folder or zip of images, prepared once per content and shape."""
-  cache, _, prepare = _source(path, shape, config)
-  return cached(cache, prepare)
+  source = _folder(path, shape, config)
+  prepared = cache.read(source.cache_path)
+  if prepared is None:
+    prepared = _prepare(source, config)
+    cache.write(source.cache_path, prepared)
+  return prepared
 
 
 def load_labels(path, shape, config):
   """(class codes int32 (N,) of load()'s images, class names), or None for an unlabelled
   folder."""
-  cache, names, prepare = _source(path, shape, config)
-  if not names:
+  source = _folder(path, shape, config)
+  if not source.names:
     return None
-  if not os.path.exists(_labels_path(cache)):  # images prepared by a version without labels
-    prepare()
-  return np.load(_labels_path(cache)), names
+  if not os.path.exists(_labels_path(source.cache_path)):  # prepared by a version without labels
+    _prepare(source, config)
+  return np.load(_labels_path(source.cache_path)), source.names
 
 
-def _labels_path(cache):
-  return cache[:-4] + '-labels.npy'
+def _prepare(source, config):
+  """The folder's images decoded and resized (skipping unreadable files); writes their labels
+  and a summary beside the images' cache, which the caller writes."""
+  logging.info('Preparing %d image files from %s (once)', len(source.files), source.path)
+  prepared, bad = images.prepare(source.files, source.shape[0], source.shape[2],
+                                 max_bad_fraction=config.max_bad_fraction)
+  skipped = [f'{name}: {why}' for name, why in bad]
+  images.log_skipped(skipped, source.path)
+  os.makedirs(os.path.dirname(source.cache_path), exist_ok=True)
+  if source.classes:
+    bad_names = {name for name, _ in bad}
+    code = {name: i for i, name in enumerate(source.names)}
+    labels = [code[source.classes[name]] for name, _ in source.files if name not in bad_names]
+    with files_lib.atomic_path(_labels_path(source.cache_path)) as tmp:
+      np.save(tmp, np.asarray(labels, np.int32))
+  with open(source.cache_path[:-4] + '.json', 'w') as f:
+    json.dump(dict(source=os.path.abspath(source.path), images=len(prepared), skipped=skipped,
+                   classes=source.names), f, indent=1)
+  return prepared
+
+
+def _labels_path(cache_path):
+  return cache_path[:-4] + '-labels.npy'
 
 
 def class_names(names):

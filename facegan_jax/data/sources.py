@@ -7,7 +7,10 @@ Sources:
   tfds:NAME[:SPLIT]        any TFDS image dataset, e.g. tfds:celeb_a, tfds:mnist
   folder:PATH              a directory tree or .zip of jpg/png/webp/bmp files
 
-Every source ends as the same uint8 array, cached as .npy under the data dir (cache.py).
+Every source follows one line, read top-down in load_images: the source, prepared once
+(tfds_prepare.source, or folder.load for a folder), its images decoded (tfds_prepare.decode),
+resized to the model's shape (preprocess.to_model_images), and cached as a uint8 .npy under
+the data dir (cache.py), whose next read skips the rest.
 """
 
 import os
@@ -17,9 +20,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
-from facegan_jax.data import cache, celeba_small_builder, folder, synthetic_faces
+from facegan_jax.data import cache, celeba_small_builder, folder, preprocess, synthetic_faces
 from facegan_jax.data import synthetic_faces_builder, tfds_prepare
 from facegan_jax.errors import UsageError
+
+# Datasets whose decoded records fit in this many bytes keep them cached, and each model shape
+# is resized from them; larger ones (CelebA: 19 GB decoded) are resized as they are decoded.
+_MAX_ORIGINALS_BYTES = 2 * 2**30
 
 
 def check_dataset(name):
@@ -44,14 +51,34 @@ def load_images(config, split='train'):
   kind, _, rest = config.dataset.partition(':')
   if kind == 'folder':
     return folder.load(rest, shape, config)
-  if kind == 'tfds':
-    name, _, tfds_split = rest.partition(':')
-    return tfds_prepare.load(name, tfds_split or split, shape, config)
-  if config.dataset == 'celeba_small':
-    builder = tfds_prepare.celeba_small_builder(config)
+  source = tfds_prepare.source(config, split)
+  name = 'x'.join(map(str, shape)) + (f'-crop{source.crop}' if source.crop else '')
+  path = os.path.join(source.cache_dir, f'facegan-{source.split}-{name}.npy')
+  images = cache.read(path)
+  if images is not None:
+    return images
+  records = source.builder.as_data_source(split=source.split)
+  stored_shape = source.builder.info.features[source.image_key].shape
+  if None in stored_shape or len(records) * np.prod(stored_shape) > _MAX_ORIGINALS_BYTES:
+    images = tfds_prepare.decode(records, source.image_key, shape, source.crop)
   else:
-    builder = tfds_prepare.synthetic_faces_builder(config.dataset, config.data_dir)
-  return cache.resized(builder, split, shape)
+    originals = _originals(source, records)
+    if originals.shape[1:] == shape and source.crop is None:
+      return originals
+    images = preprocess.to_model_images(originals, *shape[1:], crop=source.crop)
+  cache.write(path, images)
+  return images
+
+
+def _originals(source, records):
+  """The split's records decoded as stored, cached: decoding is the slow part, and every
+  model shape is resized from these."""
+  path = os.path.join(source.cache_dir, f'facegan-{source.split}.npy')
+  originals = cache.read(path)
+  if originals is None:
+    originals = tfds_prepare.decode(records, source.image_key)
+    cache.write(path, originals)
+  return originals
 
 
 def load_attributes(config, split='train'):
@@ -59,15 +86,16 @@ def load_attributes(config, split='train'):
   row i belonging to image i of load_images, columns in synthetic_faces.ATTRIBUTES order."""
   if config.dataset.partition('/')[0] != 'synthetic_faces':
     raise UsageError(f'--dataset={config.dataset} has no stored attributes')
-  builder = tfds_prepare.synthetic_faces_builder(config.dataset, config.data_dir)
-
-  def read():
-    source = builder.as_data_source(split=split)
-    rows = (source[i]['attributes'] for i in range(len(source)))  # one decode per record
-    return np.array([[row[name] for name in synthetic_faces.ATTRIBUTES] for row in rows],
-                    np.float32)
-  return cache.cached(os.path.join(builder.data_dir, f'facegan-{split}-attributes.npy'),
-                      read)
+  source = tfds_prepare.source(config, split)
+  path = os.path.join(source.cache_dir, f'facegan-{source.split}-attributes.npy')
+  attributes = cache.read(path)
+  if attributes is None:
+    records = source.builder.as_data_source(split=source.split)
+    rows = (records[i]['attributes'] for i in range(len(records)))  # one decode per record
+    attributes = np.array([[row[name] for name in synthetic_faces.ATTRIBUTES] for row in rows],
+                          np.float32)
+    cache.write(path, attributes)
+  return attributes
 
 
 def load_labels(config, split='train'):
@@ -78,10 +106,19 @@ def load_labels(config, split='train'):
   if kind == 'folder':
     return folder.load_labels(rest, (config.resolution, config.resolution, config.channels),
                               config)
-  if kind == 'tfds':
-    name, _, tfds_split = rest.partition(':')
-    return tfds_prepare.load_labels(name, tfds_split or split, config)
-  return None
+  if kind != 'tfds':
+    return None
+  source = tfds_prepare.source(config, split)
+  feature = dict(source.builder.info.features.items()).get('label')
+  if not isinstance(feature, tfds.features.ClassLabel):  # as mnist, cifar10 or svhn_cropped have
+    return None
+  path = os.path.join(source.cache_dir, f'facegan-{source.split}-labels.npy')
+  labels = cache.read(path)
+  if labels is None:  # read once per split (TFDS's SkipDecoding would need TensorFlow)
+    records = source.builder.as_data_source(split=source.split)
+    labels = np.array([records[i]['label'] for i in range(len(records))], np.int32)
+    cache.write(path, labels)
+  return labels, feature.names
 
 
 def version(config):

@@ -1,5 +1,9 @@
 """TFDS builders prepared once: the embedded synthetic_faces, the Udacity celeba_small zip and
-any TFDS image dataset, with their download failures translated into one-line errors."""
+any TFDS image dataset, with their download failures translated into one-line errors; and
+their records decoded.
+
+`source` is where sources.py starts each of them; `decode` is its next step.
+"""
 
 import contextlib
 import fcntl
@@ -8,6 +12,7 @@ import io
 import os
 import shutil
 import socket
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -15,13 +20,58 @@ from absl import logging
 
 from facegan_jax.run import progress
 from facegan_jax.data import celeba_small_builder as celeba_small_module
-from facegan_jax.data import images, synthetic_faces_builder as synthetic_faces_module
-from facegan_jax.data.cache import cached, data_root, resized
+from facegan_jax.data import images, preprocess
+from facegan_jax.data import synthetic_faces_builder as synthetic_faces_module
+from facegan_jax.data.cache import data_root
 from facegan_jax.errors import UsageError
 
 # The customary CelebA face crop before resizing: the centred 108x108 square of the 178x218
 # aligned images, as in carpedm20's DCGAN-tensorflow (and the Udacity project's ancestry).
 CELEB_A_CROP = 108
+
+
+class Source(NamedTuple):
+  """A split of a prepared TFDS dataset: its records and where its caches go."""
+  builder: tfds.core.DatasetBuilder
+  split: str
+  image_key: str  # its image feature
+  cache_dir: str
+  crop: int | None  # side of the centred square kept before resizing; None: the largest
+
+
+def source(config, split):
+  """The prepared Source of a TFDS-backed --dataset (every one but folder:PATH); a split named
+  in tfds:NAME:SPLIT wins over `split`."""
+  kind, _, rest = config.dataset.partition(':')
+  if kind == 'tfds':
+    name, _, tfds_split = rest.partition(':')
+    split = tfds_split or split
+    builder, image_key, cache_dir = _prepared_builder(name, split, config)
+    crop = CELEB_A_CROP if name.partition('/')[0] == 'celeb_a' else None
+    return Source(builder, split, image_key, cache_dir, crop)
+  if config.dataset == 'celeba_small':
+    builder = celeba_small_builder(config)
+  else:
+    builder = synthetic_faces_builder(config.dataset, config.data_dir)
+  return Source(builder, split, 'image', builder.data_dir, None)
+
+
+def decode(records, image_key, shape=None, crop=None, chunk=2048):
+  """Every image of `records` (a TFDS data source) as stored, or with `shape` each chunk
+  resized to it as soon as it is decoded, so that a dataset too large to hold decoded (CelebA:
+  19 GB) never is held."""
+  out = None
+  report = progress.Progress('Decoding the prepared records', len(records), 'images')
+  for start in range(0, len(records), chunk):
+    report(start)
+    rows = [np.asarray(records[i][image_key])
+            for i in range(start, min(start + chunk, len(records)))]
+    if shape is not None:
+      rows = preprocess.to_model_images(rows, *shape[1:], crop=crop)
+    if out is None:
+      out = np.empty((len(records),) + rows[0].shape, np.uint8)
+    out[start:start + len(rows)] = rows
+  return out
 
 
 def _prepare(builder, **kwargs):
@@ -97,27 +147,6 @@ def _reachable(url):
     return True
   except OSError:
     return False
-
-
-def load(name, split, shape, config):
-  """A TFDS image dataset through its own builder, read TensorFlow-free as a data source."""
-  builder, image_key, cache_dir = _prepared_builder(name, split, config)
-  crop = CELEB_A_CROP if name.partition('/')[0] == 'celeb_a' else None
-  return resized(builder, split, shape, crop=crop, image_key=image_key, cache_dir=cache_dir)
-
-
-def load_labels(name, split, config):
-  """(class codes int32 (N,) of the split, class names) from the dataset's `label` feature
-  (a ClassLabel, as mnist, cifar10 or svhn_cropped have), or None when it has none."""
-  builder, _, cache_dir = _prepared_builder(name, split, config)
-  feature = dict(builder.info.features.items()).get('label')
-  if not isinstance(feature, tfds.features.ClassLabel):
-    return None
-
-  def read():  # once per split (TFDS's SkipDecoding would need TensorFlow)
-    source = builder.as_data_source(split=split)
-    return np.array([source[i]['label'] for i in range(len(source))], np.int32)
-  return cached(os.path.join(cache_dir, f'facegan-{split}-labels.npy'), read), feature.names
 
 
 def _prepared_builder(name, split, config):
