@@ -29,7 +29,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from facegan_jax.models import conv_impls, resample, winograd  # noqa: E402
+from facegan_jax import ops  # noqa: E402
+from facegan_jax.ops import cpu, forms, winograd  # noqa: E402
 
 flags.DEFINE_integer('batch', 64, 'batch size')
 flags.DEFINE_integer('repeats', 15, 'interleaved samples per form; the minimum is reported')
@@ -122,8 +123,8 @@ def stacks():
   print(f'{"stack":>16} {"xla":>10} {"auto":>10} {"speedup":>8}')
   for preset in UP:
     for kind, op, shapes, x_shape in (
-        ('G', resample.conv_transpose_4x2, UP[preset], lambda c, s: (FLAGS.batch, s, s, c)),
-        ('D', resample.conv_4x2, DOWN[preset], lambda c, s: (FLAGS.batch, s, s, c))):
+        ('G', ops.conv_transpose_4x2, UP[preset], lambda c, s: (FLAGS.batch, s, s, c)),
+        ('D', ops.conv_4x2, DOWN[preset], lambda c, s: (FLAGS.batch, s, s, c))):
       kernels = [0.02 * jax.random.normal(jax.random.key(i), (4, 4, c, o))
                  for i, (c, o, _) in enumerate(shapes)]
       c, _, s = shapes[0]
@@ -157,7 +158,7 @@ def conv3x3_table():
   print(f'{"layer":>20} {"xla":>9} {"winograd":>9} {"auto picks":>10} {"xla loop":>9} '
         f'{"auto loop":>9} {"speedup":>8}')
   pad = lambda x: jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # noqa: E731
-  xla = lambda x, k: resample.conv_3x3(x, k, 'xla')  # noqa: E731
+  xla = lambda x, k: ops.conv_3x3(x, k, 'xla')  # noqa: E731
   for preset, shapes in CONV3.items():
     for c, o, s in shapes:
       x = jax.random.normal(jax.random.key(0), (FLAGS.batch, s, s, c))
@@ -166,10 +167,10 @@ def conv3x3_table():
       ms = time_interleaved({
           'xla': (jax.jit(xla), (x, kernel)),
           'winograd': (jax.jit(lambda x, k: winograd.conv3x3(pad(x), k)), (x, kernel)),
-          'auto loop': (looped_fwd_bwd(resample.conv_3x3), (x, kernel, g))}, FLAGS.repeats)
+          'auto loop': (looped_fwd_bwd(ops.conv_3x3), (x, kernel, g))}, FLAGS.repeats)
       ms.update(time_interleaved({'xla loop': (looped_fwd_bwd(xla), (x, kernel, g))}, 1))
       print(f'{f"{preset} {c}->{o} @{s}":>20} {ms["xla"]:>9.1f} {ms["winograd"]:>9.1f} '
-            f'{resample.auto_3x3_impl(kernel):>10} {ms["xla loop"] / 2:>9.1f} '
+            f'{cpu.conv3x3_form(kernel):>10} {ms["xla loop"] / 2:>9.1f} '
             f'{ms["auto loop"] / 2:>9.1f} {ms["xla loop"] / ms["auto loop"]:>7.1f}x', flush=True)
 
 
@@ -196,7 +197,7 @@ def block_table():
     blocks, size = [], 4
     for a, b in zip(g_widths, g_widths[1:]):
       blocks.append((f'G {a}->{b} @{size}', size, a,
-                     lambda a=a, b=b: resnet.GBlock(a, b, conv_impl='auto', rngs=nnx.Rngs(0)),
+                     lambda a=a, b=b: resnet.GBlock(a, b, rngs=nnx.Rngs(0)),
                      lambda a=a, b=b: torch_reference.GBlock(a, b), True))
       size *= 2
     size = config.resolution
@@ -204,7 +205,7 @@ def block_table():
       a, b = d_widths[i], d_widths[i + 1]
       blocks.append((f'D {a}->{b} @{size}{" down" if down else ""}', size, a,
                      lambda a=a, b=b, down=down, i=i: resnet.DBlock(
-                         a, b, downsample=down, first=i == 0, conv_impl='auto',
+                         a, b, downsample=down, first=i == 0,
                          rngs=nnx.Rngs(0)),
                      lambda a=a, b=b, down=down, i=i: _plain(torch_reference.DBlock(
                          a, b, down, i == 0)), False))
@@ -256,12 +257,12 @@ def _torch_fwd_bwd_ms(block, x_shape, repeats):
 def main(_):
   print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), jax {jax.__version__}')
   if 'up' in FLAGS.parts:
-    layer_table('Generator ConvTranspose2d(4, 2, 1)', resample.conv_transpose_4x2,
-                conv_impls.UP_IMPLS, UP, lambda c, s: (FLAGS.batch, s, s, c),
-                resample.auto_up_impl)
+    layer_table('Generator ConvTranspose2d(4, 2, 1)', ops.conv_transpose_4x2,
+                forms.UP_FORMS, UP, lambda c, s: (FLAGS.batch, s, s, c),
+                lambda x, kernel: cpu.up_form(x))
   if 'down' in FLAGS.parts:
-    layer_table('Discriminator Conv2d(4, 2, 1)', resample.conv_4x2, conv_impls.DOWN_IMPLS,
-                DOWN, lambda c, s: (FLAGS.batch, s, s, c), resample.auto_down_impl)
+    layer_table('Discriminator Conv2d(4, 2, 1)', ops.conv_4x2, forms.DOWN_FORMS,
+                DOWN, lambda c, s: (FLAGS.batch, s, s, c), lambda x, kernel: cpu.down_form(x))
   if 'stacks' in FLAGS.parts:
     stacks()
   if '3x3' in FLAGS.parts:

@@ -191,15 +191,20 @@ def changed_on_resume(saved, config):
 
 CONV_IMPLS = ('auto', 'xla')
 
-CHOICES = dict(mode=('train', 'sample', 'eval', 'explore'), input=('auto', 'device', 'host'),
-               precision=tuple(models.PRECISIONS), model=tuple(models.FAMILIES),
-               lr_decay=('none',) + SCHEDULE_KINDS, loss=tuple(objectives.OBJECTIVES),
-               spectral_norm=('none', 'd', 'gd'), augment=augment.AUGMENTS,
-               ada_pipeline=tuple(augment.ADA_PIPELINES), fid_resize=evaluation.RESIZE_MODES,
-               # Lower is better for each but class_coverage (evaluation/periodic.py).
-               best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'class_fd',
-                            'class_tv', 'class_coverage', 'fid', 'kid'),
-               conv_impl=CONV_IMPLS)
+
+def choices():
+  """{flag: its choices}, the registries' as they are now (a family or an objective added
+  to its registry is a choice at once)."""
+  return dict(mode=('train', 'sample', 'eval', 'explore'), input=('auto', 'device', 'host'),
+              precision=tuple(models.PRECISIONS), model=tuple(models.FAMILIES),
+              lr_decay=('none',) + SCHEDULE_KINDS, loss=tuple(objectives.OBJECTIVES),
+              spectral_norm=('none', 'd', 'gd'), augment=augment.AUGMENTS,
+              ada_pipeline=tuple(augment.ADA_PIPELINES), fid_resize=evaluation.RESIZE_MODES,
+              # Lower is better for each but class_coverage (evaluation/periodic.py).
+              best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'class_fd',
+                           'class_tv', 'class_coverage', 'fid', 'kid'),
+              conv_impl=CONV_IMPLS)
+
 
 # The models of the paper-style experiments, for benchmarks and tests: each preset is its
 # flagfile's model and optimiser settings (the flagfile is their one home).
@@ -272,7 +277,7 @@ def validate(config, num_devices=None):
   loop again with the number of devices. The family (--model) and objective (--loss) check
   their own settings.
   """
-  for name, allowed in CHOICES.items():
+  for name, allowed in choices().items():
     if getattr(config, name) not in allowed:
       raise UsageError(f'--{name}={getattr(config, name)} is not one of {", ".join(allowed)}')
   for name in ('batch_size', 'resolution'):

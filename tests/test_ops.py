@@ -127,7 +127,7 @@ def test_references_match_each_other():
 def test_config_offers_auto_and_the_reference():
   """--conv_impl offers 'auto' and XLA's own ops, a form of both layers; the other forms are
   for benchmarks and these tests."""
-  assert set(config_lib.CHOICES['conv_impl']) == {'auto', 'xla'}
+  assert set(config_lib.choices()['conv_impl']) == {'auto', 'xla'}
   assert 'xla' in forms.DOWN_FORMS and 'xla' in forms.UP_FORMS
 
 

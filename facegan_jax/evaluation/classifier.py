@@ -2,8 +2,8 @@
 
 Any dataset with labels (a folder with class subfolders, a TFDS dataset with a `label`
 feature) gets a CNN trained once per dataset version and channel count on a fixed 90% of its
-training images (32x32, ~15 s for scikit-learn's 1,797 digits on 2 CPU cores; cached like
-the attribute network); its accuracy on the other 10% travels with every number it produces. On it:
+training images (32x32; cached like the attribute network); its accuracy on the other 10%
+travels with every number it produces. On it:
 
 - class_fd: the Fréchet distance between the real and generated images' 128 penultimate
   features (FID's recipe with a network that knows the classes);

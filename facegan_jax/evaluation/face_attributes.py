@@ -2,7 +2,7 @@
 
 synthetic_faces stores every parameter a face was drawn from (data/synthetic_faces.ATTRIBUTES).
 A small CNN learns to read them back from the train split at 32x32 (trained once per dataset
-version and channel count, ~2.5 minutes on 2 CPU cores, and cached); its accuracy on the
+version and channel count and cached, its time in docs/metrics.md); its accuracy on the
 held-out test split travels with every number it produces. On it, two metrics:
 
 - domain FD: the Fréchet distance between the real and the generated images' 256 penultimate
@@ -180,7 +180,7 @@ def read_images(model, images, channels):
 def metrics(model, quality, real_read, fake, channels):
   """Domain FD and attribute match of uint8 fakes (any resolution) against the reals, given
   as their read_images()."""
-  import scipy.stats  # noqa: PLC0415  (1 s to import, and every main.py run imports this module)
+  import scipy.stats  # noqa: PLC0415  (slow to import, and every main.py run imports this module)
   real_features, real_cont, real_classes = real_read
   fake_features, fake_cont, fake_classes = read_images(model, fake, channels)
   fd = distances.frechet_distance(*distances.mean_and_covariance(real_features),

@@ -88,7 +88,7 @@ def swd(real, fake, seed=0):
   for real_level, fake_level in zip(laplacian_pyramid(to_float(real)),
                                     laplacian_pyramid(to_float(fake))):
     # The same patch positions in both sets (the paper's code draws them independently,
-    # which leaves a sampling-noise floor: ~17 between a set of 64 images and itself).
+    # which leaves a sampling-noise floor even between a set of images and itself).
     state = rng.bit_generator.state
     a = _normalized(descriptors(real_level, rng))
     rng.bit_generator.state = state

@@ -32,7 +32,7 @@ class TensorBoardLog:
     self.config, self.writer, self.tags = config, None, set()
     if not enabled:
       return
-    # Imported here: ~0.2 s that only training pays (and ~1.3 s more where torch is
+    # Imported here: an import cost that only training should pay (larger where torch is
     # installed, which tensorboardX imports when it can).
     from tensorboardX import SummaryWriter  # noqa: PLC0415
     # Steps after `step` from earlier runs are purged; `step`'s own lines stay (a resume does

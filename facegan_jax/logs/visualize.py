@@ -40,7 +40,7 @@ def plot_losses(metrics_path, path):
   if not rows:
     return
   # A Figure of its own, not pyplot's: files only, no display or global state; imported here,
-  # as only training plots (~0.2 s of every other run's start otherwise).
+  # as only training plots (matplotlib's import would otherwise slow every run's start).
   from matplotlib.figure import Figure  # noqa: PLC0415
   steps = [r['step'] for r in rows]
   fig = Figure(figsize=(6, 3.5), dpi=100)
@@ -62,7 +62,8 @@ TIMELAPSE_FRAMES = 60  # at most: a long run's grids are thinned evenly, the las
 class Timelapse:
   """An animated GIF of the sample grids in `samples_dir` (step_NNNNNNN.png, saved `scale`x),
   at the grids' own size, the last frame held. Each grid is read and quantised once, the first
-  time an update reaches it; the GIF is rewritten at each update (~40 ms for 24 frames)."""
+  time an update reaches it; the GIF is rewritten at each update (cheap beside a log
+  interval, so no incremental GIF writer is needed)."""
 
   def __init__(self, samples_dir, path, scale=2, max_frames=TIMELAPSE_FRAMES):
     self.samples_dir, self.path, self.scale, self.max_frames = samples_dir, path, scale, max_frames

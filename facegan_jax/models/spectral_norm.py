@@ -30,8 +30,14 @@ def _unit(x):
 
 
 def init_vectors(params, key):
-  """A random unit vector u of size fan_out for each kernel of `params`."""
+  """A random unit vector u of size fan_out for each kernel of `params`. A weight of two axes
+  or more named other than `kernel` is an error: spectral norm would silently skip it (the
+  families' contract, models/__init__.py)."""
   found = kernels(params)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    if leaf.ndim >= 2 and _name(path) not in found:
+      raise ValueError(f'{_name(path)}: a weight of {leaf.ndim} axes not named `kernel`, which '
+                       'spectral norm would skip; name it `kernel` (models/__init__.py)')
   keys = jax.random.split(key, max(len(found), 1))
   return {name: _unit(jax.random.normal(k, (kernel.shape[-1],), jnp.float32))
           for k, (name, kernel) in zip(keys, sorted(found.items()))}

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from facegan_jax import schedules
 from facegan_jax.errors import UsageError
 from facegan_jax.mesh import DATA_AXIS
 from facegan_jax.objectives.critic import input_gradients, mean_squared_norm
@@ -65,16 +66,20 @@ LOSSES = {'bce': (bce_d, bce_g), 'lsgan': (lsgan_d, lsgan_g), 'hinge': (hinge_d,
 
 
 def d_loss(d, real, fake, config, *, d_step, example_keys):
-  """--loss's D loss, plus R1 on the reals and the gradient penalty where they are on."""
+  """--loss's D loss, plus R1 on the reals and the gradient penalty where they are on, their
+  weights at this step by --schedule."""
+  step = d_step // config.d_steps
   if config.r1_gamma:
-    real_logits, d, r1 = r1_pass(d, real, d_step, config)
+    gamma = schedules.of(config, 'r1_gamma')(step)
+    real_logits, d, r1 = r1_pass(d, real, d_step, gamma, config.r1_every)
   else:
     (real_logits, d), r1 = d(real, 'real'), 0.0
   fake_logits, d = d(fake, 'fake')
   loss = LOSSES[config.loss][0](real_logits, fake_logits, config.label_smoothing)
   gp = 0.0
   if config.gp_weight:
-    gp = gradient_penalty(d, real, fake, example_keys, config.gp_weight)
+    weight = schedules.of(config, 'gp_weight')(step)
+    gp = gradient_penalty(d, real, fake, example_keys, weight)
   metrics = {name: value for name, value, on in (('r1', r1, config.r1_gamma),
                                                   ('gp', gp, config.gp_weight)) if on}
   return loss + r1 + gp, d, dict(real_logits=real_logits, fake_logits=fake_logits,
@@ -87,25 +92,25 @@ def g_loss(d, real, fake, config):
   return LOSSES[config.loss][1](d(fake, 'fake')[0])
 
 
-def r1_pass(d, real, d_step, config):
+def r1_pass(d, real, d_step, gamma, every=1):
   """D on the reals with the R1 penalty (Mescheder et al. 2018): γ/2 · E‖∇ₓD(x)‖², the
   gradient of the summed logits in the real images before any augmentation. Lazily, as
-  StyleGAN2: every --r1_every D steps, scaled by that interval, and 0 between.
+  StyleGAN2: every `every` D steps (--r1_every), scaled by that interval, and 0 between.
 
   Returns (real logits, d after the call, the penalty added to D's loss).
   """
   def with_r1(real):
     logits, d_after, x_grads = input_gradients(d, real, 'real')
-    scale = 0.5 * config.r1_gamma * config.r1_every
+    scale = 0.5 * gamma * every
     return logits, d_after, scale * mean_squared_norm(x_grads)
 
   def without(real):
     logits, d_after = d(real, 'real')
     return logits, d_after, jnp.zeros((), jnp.float32)
 
-  if config.r1_every == 1:
+  if every == 1:
     return with_r1(real)
-  return jax.lax.cond(d_step % config.r1_every == 0, with_r1, without, real)
+  return jax.lax.cond(d_step % every == 0, with_r1, without, real)
 
 
 def gradient_penalty(d, real, fake, example_keys, weight):

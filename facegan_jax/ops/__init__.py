@@ -2,9 +2,10 @@
 
 Model code says what it computes (`ops.conv_4x2(x, kernel)`, "a 4x4 stride-2 convolution")
 and never how. Off CPU that is XLA's own op (cuDNN on GPUs); on CPU, exact forms with
-hand-written backward passes that run several times faster than XLA's own there (cpu.py
-chooses per layer shape, forms.py and winograd.py compute them). Every form equals XLA's
-op to float rounding, forward and backward (tests/test_ops.py).
+hand-written backward passes, because XLA's CPU convolutions and its autodiff of them are
+the slow part of a step there (cpu.py chooses per layer shape, forms.py and winograd.py
+compute them; benchmarks/RESULTS.md, "Resampling layers"). Every form equals XLA's op to
+float rounding, forward and backward (tests/test_ops.py).
 
 `--conv_impl=xla` runs XLA's own ops everywhere, the reference: `set_forms` applies it once
 for the process (models.build calls it from the config); `form=` picks one form for a single
@@ -19,9 +20,6 @@ import jax.numpy as jnp
 from facegan_jax.ops import cpu, winograd
 from facegan_jax.ops.forms import DOWN_FORMS, UP_FORMS
 from facegan_jax.ops.reductions import add_bias, channel_sums
-
-# --conv_impl's choices: 'auto' (the fastest form on the backend) or 'xla' (XLA's own ops).
-FORM_CHOICES = ('auto', 'xla')
 
 _forms = 'auto'
 
@@ -115,6 +113,6 @@ def conv_3x3_avg_pool(x, kernel, form=None):
   return conv_4x2(x, fold_down(kernel), form)
 
 
-__all__ = ['FORM_CHOICES', 'add_bias', 'channel_sums', 'conv_3x3', 'conv_3x3_avg_pool',
+__all__ = ['add_bias', 'channel_sums', 'conv_3x3', 'conv_3x3_avg_pool',
            'conv_4x2', 'conv_transpose_4x2', 'fold_down', 'fold_up', 'forms', 'set_forms',
            'upsample_conv_3x3']

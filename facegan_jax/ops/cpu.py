@@ -51,8 +51,8 @@ def autodiff_up(x):
 # ---------------------------------------------------------------------------------------------
 # Hand-written backward passes. The two resampling layers are adjoint: with the kernel's in/out
 # axes swapped, each one applied to the other's output gradient is that layer's input gradient.
-# XLA's autodiff of a transposed convolution (of any of its forms) is several times slower on
-# CPU than PyTorch's, and its input gradient of the strided convolution is a slow transposed
+# XLA's CPU autodiff of a transposed convolution (of any of its forms) is slow against
+# PyTorch's, and its input gradient of the strided convolution is a slow transposed
 # convolution too; through the adjoint each runs in the other layer's fastest forward form.
 # Kernel gradients are the strided layer's (for the transposed layer: taken at its output
 # gradient, with its input as cotangent), by XLA or in the Winograd form, per shape.
@@ -107,7 +107,7 @@ def _down_kernel_grad(x, kernel, g):
   # dkernel[y, x', c, o] = sum over b, i, j of padded_x[b, 2i + y, 2j + x', c] * g[b, i, j, o]:
   # a convolution with c as batch, b as feature and g dilated by 2 as kernel, written in the
   # layouts XLA's CPU convolution kernels take (as XLA itself rewrites it, but only in the
-  # entry computation: inside a while loop the untransposed form is many times slower).
+  # entry computation: inside a while loop it keeps the untransposed form, a slow path).
   pad = [(1, 2 * n + 1 - size) for n, size in zip(g.shape[1:3], x.shape[1:3])]
   dkernel = jax.lax.conv_general_dilated(
       channels_first_batch_last(x), g.transpose(1, 2, 0, 3), (1, 1), pad, rhs_dilation=(2, 2),
@@ -158,9 +158,9 @@ def _conv_3x3_bwd(x, kernel, g):
   """The 3x3 convolution's input gradient is the 3x3 convolution of g with the kernel flipped
   and its in/out axes swapped; its kernel gradient, dkernel[u, v, c, o] = sum over b, i, j of
   padded_x[b, i + u, j + v, c] * g[b, i, j, o], is a convolution with c as batch and b as
-  feature, in the layouts XLA's CPU kernels take (faster than Winograd's kernel gradient
-  here). XLA's autodiff writes the untransposed form, which inside the train step's loop is
-  many times slower."""
+  feature, in the layouts XLA's CPU kernels take (which beat Winograd's kernel gradient at
+  these shapes). XLA's autodiff writes the untransposed form, which XLA keeps inside the train
+  step's loop, a slow path on CPU ("Transposes in the kernel gradients")."""
   g = g.astype(x.dtype)
   dx = conv_3x3(g, _swap_io(kernel[::-1, ::-1]))
   dkernel = conv_3x3_xla(channels_first_batch_last(x), g.transpose(1, 2, 0, 3))

@@ -5,7 +5,7 @@ Algorithms for Convolutional Neural Networks", 2016).
 Both DCGAN resampling layers are 2x2 stride-1 convolutions in their space-to-depth forms, so
 F(2x2, 2x2) cuts their forward arithmetic to 9/16; F(2x2, 3x3) cuts the ResNets' 3x3
 convolutions to 16/36. The transforms' coefficients are 0, +-1 and (on F(2x2, 3x3)'s kernel)
-+-1/2, so the result matches the direct convolution to float rounding (~1e-6 relative).
++-1/2, so the result matches the direct convolution to float rounding (tests/test_ops.py).
 
 In 1-D, outputs y0 = d0 g0 + d1 g1 and y1 = d1 g0 + d2 g1 of inputs d0..d2 and taps g0, g1 are
 A^T [(G g) * (B^T d)]: three products instead of four. In 2-D the transforms act on rows and
@@ -91,8 +91,9 @@ def conv2x2_kernel_grad(x, g):
   """The gradient of conv2x2(x, kernel) for its kernel, at output gradient g (B, H, W, O):
   each of the 3x3 products' kernel gradient is one matmul over all tiles, (C, N) x (N, O).
 
-  Written out rather than left to autodiff, which contracts the same tensors ~1.5x slower on
-  XLA CPU. Zero rows or columns make odd sizes even, as in conv2x2.
+  Written out rather than left to autodiff, whose contraction of the same tensors XLA runs
+  more slowly on CPU ("Resampling layers"). Zero rows or columns make odd sizes even, as in
+  conv2x2.
   """
   b, h, w, _ = g.shape
   if h % 2 or w % 2:

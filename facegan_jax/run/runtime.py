@@ -1,12 +1,11 @@
 """Process settings that make XLA on CPU fast; call `configure()` before JAX is imported.
 
-Both were measured on the project's 2-core CPU machines (benchmarks/RESULTS.md, "CPU runtime
-settings"):
+Why each one (the measurements: benchmarks/RESULTS.md, "CPU runtime settings"):
 
 - glibc's malloc hands large freed blocks back to the kernel (XLA's worker threads get
   mmap'ed buffers above 32 MB or outside the main arena), so every step page-faults its
-  activations back in, and fresh memory fills several times slower than reused memory. One
-  arena, no mmap'ed chunks and no trimming keep the memory in the process.
+  activations back in, and filling fresh pages costs far more than reusing resident ones.
+  One arena, no mmap'ed chunks and no trimming keep the memory in the process.
 - XLA's convolutions through YNNPACK fusions (the default in jaxlib 0.10) run the DCGAN layers
   slower than XLA's own convolution emitter; dots keep the YNNPACK path.
 

@@ -1,0 +1,103 @@
+"""The G/D contract every family keeps (models/__init__.py), checked for each registered one;
+and a new family and a new objective, each added as one module plus one line."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from facegan_jax import config as config_lib, models, objectives
+from facegan_jax.errors import UsageError
+from facegan_jax.models import spectral_norm
+from facegan_jax.models.batchnorm import BatchNorm
+from tests import tiny_family, tiny_objective
+from tests.test_step import MLP, RESNET, random_images, run
+
+# Each family's smallest settings over tests/test_step.py's tiny config (the same compiled
+# steps as its tests). A family added to FAMILIES needs its line here.
+TINY = {'dcgan': {}, 'mlp': MLP, 'resnet': RESNET,
+        'tiny': dict(model='tiny', resolution=8, loss='rp_test')}
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch):
+  """tests/tiny_family.py and tests/tiny_objective.py registered as a new family and
+  objective are: the module, and one line in the registry."""
+  monkeypatch.setitem(sys.modules, 'facegan_jax.models.tiny', tiny_family)
+  monkeypatch.setitem(models.FAMILIES, 'tiny', 'a test-only family')
+  monkeypatch.setitem(sys.modules, 'facegan_jax.objectives.rp_test', tiny_objective)
+  monkeypatch.setitem(objectives.OBJECTIVES, 'rp_test', ('rp_test', 'a test-only objective'))
+
+
+def test_every_family_is_checked():
+  assert set(TINY) == set(models.FAMILIES)
+
+
+def _config(name, **overrides):
+  return config_lib.Config(**{**dict(model=name, z_dim=16, batch_size=8),
+                              **{k: v for k, v in TINY[name].items() if k != 'model'},
+                              **overrides})
+
+
+@pytest.mark.parametrize('name', sorted(TINY))
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_family_keeps_the_contract(name, precision):
+  """G: latents -> float32 NHWC images in [-1, 1], in train and inference mode; D: images ->
+  float32 logits (B,), with per-example dropout keys or none; parameters float32 under bf16;
+  every weight of two axes or more a `kernel` spectral norm normalises; BatchNorm statistics
+  only in batchnorm.BatchNorm."""
+  config = _config(name, precision=precision)
+  config_lib.validate(config)
+  g, d = models.build(config, nnx.Rngs(0))
+  size, channels = config.resolution, config.channels
+  z = jax.random.normal(jax.random.key(1), (4, config.z_dim))
+  for train in (True, False):
+    images = g(z, train=train)
+    assert images.shape == (4, size, size, channels) and images.dtype == jnp.float32
+    assert float(jnp.abs(images).max()) <= 1.0 and float(images.std()) > 0
+  keys = jax.random.split(jax.random.key(2), 4)
+  for logits in (d(images, train=True, dropout_keys=keys), d(images, train=False)):
+    assert logits.shape == (4,) and logits.dtype == jnp.float32
+    assert np.all(np.isfinite(logits))
+  for module in (g, d):
+    params = nnx.state(module, nnx.Param)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+    vectors = spectral_norm.init_vectors(params, jax.random.key(3))
+    assert len(vectors) == sum(x.ndim >= 2 for x in jax.tree.leaves(params)) > 0
+    for _, node in nnx.iter_graph(module):
+      if isinstance(node, nnx.Module) and not isinstance(node, BatchNorm):
+        assert not any(isinstance(v, nnx.BatchStat) for v in vars(node).values()), node
+
+
+@pytest.mark.parametrize('name', sorted(TINY))
+def test_family_runs_the_same_on_one_and_two_devices(name):
+  """Two steps of the train step on 1 and on 2 devices: the same losses (test_step.py checks
+  the states and more configurations)."""
+  overrides = TINY[name]
+  images = random_images(40, overrides.get('resolution', 16), overrides.get('channels', 3))
+  (_, one), (_, two) = (run(n, 2, images, **overrides) for n in (1, 2))
+  for a, b in zip(one, two, strict=True):
+    assert a.keys() == b.keys()
+    for k in a:
+      assert np.isfinite(a[k]) and abs(a[k] - b[k]) <= 1e-5 * max(1, abs(a[k])), (k, a, b)
+  assert one[0]['d_loss'] != one[1]['d_loss']
+
+
+def test_a_new_family_and_objective_are_choices_and_validate_their_settings():
+  config = _config('tiny')
+  config_lib.validate(config)
+  assert 'tiny (a test-only family)' in models.describe()
+  with pytest.raises(UsageError, match=r'^--resolution=64: tiny draws at most 32 pixels$'):
+    config_lib.validate(_config('tiny', resolution=64))
+  with pytest.raises(UsageError, match='^--model=small is not one of dcgan, mlp, resnet, tiny$'):
+    config_lib.validate(_config('tiny', model='small'))
+
+
+def test_a_weight_spectral_norm_would_skip_is_an_error():
+  params = {'dense': {'kernel': jnp.ones((3, 2)), 'bias': jnp.ones(2)},
+            'embed': {'embedding': jnp.ones((5, 2))}}
+  with pytest.raises(ValueError, match='^embed.embedding: a weight of 2 axes not named'):
+    spectral_norm.init_vectors(params, jax.random.key(0))
