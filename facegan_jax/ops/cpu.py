@@ -30,7 +30,8 @@ def up_form(x):
 
 def conv3x3_form(kernel):
   """The forward form of the 3x3 convolution: Winograd F(2x2, 3x3) between layers of 128
-  channels and more, XLA's own elsewhere ("The ResNets' 3x3 convolutions")."""
+  channels and more, XLA's own elsewhere, where Winograd's transforms cost more than the
+  multiplies they save (`python benchmarks/layer_forms.py --parts=3x3`)."""
   return 'winograd' if min(kernel.shape[2:]) >= 128 else 'xla'
 
 
