@@ -10,9 +10,9 @@ import sys
 from absl import app, flags, logging
 
 from facegan_jax import config as config_lib
+from facegan_jax.errors import DISK_FULL, NOT_WRITABLE, CheckpointError, UsageError
 from facegan_jax.run import runtime
 from facegan_jax.run import workdir as workdir_lib
-from facegan_jax.errors import DISK_FULL, NOT_WRITABLE, CheckpointError, UsageError
 
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            str: flags.DEFINE_string}

@@ -35,9 +35,9 @@ from absl import app, flags, logging  # noqa: E402
 import main  # noqa: E402,F401  (defines the flags: a flagfile's --workdir is read, not used)
 from benchmarks import torch_reference  # noqa: E402
 from facegan_jax import config as config_lib, state as state_lib  # noqa: E402
-from facegan_jax.logs import visualize  # noqa: E402
 from facegan_jax.data import pipeline, sources  # noqa: E402
 from facegan_jax.evaluation import evaluate  # noqa: E402
+from facegan_jax.logs import visualize  # noqa: E402
 
 flags.DEFINE_string('out', '/tmp/torch_train', 'where the grids and eval records go')
 FLAGS = flags.FLAGS

@@ -22,10 +22,10 @@ import numpy as np
 from absl import logging
 
 from facegan_jax import config as config_lib
-from facegan_jax.run import files
-from facegan_jax.logs import visualize
 from facegan_jax.data import synthetic_faces
 from facegan_jax.evaluation import face_attributes
+from facegan_jax.logs import visualize
+from facegan_jax.run import files
 from facegan_jax.sample import load_latest
 
 ROWS = 8  # rows of the interpolation figure, faces of each arithmetic figure

@@ -8,9 +8,9 @@ from absl import logging
 
 from facegan_jax import mesh as mesh_lib
 from facegan_jax import state as state_lib
-from facegan_jax.logs import visualize
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.errors import UsageError
+from facegan_jax.logs import visualize
 
 
 def load_latest(config, workdir):

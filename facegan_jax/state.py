@@ -15,8 +15,8 @@ import optax
 from flax import nnx
 
 from facegan_jax import models, ops, schedules
-from facegan_jax.models import spectral_norm
 from facegan_jax.data.pipeline import to_uint8
+from facegan_jax.models import spectral_norm
 
 
 @flax.struct.dataclass

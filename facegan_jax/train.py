@@ -10,19 +10,19 @@ import jax
 from absl import logging
 
 from facegan_jax import config as config_lib
-from facegan_jax.run import files
-from facegan_jax.logs import health as health_lib
 from facegan_jax import mesh as mesh_lib
-from facegan_jax.run import memory, preemption, runtime
-from facegan_jax.logs import metrics_log, visualize
 from facegan_jax import resume, step as step_lib
 from facegan_jax import state as state_lib
-from facegan_jax.logs import tensorboard_log
-from facegan_jax.run import workdir as workdir_lib
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline, sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation.periodic import PeriodicEval
+from facegan_jax.logs import health as health_lib
+from facegan_jax.logs import metrics_log, visualize
+from facegan_jax.logs import tensorboard_log
+from facegan_jax.run import files
+from facegan_jax.run import memory, preemption, runtime
+from facegan_jax.run import workdir as workdir_lib
 
 
 def call_length(config, step, max_steps_per_call):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegan_jax.errors import UsageError
 from facegan_jax.data import images
+from facegan_jax.errors import UsageError
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from facegan_jax import config as config_lib
-from facegan_jax.models import build, param_count, resnet
-from facegan_jax.ops.forms import DOWN_IMPLS, UP_IMPLS
-from facegan_jax.models.resample import conv_3x3, conv_4x2, conv_transpose_4x2
+from facegan_jax import config as config_lib, ops
+from facegan_jax.models import build, resnet
+from facegan_jax.ops import conv_3x3, conv_4x2, conv_transpose_4x2, fold_down, fold_up
+from facegan_jax.ops.forms import DOWN_FORMS, UP_FORMS
+from tests.conftest import param_count
 
 
 def textbook_conv(x, k3):
@@ -132,7 +133,7 @@ def test_whole_models_on_the_cpu_forms_are_xlas_with_their_gradients():
     def loss(g_params, d_params):
       images = nnx.merge(g_graph, g_params, g_rest, copy=True)(z, train=True)
       return -nnx.merge(d_graph, d_params, copy=True)(images, train=True).mean(), images
-    with ops.forms(impl):  # traced here
+    with ops.using_forms(impl):  # traced here
       return jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(g_params, d_params)
 
   (_, ours), ours_grads = loss_and_grads('auto')

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from tensorflow_datasets.core.utils import file_utils
 
-from facegan_jax.run import memory, workdir as workdir_lib
 from facegan_jax.config import Config
 from facegan_jax.data import cache, tfds_prepare
 from facegan_jax.errors import UsageError
+from facegan_jax.run import memory, workdir as workdir_lib
 
 
 def test_a_locked_workdir_refuses_a_second_run_naming_the_holder(tmp_path):

@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 from absl import logging
 
-from facegan_jax.run import files as files_lib
 from facegan_jax.data import cache, images
+from facegan_jax.run import files as files_lib
 
 
 class _Folder(NamedTuple):

@@ -15,8 +15,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from facegan_jax.errors import UsageError
 from facegan_jax.data import preprocess
+from facegan_jax.errors import UsageError
 from facegan_jax.run.progress import Progress
 
 SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp')

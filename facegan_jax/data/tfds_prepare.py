@@ -18,12 +18,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from facegan_jax.run import progress
 from facegan_jax.data import celeba_small_builder as celeba_small_module
 from facegan_jax.data import images, preprocess
 from facegan_jax.data import synthetic_faces_builder as synthetic_faces_module
 from facegan_jax.data.cache import data_root
 from facegan_jax.errors import UsageError
+from facegan_jax.run import progress
 
 # The customary CelebA face crop before resizing: the centred 108x108 square of the 178x218
 # aligned images, as in carpedm20's DCGAN-tensorflow (and the Udacity project's ancestry).

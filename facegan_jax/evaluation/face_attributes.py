@@ -29,8 +29,8 @@ from flax import nnx
 
 from facegan_jax.data import preprocess, sources, synthetic_faces
 from facegan_jax.evaluation import distances, netcache, parallel
-from facegan_jax.run.progress import Progress
 from facegan_jax.models.dcgan import DownConv
+from facegan_jax.run.progress import Progress
 
 RESOLUTION = 32
 FEATURES = 256

@@ -15,12 +15,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax.run import files
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import distances
 from facegan_jax.evaluation import inception
 from facegan_jax.evaluation import parallel
 from facegan_jax.evaluation import torch_weights
+from facegan_jax.run import files
 
 WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
                'pt_inception-2015-12-05-6726825d.pth')

@@ -9,8 +9,8 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from facegan_jax.run import files
 from facegan_jax.checkpoint.manager import leaf_names
+from facegan_jax.run import files
 
 
 def load_or_train(kind, key, build, train):

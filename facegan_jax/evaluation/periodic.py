@@ -12,10 +12,10 @@ import os
 
 from absl import logging
 
-from facegan_jax.logs import metrics_log
-from facegan_jax.run import runtime
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.evaluation import evaluate
+from facegan_jax.logs import metrics_log
+from facegan_jax.run import runtime
 
 BEST_DIR = 'best_checkpoint'
 HIGHER_IS_BETTER = ('class_coverage',)

@@ -7,8 +7,8 @@ import re
 import numpy as np
 from PIL import Image
 
-from facegan_jax.run import files
 from facegan_jax.logs import metrics_log
+from facegan_jax.run import files
 
 
 def grid(images, columns=None, pad=2):

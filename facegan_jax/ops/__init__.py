@@ -32,7 +32,7 @@ def set_forms(name):
 
 
 @contextlib.contextmanager
-def forms(name):
+def using_forms(name):
   """`set_forms(name)` for the traces inside the block."""
   previous = _forms
   set_forms(name)
@@ -113,6 +113,6 @@ def conv_3x3_avg_pool(x, kernel, form=None):
   return conv_4x2(x, fold_down(kernel), form)
 
 
-__all__ = ['add_bias', 'channel_sums', 'conv_3x3', 'conv_3x3_avg_pool',
-           'conv_4x2', 'conv_transpose_4x2', 'fold_down', 'fold_up', 'forms', 'set_forms',
-           'upsample_conv_3x3']
+__all__ = ['add_bias', 'channel_sums', 'conv_3x3', 'conv_3x3_avg_pool', 'conv_4x2',
+           'conv_transpose_4x2', 'fold_down', 'fold_up', 'set_forms', 'upsample_conv_3x3',
+           'using_forms']
