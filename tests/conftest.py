@@ -363,7 +363,7 @@ def info_lines(output):
 
 def assert_only_our_info_lines(output):
   """main.py's console shows INFO lines of this project's files only (libraries' warnings
-  and errors pass too; facegan_jax/runtime.py's ours_or_warning). Returns those files."""
+  and errors pass too; facegan_jax/run/runtime.py's ours_or_warning). Returns those files."""
   files = {name for name, _, _ in info_lines(output)}
   assert files <= OUR_FILES, sorted(files - OUR_FILES)
   return files
