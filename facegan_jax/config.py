@@ -7,7 +7,6 @@ also asks the chosen family and objective to check their own settings, which imp
 """
 
 import dataclasses
-import math
 import os
 
 from facegan_jax import augment, evaluation, models, objectives
@@ -19,7 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # How --lr_decay and --schedule's values change (schedules.py computes them).
 SCHEDULE_KINDS = ('linear', 'cosine')
 # The values --schedule can move over the run (schedules.py).
-SCHEDULED = ('lr_g', 'lr_d', 'beta2', 'beta2_d', 'r1_gamma', 'gp_weight', 'ema_decay')
+# {name: the largest value it may end at, excluded}: all end at 0 or above; a value that is 0
+# at the start is off (a penalty, the EMA) and stays off.
+SCHEDULED = dict(lr_g=float('inf'), lr_d=float('inf'), beta2=1.0, beta2_d=1.0,
+                 r1_gamma=float('inf'), gp_weight=float('inf'), ema_decay=1.0)
 
 
 def field(default, help):  # noqa: A002  (the flag's help, as absl calls it)
@@ -259,7 +261,8 @@ def parse_schedule(text):
   parsed = {}
   for item in filter(None, text.split(',')):
     name, kind, final = (item.split(':') + ['', ''])[:3]
-    if name not in SCHEDULED or kind not in SCHEDULE_KINDS or name in parsed:
+    if (name not in SCHEDULED or kind not in SCHEDULE_KINDS or name in parsed
+        or item.count(':') > 2):
       raise UsageError(f'--schedule={text}: each item is NAME:KIND:FINAL with NAME one of '
                        f'{", ".join(SCHEDULED)} (each once) and KIND one of '
                        f'{", ".join(SCHEDULE_KINDS)}')
@@ -310,6 +313,8 @@ def validate(config, num_devices=None):
       raise UsageError(f'--{name}={value}: must be in [0, 1)')
   if not 0 <= config.ema_decay < 1:
     raise UsageError(f'--ema_decay={config.ema_decay}: must be in [0, 1)')
+  if not 0 <= config.d_dropout < 1:
+    raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   if not 0 <= config.max_bad_fraction <= 1:
     raise UsageError(f'--max_bad_fraction={config.max_bad_fraction}: must be in [0, 1]')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',
@@ -343,11 +348,10 @@ def validate(config, num_devices=None):
   if config.lr_decay != 'none' and {'lr_g', 'lr_d'} & set(scheduled):
     raise UsageError('--schedule moves a learning rate that --lr_decay decays already: use one')
   for name, (_, final) in scheduled.items():
-    unit = name.startswith('beta2') or name == 'ema_decay'
-    if (unit and not 0 <= final < 1) or final < 0:
-      raise UsageError(f'--schedule: {name} cannot end at {final} (must be in '
-                       f'{"[0, 1)" if unit else "[0, inf)"})')
+    if not 0 <= final < SCHEDULED[name]:
+      raise UsageError(f'--schedule: {name} cannot end at {final} (must be in [0, '
+                       f'{SCHEDULED[name]:g}))')
     if getattr(config, name) is None:
       raise UsageError(f'--schedule moves {name}: give its start, --{name}')
-    if not getattr(config, name) and name in ('r1_gamma', 'gp_weight', 'ema_decay'):
+    if not getattr(config, name):
       raise UsageError(f'--schedule moves {name}, which is off (--{name}=0)')

@@ -64,7 +64,8 @@ def train_step(state, real, rng, *, config):
   state, d_out = d_update(state, reals[-1], fake, keys,
                           state.step * config.d_steps + config.d_steps - 1, config)
 
-  d = critic_of(state, state.d_params, state.d_sn, keys, for_g=True, config=config)
+  d = critic(state, state.d_params, state.d_sn, config, real=(keys.drop_real, keys.aug_real),
+             fake=(keys.drop_g, keys.aug_g))
   g_loss, fake_grads = jax.value_and_grad(
       lambda fake: objective.g_loss(d, reals[-1], fake, config))(fake)
   (g_grads,) = g_vjp(fake_grads)
@@ -111,13 +112,12 @@ def generate(state, g_params, g_sn, z):
   return g(z, train=True), nnx.state(g, nnx.BatchStat)
 
 
-def critic_of(state, d_params, d_sn, keys, *, for_g, config):
-  """D of `state` with `d_params` as the objective sees it: in D's update its 'real' and
-  'fake' calls take the reals' and fakes' keys; in G's update 'fake' takes G's own."""
-  fake_keys = (keys.drop_g, keys.aug_g) if for_g else (keys.drop_fake, keys.aug_fake)
+def critic(state, d_params, d_sn, config, *, real, fake):
+  """D of `state` with `d_params` and spectral-norm vectors `d_sn`, as the objective sees it;
+  `real` and `fake` are the (dropout, augmentation) keys of its 'real' and 'fake' calls."""
   return Critic(params=d_params, sn=d_sn, stats=state.d_stats,
-                dropout_keys=dict(real=keys.drop_real, fake=fake_keys[0]),
-                augment_keys=dict(real=keys.aug_real, fake=fake_keys[1]), ada_p=state.ada_p,
+                dropout_keys=dict(real=real[0], fake=fake[0]),
+                augment_keys=dict(real=real[1], fake=fake[1]), ada_p=state.ada_p,
                 graph=state.d_graph, config=config)
 
 
@@ -134,7 +134,8 @@ def d_update(state, real, fake, keys, d_step, config):
   fake = jax.lax.stop_gradient(fake)
 
   def d_loss(d_params):
-    d = critic_of(state, d_params, d_sn, keys, for_g=False, config=config)
+    d = critic(state, d_params, d_sn, config, real=(keys.drop_real, keys.aug_real),
+               fake=(keys.drop_fake, keys.aug_fake))
     loss, d, out = objective.d_loss(d, real, fake, config, d_step=d_step,
                                     example_keys=keys.objective)
     return loss, dict(out, d_stats=d.stats)

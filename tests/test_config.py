@@ -7,7 +7,6 @@ import pytest
 
 from facegan_jax import config as config_lib
 from facegan_jax.errors import UsageError
-from facegan_jax.models import dcgan
 
 
 def test_presets_are_their_flagfiles_model_settings():
@@ -46,11 +45,6 @@ def test_resolutions_below_one_are_one_line_errors(model, resolution):
     config_lib.validate(config_lib.Config(model=model, resolution=resolution))
 
 
-def test_num_stages():
-  assert dcgan.num_stages(64) == (4, 4)
-  assert dcgan.num_stages(28) == (7, 2)
-
-
 def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
   config = config_lib.Config(beta1_d=0.0)
   path = tmp_path / 'flags.txt'
@@ -83,9 +77,3 @@ def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
 def test_regulariser_misuse_is_a_one_line_error(overrides, message):
   with pytest.raises(UsageError, match='^' + re.escape(message)):
     config_lib.validate(config_lib.Config(**overrides), overrides.get('num_devices'))
-
-
-def test_d_has_no_batchnorm_under_spectral_norm_or_the_gradient_penalty():
-  assert dcgan.d_batchnorm(config_lib.Config())
-  assert not dcgan.d_batchnorm(config_lib.Config(spectral_norm='d'))
-  assert not dcgan.d_batchnorm(config_lib.Config(loss='wgan', gp_weight=10.0))

@@ -14,7 +14,7 @@ from facegan_jax.errors import UsageError
 from facegan_jax.models import spectral_norm
 from facegan_jax.models.batchnorm import BatchNorm
 from tests import tiny_family, tiny_objective
-from tests.test_step import MLP, RESNET, random_images, run
+from tests.test_step import MLP, RESNET, assert_same_on_one_and_two_devices
 
 # Each family's smallest settings over tests/test_step.py's tiny config (the same compiled
 # steps as its tests). A family added to FAMILIES needs its line here.
@@ -74,16 +74,8 @@ def test_family_keeps_the_contract(name, precision):
 
 @pytest.mark.parametrize('name', sorted(TINY))
 def test_family_runs_the_same_on_one_and_two_devices(name):
-  """Two steps of the train step on 1 and on 2 devices: the same losses (test_step.py checks
-  the states and more configurations)."""
-  overrides = TINY[name]
-  images = random_images(40, overrides.get('resolution', 16), overrides.get('channels', 3))
-  (_, one), (_, two) = (run(n, 2, images, **overrides) for n in (1, 2))
-  for a, b in zip(one, two, strict=True):
-    assert a.keys() == b.keys()
-    for k in a:
-      assert np.isfinite(a[k]) and abs(a[k] - b[k]) <= 1e-5 * max(1, abs(a[k])), (k, a, b)
-  assert one[0]['d_loss'] != one[1]['d_loss']
+  """The train step on 1 and on 2 devices: the same losses and states."""
+  assert_same_on_one_and_two_devices(TINY[name])
 
 
 def test_a_new_family_and_objective_are_choices_and_validate_their_settings():

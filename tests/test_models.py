@@ -123,3 +123,14 @@ def test_minibatch_stddev_appends_each_groups_mean_feature_spread():
   config = config_lib.Config(model='dcgan', resolution=16, conv_dim=8, mbstd_group=4)
   _, d = models.build(config, nnx.Rngs(0))
   assert d.logit.kernel.shape == (4 * 4 * 17, 1)
+
+
+def test_num_stages():
+  assert dcgan.num_stages(64) == (4, 4)
+  assert dcgan.num_stages(28) == (7, 2)
+
+
+def test_d_has_no_batchnorm_under_spectral_norm_or_the_gradient_penalty():
+  assert dcgan.d_batchnorm(config_lib.Config())
+  assert not dcgan.d_batchnorm(config_lib.Config(spectral_norm='d'))
+  assert not dcgan.d_batchnorm(config_lib.Config(loss='wgan', gp_weight=10.0))

@@ -104,6 +104,8 @@ def test_a_run_with_every_value_scheduled_resumes_bit_for_bit(tmp_path):
     ('z_dim:linear:1', '--schedule=z_dim:linear:1: each item is NAME:KIND:FINAL'),
     ('lr_g:linear:0,lr_g:cosine:0', '--schedule=lr_g:linear:0,lr_g:cosine:0: each item'),
     ('beta2:cosine:1.5', '--schedule: beta2 cannot end at 1.5 (must be in [0, 1))'),
+    ('lr_g:linear:nan', '--schedule: lr_g cannot end at nan (must be in [0, inf))'),
+    ('lr_g:linear:0:1', '--schedule=lr_g:linear:0:1: each item is NAME:KIND:FINAL'),
     ('r1_gamma:cosine:1', '--schedule moves r1_gamma, which is off (--r1_gamma=0)'),
     ('beta2_d:cosine:0.99', '--schedule moves beta2_d: give its start, --beta2_d'),
 ])

@@ -8,10 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 from tensorflow_datasets.core.utils import file_utils
 
 from facegan_jax.config import Config
-from facegan_jax.data import cache, tfds_prepare
+from facegan_jax.data import cache, sources, tfds_prepare
 from facegan_jax.errors import UsageError
 from facegan_jax.run import memory, workdir as workdir_lib
 
@@ -53,6 +54,24 @@ def test_a_damaged_cache_is_moved_aside_and_rebuilt(tmp_path):
     cache.write(path, images)
     np.testing.assert_array_equal(cache.read(path), images)
     assert os.path.getsize(path) == size
+
+
+def test_a_loader_rebuilds_a_damaged_cache_from_the_source(tmp_path):
+  """A folder dataset's prepared images, damaged on disk, are rebuilt by the next load (the
+  same array) with the damaged file kept aside."""
+  pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+  (tmp_path / 'faces').mkdir()
+  for i, image in enumerate(pixels):
+    Image.fromarray(image).save(tmp_path / 'faces' / f'{i}.png')
+  config = Config(dataset=f'folder:{tmp_path / "faces"}', data_dir=str(tmp_path / 'data'),
+                  resolution=8)
+  prepared = np.array(sources.load_images(config))
+  np.testing.assert_array_equal(prepared, pixels)
+  [path] = [os.path.join(d, f) for d, _, names in os.walk(tmp_path / 'data') for f in names
+            if f.endswith('.npy') and 'label' not in f]
+  os.truncate(path, os.path.getsize(path) // 2)
+  np.testing.assert_array_equal(sources.load_images(config), prepared)
+  assert os.path.exists(path + '.damaged')
 
 
 def test_preparing_removes_what_killed_preparations_left(tmp_path):

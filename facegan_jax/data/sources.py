@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
+from facegan_jax import config as config_lib
 from facegan_jax.data import cache, celeba_small_builder, folder, preprocess, synthetic_faces
 from facegan_jax.data import synthetic_faces_builder, tfds_prepare
 from facegan_jax.errors import UsageError
@@ -84,7 +85,7 @@ def _originals(source, records):
 def load_attributes(config, split='train'):
   """synthetic_faces' stored generating attributes of `split`: float32 (N, len(ATTRIBUTES)),
   row i belonging to image i of load_images, columns in synthetic_faces.ATTRIBUTES order."""
-  if config.dataset.partition('/')[0] != 'synthetic_faces':
+  if not config_lib.is_synthetic_faces(config.dataset):
     raise UsageError(f'--dataset={config.dataset} has no stored attributes')
   source = tfds_prepare.source(config, split)
   path = os.path.join(source.cache_dir, f'facegan-{source.split}-attributes.npy')

@@ -24,7 +24,7 @@ Every family keeps one contract (tests/test_families.py checks it for each one h
   statistics and outputs stay float32.
 
 Adding a family is one module plus one line in FAMILIES. This file imports no JAX, so that
-main.py's --help and flag errors answer before JAX starts.
+main.py's --help lists the families before JAX starts.
 """
 
 import importlib

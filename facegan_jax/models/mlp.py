@@ -72,8 +72,6 @@ def build(config, rngs, dtype):
 
 def validate(config, num_devices=None):
   del num_devices
-  if not 0 <= config.d_dropout < 1:
-    raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   if config.mbstd_group:
     raise UsageError(f'--mbstd_group={config.mbstd_group}: needs --model=dcgan and a group of '
                      'at least 2')

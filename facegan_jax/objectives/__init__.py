@@ -16,7 +16,7 @@ its mean over the `data` axis itself. Per-example randomness (`example_keys`, on
 example from its global index) keeps a run the same on any number of devices.
 
 Adding an objective is one module plus one line in OBJECTIVES. This file imports no JAX, so
-that main.py's flag errors and --help answer before JAX starts.
+that main.py's --help lists the objectives before JAX starts.
 """
 
 import importlib

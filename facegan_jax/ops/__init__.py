@@ -8,7 +8,7 @@ compute them; benchmarks/RESULTS.md, "Resampling layers"). Every form equals XLA
 float rounding, forward and backward (tests/test_ops.py).
 
 `--conv_impl=xla` runs XLA's own ops everywhere, the reference: `set_forms` applies it once
-for the process (models.build calls it from the config); `form=` picks one form for a single
+for the process (state.init_state calls it from the config); `form=` picks one form for a single
 call, for tests and benchmarks.
 """
 
