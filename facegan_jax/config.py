@@ -17,9 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # How --lr_decay and --schedule's values change (schedules.py computes them).
 SCHEDULE_KINDS = ('linear', 'cosine')
-# The values --schedule can move over the run (schedules.py).
-# {name: the largest value it may end at, excluded}: all end at 0 or above; a value that is 0
-# at the start is off (a penalty, the EMA) and stays off.
+# The values --schedule can move over the run (schedules.py), each with the bound its final
+# value must stay below; all end at 0 or above, and a value that starts at 0 is off.
 SCHEDULED = dict(lr_g=float('inf'), lr_d=float('inf'), beta2=1.0, beta2_d=1.0,
                  r1_gamma=float('inf'), gp_weight=float('inf'), ema_decay=1.0)
 
@@ -191,6 +190,7 @@ def changed_on_resume(saved, config):
           and saved[name] != getattr(config, name)}
 
 
+# --conv_impl: the fastest forms on the backend, or XLA's own ops (facegan_jax/ops/).
 CONV_IMPLS = ('auto', 'xla')
 
 
