@@ -322,6 +322,12 @@ def validate(config, num_devices=None):
                'interpolate'):
     if getattr(config, name) < 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
+  for name in ('seed', 'sample_seed'):  # keys are made from seed + 1, NumPy's rngs need >= 0
+    if not 0 <= getattr(config, name) < 2**63 - 1:
+      raise UsageError(f'--{name}={getattr(config, name)}: must be in [0, 2**63 - 1)')
+  if config.eval_samples < 4:
+    raise UsageError(f'--eval_samples={config.eval_samples}: must be at least 4 (the Fréchet '
+                     'distances need a covariance, precision and recall 3 nearest neighbours)')
   if config.coordinator_address and not 0 <= config.process_id < config.num_processes:
     raise UsageError(f'--process_id={config.process_id} is not in [0, --num_processes='
                      f'{config.num_processes})')

@@ -77,3 +77,19 @@ def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
 def test_regulariser_misuse_is_a_one_line_error(overrides, message):
   with pytest.raises(UsageError, match='^' + re.escape(message)):
     config_lib.validate(config_lib.Config(**overrides), overrides.get('num_devices'))
+
+
+@pytest.mark.parametrize('name', ['seed', 'sample_seed'])
+@pytest.mark.parametrize('value', [2**63, 2**70, -2**63 - 1, -1])
+def test_seeds_outside_the_key_range_are_one_line_errors(name, value):
+  with pytest.raises(UsageError, match=re.escape(f'--{name}={value}: must be in [0, 2**63 - 1)')):
+    config_lib.validate(config_lib.Config(**{name: value}))
+  config_lib.validate(config_lib.Config(**{name: 2**63 - 2}))
+
+
+@pytest.mark.parametrize('count', [1, 3])
+def test_too_few_eval_samples_for_a_covariance_is_a_one_line_error(count):
+  with pytest.raises(UsageError, match=f'^--eval_samples={count}: must be at least 4'):
+    config_lib.validate(config_lib.Config(eval_samples=count))
+  config_lib.validate(config_lib.Config(eval_samples=4))
+

@@ -242,6 +242,20 @@ def test_real_features_are_cached_per_key(tmp_path, monkeypatch):
   assert not cached and np.array_equal(other, first)
 
 
+def test_the_real_features_key_follows_the_images():
+  """The same dataset read in grey (--channels=1) or at another size is other images: its
+  Inception features are computed afresh, not taken from the RGB run's cache."""
+  rgb = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), np.uint8)
+  grey = np.repeat(rgb.mean(axis=-1, keepdims=True).astype(np.uint8), 3, axis=-1)
+  key = fid.real_features_key(rgb, 'w', 'pytorch_fid')
+  assert key == fid.real_features_key(rgb.copy(), 'w', 'pytorch_fid')
+  for other in (fid.real_features_key(grey, 'w', 'pytorch_fid'),
+                fid.real_features_key(rgb[:, ::2, ::2], 'w', 'pytorch_fid'),
+                fid.real_features_key(rgb, 'v', 'pytorch_fid'),
+                fid.real_features_key(rgb, 'w', 'clean_fid')):
+    assert other != key
+
+
 if __name__ == '__main__':
   if sys.argv[1:] != ['--write_golden']:
     sys.exit(f'usage: {GOLDEN_COMMAND} (needs torch)')

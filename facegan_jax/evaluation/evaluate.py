@@ -5,7 +5,6 @@ step, dataset, image counts, resolution and the metric's settings, so that two n
 compared only when they were computed the same way.
 """
 
-import hashlib
 import json
 import os
 import time
@@ -84,10 +83,7 @@ class Evaluator:
     self.inception = None
     if config.inception_weights:
       model, fc, digest = fid.load_network(config.inception_weights)
-      key = dict(dataset=config.dataset, version=self.provenance['dataset_version'],
-                 resolution=config.resolution, split='train',
-                 subset=hashlib.sha256(self.subset.tobytes()).hexdigest()[:16], weights=digest,
-                 resize=config.fid_resize)
+      key = fid.real_features_key(self.real, digest, config.fid_resize)
       real_features, cached = fid.cached_real_features(model, self.real, config.fid_resize, key)
       self.inception = (model, fc, digest, real_features, cached)
 

@@ -75,6 +75,14 @@ def _forward(model, x, resize_mode):
   return model(x if resize_mode is None else inception.resize(x, resize_mode))
 
 
+def real_features_key(images, weights_digest, resize_mode):
+  """What the real images' features are a function of: the images themselves (so a change of
+  --channels, --resolution or the data changes the key), the network and the resize."""
+  return dict(images=hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:32],
+              shape='x'.join(map(str, images.shape)), weights=weights_digest,
+              resize=resize_mode)
+
+
 def cached_real_features(model, images, resize_mode, key):
   """features(model, images, resize_mode), read from or written to the cache under `key`."""
   cache_dir = os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
