@@ -42,7 +42,8 @@ def record_flags(workdir, config, step, changed):
     with files.atomic_path(path) as tmp, open(tmp, 'w') as f:
       if step:
         f.write(f'# Rewritten at step {step}: the earlier flags.txt was missing\n')
-      f.write(config.to_flags() + f'--workdir={workdir}\n')
+      # Absolute: the file reruns this run from any directory.
+      f.write(config.to_flags() + f'--workdir={os.path.abspath(workdir)}\n')
     return
   with open(path, 'a') as f:
     f.write(f'# Resumed at step {step}' + (' with:\n' if changed else ' (no flag changed)\n'))

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from tensorflow_datasets.core.utils import file_utils
 
+from facegan_jax import train
 from facegan_jax.config import Config
 from facegan_jax.data import cache, sources, tfds_prepare
 from facegan_jax.errors import UsageError
@@ -104,3 +105,24 @@ def test_memory_check_refuses_a_step_that_cannot_fit():
   with pytest.raises(UsageError, match=r'^the train step needs 4000000\.0 GB of host memory '
                                        r'at --batch_size=64 and 32px, and [\d.]+ GB are free'):
     memory.check(huge, Config())  # 2 PB per device, on this process's 2 CPU devices
+
+
+@pytest.mark.parametrize('name, message', [
+    ('run\nx', 'holds a line break'), ('run\udcffdir', 'is not valid UTF-8')])
+def test_a_workdir_flags_txt_cannot_record_is_a_one_line_error(tmp_path, name, message):
+  """flags.txt records --workdir as one line of UTF-8 text: a name it cannot hold is refused
+  before anything is written."""
+  with pytest.raises(UsageError, match=f'^--workdir=.*{message}'):
+    workdir_lib.check(str(tmp_path / name))
+  assert os.listdir(tmp_path) == []
+
+
+def test_flags_txt_records_the_absolute_workdir(tmp_path, monkeypatch):
+  """`--flagfile=W/flags.txt` from another directory resumes the same run, not a new one
+  beside it."""
+  monkeypatch.chdir(tmp_path)
+  os.makedirs('runs/a')
+  train.record_flags('runs/a', Config(), 0, {})
+  lines = (tmp_path / 'runs' / 'a' / 'flags.txt').read_text().splitlines()
+  assert f'--workdir={tmp_path / "runs" / "a"}' in lines
+

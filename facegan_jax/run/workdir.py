@@ -22,6 +22,14 @@ def check(workdir):
   """Raises UsageError unless `workdir` can be a run's workdir (it need not exist yet)."""
   if not workdir.strip():
     raise UsageError('--workdir is empty (an unset shell variable?); name a directory')
+  # flags.txt records it as a flagfile line: one line of text.
+  if '\n' in workdir or '\r' in workdir:
+    raise UsageError(f'--workdir={workdir!r} holds a line break; name a directory without one')
+  try:
+    workdir.encode('utf-8')
+  except UnicodeEncodeError:
+    raise UsageError(f'--workdir={workdir!r} is not valid UTF-8; name a directory that '
+                     'is') from None
   path = os.path.abspath(workdir)
   if os.path.exists(path) and not os.path.isdir(path):
     raise UsageError(f'--workdir={workdir} is a file, not a directory')
