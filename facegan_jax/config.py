@@ -342,6 +342,10 @@ def validate(config, num_devices=None):
     raise UsageError(f'--best_metric={best} needs --eval_every')
   if best in ('domain_fd', 'attr_w1', 'attr_tv') and not is_synthetic_faces(config.dataset):
     raise UsageError(f'--best_metric={best} is defined for synthetic_faces only')
+  if best.startswith('class_') and config.dataset.partition(':')[0] not in ('folder', 'tfds'):
+    raise UsageError(f'--best_metric={best} needs a labelled dataset (a folder with class '
+                     f'subfolders, or a TFDS dataset with a label feature); {config.dataset} '
+                     'has no labels')
   if best in ('fid', 'kid') and not config.inception_weights:
     raise UsageError(f'--best_metric={best} needs --inception_weights')
   for name in ('lr_g', 'lr_d'):

@@ -93,3 +93,11 @@ def test_too_few_eval_samples_for_a_covariance_is_a_one_line_error(count):
     config_lib.validate(config_lib.Config(eval_samples=count))
   config_lib.validate(config_lib.Config(eval_samples=4))
 
+
+@pytest.mark.parametrize('dataset', ['synthetic_faces', 'synthetic_faces/small', 'celeba_small'])
+def test_class_metrics_on_an_unlabelled_dataset_are_refused_before_anything_trains(dataset):
+  with pytest.raises(UsageError, match=f'^--best_metric=class_fd needs a labelled dataset .*; '
+                                       f'{dataset} has no labels$'):
+    config_lib.validate(config_lib.Config(dataset=dataset, eval_every=10,
+                                          best_metric='class_fd'))
+

@@ -61,13 +61,18 @@ class Evaluator:
         dataset=config.dataset, dataset_version=sources.version(config),
         resolution=config.resolution, n_real=n, n_fake=n,
         generator='ema' if config.ema_decay > 0 else 'raw', sample_seed=config.sample_seed)
+    # Labels first: a --best_metric they cannot give fails before any network trains.
+    labelled = sources.load_labels(config, 'train')
+    if config.best_metric.startswith('class_') and labelled is None:
+      raise UsageError(f'--best_metric={config.best_metric} needs a labelled dataset (a folder '
+                       f'with class subfolders, or a TFDS dataset with a label feature); '
+                       f'{config.dataset} has no labels')
     self.attributes = None
     if has_domain_metric(config):
       net, quality = face_attributes.load_or_train(config)
       self.attributes = (net, quality, face_attributes.read_images(net, self.real,
                                                                    config.channels))
     self.classes = None
-    labelled = sources.load_labels(config, 'train')
     if labelled is not None:
       labels, names = labelled
       net, quality = classifier.load_or_train(config, real, labels, names)
@@ -76,10 +81,6 @@ class Evaluator:
       others = np.sort(np.random.default_rng(config.sample_seed + 1).permutation(others)[:n])
       self.classes = classifier.ClassMetrics.prepare(net, quality, config.channels, self.real,
                                                      np.asarray(real[others]))
-    if config.best_metric.startswith('class_') and self.classes is None:
-      raise UsageError(f'--best_metric={config.best_metric} needs a labelled dataset (a folder '
-                       f'with class subfolders, or a TFDS dataset with a label feature); '
-                       f'{config.dataset} has no labels')
     self.inception = None
     if config.inception_weights:
       model, fc, digest = fid.load_network(config.inception_weights)
