@@ -225,6 +225,19 @@ def test_label_smoothing_sets_the_real_target_of_ds_loss():
   assert moved > 0
 
 
+def test_label_smoothing_does_not_apply_to_losses_without_targets(caplog):
+  """A bce flagfile's --label_smoothing with --loss=hinge: a valid run, the same as without
+  it, and a warning that says so."""
+  config_lib.validate(tiny_config(loss='hinge', label_smoothing=0.9))
+  images = random_images(16)
+  with caplog.at_level('WARNING'):
+    smoothed = run(1, 2, images, loss='hinge', label_smoothing=0.9)
+  plain = run(1, 2, images, loss='hinge')
+  assert smoothed[1] == plain[1]
+  assert '--label_smoothing=0.9 does not apply to --loss=hinge' in caplog.text
+
+
+
 def test_seed_sets_the_initialisation_data_order_and_latents():
   """The same --seed gives the same run bit for bit; another seed other parameters and
   losses at every step."""

@@ -3,11 +3,14 @@
 
 Each loss is a mean over this device's examples. `label_smoothing` is the target for real
 images in D's cross-entropy (one-sided smoothing, Salimans et al. 2016); 1.0 turns it off.
+The other losses have no targets to smooth: for them it does not apply (a warning says so),
+so a bce flagfile run with another --loss is a valid run, not an error.
 """
 
 import jax
 import jax.numpy as jnp
 import optax
+from absl import logging
 
 from facegan_jax import schedules
 from facegan_jax.errors import UsageError
@@ -75,6 +78,9 @@ def d_loss(d, real, fake, config, *, d_step, example_keys):
   else:
     (real_logits, d), r1 = d(real, 'real'), 0.0
   fake_logits, d = d(fake, 'fake')
+  if config.label_smoothing != 1 and config.loss != 'bce':
+    logging.log_first_n(logging.WARNING, '--label_smoothing=%s does not apply to --loss=%s '
+                        '(no targets to smooth)', 1, config.label_smoothing, config.loss)
   loss = LOSSES[config.loss][0](real_logits, fake_logits, config.label_smoothing)
   gp = 0.0
   if config.gp_weight:
@@ -127,8 +133,6 @@ def gradient_penalty(d, real, fake, example_keys, weight):
 def validate(config):
   if not 0 < config.label_smoothing <= 1:
     raise UsageError(f'--label_smoothing={config.label_smoothing}: must be in (0, 1]')
-  if config.label_smoothing != 1 and config.loss != 'bce':
-    raise UsageError(f'--label_smoothing applies to --loss=bce only, not {config.loss}')
   if config.r1_gamma < 0:
     raise UsageError(f'--r1_gamma={config.r1_gamma}: must be 0 (off) or positive')
   if config.r1_every < 1:
