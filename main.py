@@ -27,6 +27,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if '--flagfile=' in sys.argv[1:]:  # absl skips it: the run would go on without its flags
+    sys.exit('error: --flagfile is empty (an unset shell variable?); name a flagfile')
   config = config_lib.from_flags(FLAGS)
   handler = logging.get_absl_handler()
   handler.python_handler.stream = sys.stdout

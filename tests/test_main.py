@@ -188,6 +188,7 @@ np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3
     ('--model=mlp --resolution=-28', '--resolution=-28: must be at least 1'),
     ('--batch_size=0', '--batch_size=0: must be at least 1'),
     ('--workdir=', '--workdir is empty (an unset shell variable?)'),
+    ('--flagfile=', '--flagfile is empty (an unset shell variable?); name a flagfile'),
     ('--workdir=/etc/hostname/run', '--workdir=/etc/hostname/run: /etc/hostname is a file'),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, flag, message):
