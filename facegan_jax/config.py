@@ -73,9 +73,12 @@ class Config:
   lr_g: float = field(2e-4, 'generator Adam learning rate')
   lr_d: float = field(2e-4, 'discriminator Adam learning rate')
   lr_decay: str = field('none', 'none, linear or cosine: both learning rates constant until '
-      '--lr_decay_start, then to 0 at --num_steps, linearly (SNGAN, Mimicry) or along a '
-      'half cosine')
-  lr_decay_start: int = field(0, 'with --lr_decay: the step the decay starts at')
+      'the decay starts (--lr_decay_steps before the end, or --lr_decay_start), then to 0 at '
+      '--num_steps, linearly (SNGAN, Mimicry) or along a half cosine')
+  lr_decay_steps: int | None = field(None, 'with --lr_decay: decay over the last this many '
+      'steps, or the whole run when it is shorter (so --num_steps alone changes the length)')
+  lr_decay_start: int = field(0, 'with --lr_decay: the step the decay starts at, when above 0 '
+      '(it then places the decay, not --lr_decay_steps)')
   beta1: float = field(0.5, 'Adam beta1 (DCGAN: 0.5)')
   beta2: float = field(0.999, 'Adam beta2')
   beta1_d: float | None = field(None, "D's Adam beta1 (default: --beta1; SNGAN's recipe: 0)")
@@ -173,7 +176,7 @@ RESUME_MAY_CHANGE = ('mode', 'data_dir', 'data_manual_dir', 'max_bad_fraction', 
                      'process_id', 'steps_per_call', 'num_steps', 'log_every', 'sample_every',
                      'checkpoint_every', 'keep_checkpoints', 'num_samples', 'sample_seed',
                      'eval_every', 'inception_weights', 'lr_g', 'lr_d', 'lr_decay_start',
-                     'tensorboard', 'interpolate')
+                     'lr_decay_steps', 'tensorboard', 'interpolate')
 
 
 def fixed_on_resume():
@@ -351,6 +354,8 @@ def validate(config, num_devices=None):
   for name in ('lr_g', 'lr_d'):
     if not getattr(config, name) > 0:
       raise UsageError(f'--{name}={getattr(config, name)}: must be positive')
+  if config.lr_decay_steps is not None and config.lr_decay_steps < 1:
+    raise UsageError(f'--lr_decay_steps={config.lr_decay_steps}: must be at least 1')
   if config.lr_decay != 'none' and not 0 <= config.lr_decay_start < config.num_steps:
     raise UsageError(f'--lr_decay_start={config.lr_decay_start}: must be in [0, --num_steps='
                      f'{config.num_steps})')

@@ -58,12 +58,21 @@ def of(config, name, start=None, updates_per_step=1):
 
 def lr(config, network):
   """The learning rate of `network` ('g' or 'd') by its optimizer's update count: --lr_decay
-  from --lr_decay_start to 0 at the end (as SNGAN and Mimicry decay it), or --schedule's."""
+  to 0 at the end over its last --lr_decay_steps (the whole run if shorter) or from
+  --lr_decay_start (as SNGAN and Mimicry decay it), or --schedule's."""
   name, updates = ('lr_d', config.d_steps) if network == 'd' else ('lr_g', 1)
   if config.lr_decay == 'none':
     return of(config, name, updates_per_step=updates)
   return Schedule(getattr(config, name), config.lr_decay, 0.0,
-                  updates * config.lr_decay_start, updates * config.num_steps)
+                  updates * decay_start(config), updates * config.num_steps)
+
+
+def decay_start(config):
+  """The training step --lr_decay starts at: --lr_decay_start where above 0, else
+  --lr_decay_steps before the end (at 0 when the run is shorter), else 0."""
+  if config.lr_decay_start or config.lr_decay_steps is None:
+    return config.lr_decay_start
+  return max(0, config.num_steps - config.lr_decay_steps)
 
 
 def beta2(config, network):

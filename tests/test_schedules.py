@@ -1,6 +1,8 @@
 """Scheduled values (schedules.py): the shapes, Adam's learning rate and β2 by them, and a
 run with every scheduled value resumed bit for bit."""
 
+import dataclasses
+import os
 import re
 
 import jax
@@ -14,6 +16,7 @@ from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline
 from facegan_jax.errors import UsageError
 from facegan_jax.schedules import Schedule
+from tests.conftest import ROOT
 from tests.test_step import random_images, start, step_lib, tiny_config
 
 
@@ -119,3 +122,20 @@ def test_a_learning_rate_has_one_schedule():
     config_lib.validate(config_lib.Config(lr_decay='linear', schedule='lr_d:cosine:0'))
   assert schedules.lr(config_lib.Config(d_steps=3, num_steps=10, schedule='lr_d:linear:0'),
                       'd') == Schedule(2e-4, 'linear', 0.0, 0, 30)  # in D's updates
+
+
+def test_the_decay_window_counts_from_the_end_so_a_shorter_run_is_a_valid_run():
+  """The quickstart flagfile decays over its last 1,500 steps: with --num_steps=100 over the
+  whole run (and that variant validates), at 5,000 from step 3,500 as it always did; an
+  absolute --lr_decay_start above 0 places the decay itself."""
+  values = config_lib.read_flagfile(os.path.join(ROOT, 'experiments', 'quickstart.flags'))
+  quickstart = config_lib.Config(**values)
+  assert schedules.lr(quickstart, 'g') == Schedule(1e-3, 'linear', 0.0, 3500, 5000)
+  for overrides in (dict(num_steps=100), dict(loss='hinge'), dict(num_steps=40, loss='lsgan')):
+    config_lib.validate(dataclasses.replace(quickstart, **overrides))
+  assert schedules.lr(dataclasses.replace(quickstart, num_steps=100), 'd') == Schedule(
+      4e-3, 'linear', 0.0, 0, 100)
+  assert schedules.decay_start(dataclasses.replace(quickstart, lr_decay_start=2500)) == 2500
+  with pytest.raises(UsageError, match='^--lr_decay_steps=0: must be at least 1$'):
+    config_lib.validate(dataclasses.replace(quickstart, lr_decay_steps=0))
+
