@@ -113,6 +113,15 @@ def test_too_many_bad_files_is_a_usage_error(tmp_path):
   assert '3 of 6 files are not readable images' in message and '1%' in message
   for name in ('empty.jpg', 'page.jpg', 'truncated.jpg'):
     assert name in message
+  assert '--max_bad_fraction' in message  # the way to go on deliberately
+
+
+def test_a_file_pil_cannot_identify_says_so_without_an_object_address(tmp_path):
+  _write(tmp_path / 'noise.png', b'not an image at all, just text')
+  [(name, why)] = images.prepare(images.list_images(str(tmp_path)) + [
+      ('good.png', lambda: _solid(GREEN))], 8, 3, max_bad_fraction=0.9)[1]
+  assert name == 'noise.png' and why.startswith('not a readable image')
+  assert 'BytesIO' not in why and ' at 0x' not in why, why
 
 
 def test_one_bad_file_in_a_hundred_is_within_the_default_limit(tmp_path):

@@ -6,6 +6,7 @@ them get the same checks and the same preprocessing as `preprocess.to_model_imag
 
 import io
 import os
+import re
 import warnings
 import zipfile
 import zlib
@@ -127,7 +128,10 @@ def decode(data: bytes) -> np.ndarray:
   except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
     raise BadImage(f'too large ({e})') from None
   except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for unreadable data
-    raise BadImage(f'not a readable image ({e})') from None
+    # PIL names the in-memory file it read by its object address: say what it means.
+    reason = re.sub(r'cannot identify image file <_io\.BytesIO object at 0x[0-9a-f]+>',
+                    'not an image format PIL knows', str(e))
+    raise BadImage(f'not a readable image ({reason})') from None
 
 
 def _to_array(image):
@@ -166,7 +170,7 @@ def prepare(files: list[File], resolution: int, channels: int, *, max_bad_fracti
   if len(bad) > max_bad_fraction * len(files):
     examples = '; '.join(f'{name}: {why}' for name, why in bad[:3])
     raise UsageError(f'{len(bad)} of {len(files)} files are not readable images (more than '
-                     f'{max_bad_fraction:.0%}), e.g. {examples}')
+                     f'{max_bad_fraction:.0%}; --max_bad_fraction skips more), e.g. {examples}')
   if not images:
     raise UsageError('no readable images')
   return np.stack(images), bad
