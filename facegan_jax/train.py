@@ -7,7 +7,9 @@ import os
 import time
 
 import jax
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from facegan_jax import config as config_lib
 from facegan_jax import mesh as mesh_lib
@@ -52,8 +54,9 @@ def record_flags(workdir, config, step, changed):
 
 def _start(config, workdir, mesh, num_devices, images, ckpts):
   """(state, step, inputs, train_fn, periodic evaluation, flags changed on resume) of the
-  run's start, its step compiled and its memory checked, before the run writes a file; state
-  None when the run has no step left."""
+  run's start, its step compiled and its memory checked, before the run writes a file. State
+  None when the run has nothing left to do; inputs and train_fn None when it has no step
+  left but still owes the evaluation of its last step (see `_owes_evaluation`)."""
   state, origin = resume.restore_or_init(config, ckpts, mesh)
   step = int(state.step)
   if step > config.num_steps:
@@ -65,22 +68,42 @@ def _start(config, workdir, mesh, num_devices, images, ckpts):
   if changed:
     logging.info('Changed on resume: %s', ', '.join(
         f'{config_lib.flag(name, new)} (was {old})' for name, (old, new) in changed.items()))
-  if step == config.num_steps:
+  owed = _owes_evaluation(config, workdir, step)
+  if step == config.num_steps and not owed:
     logging.info('The run has reached --num_steps=%d: nothing to train (a larger --num_steps '
                  'goes on)', step)
     return None, step, None, None, None, changed
-  # The order's key, taken now: steps donate the state's buffers.
-  inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), step)
-  logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if inputs.on_host
-               else 'the whole dataset on the devices', images.nbytes / 1e6)
-  train_fn = step_lib.make_train_fn(config, mesh, inputs.on_host)
-  # Compiled now, to check its memory before training (the first call reuses it).
-  memory.check(train_fn.lower(state, inputs.spec(step), call_length(
-      config, step, inputs.max_steps_per_call)).compile(), config)
+  inputs = train_fn = None
+  if step < config.num_steps:
+    # The order's key, taken now: steps donate the state's buffers.
+    inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), step)
+    logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if inputs.on_host
+                 else 'the whole dataset on the devices', images.nbytes / 1e6)
+    train_fn = step_lib.make_train_fn(config, mesh, inputs.on_host)
+    # Compiled now, to check its memory before training (the first call reuses it).
+    memory.check(train_fn.lower(state, inputs.spec(step), call_length(
+        config, step, inputs.max_steps_per_call)).compile(), config)
   # Its real side prepared now (feature networks trained, real features read): its errors too.
   periodic = (PeriodicEval(config, workdir, os.path.join(workdir, 'metrics.jsonl'), step)
               if config.eval_every else None)
   return state, step, inputs, train_fn, periodic, changed
+
+
+def _evaluates(config, step):
+  return bool(config.eval_every) and (step % config.eval_every == 0 or step == config.num_steps)
+
+
+def _owes_evaluation(config, workdir, step):
+  """Whether the run resumes from a step it should have evaluated but has not: a stop that
+  lands on an evaluation step saves the checkpoint without evaluating (the stop is prompt),
+  and the resumed run evaluates that step first, as the uninterrupted run did. Process 0
+  reads the log; every process evaluates."""
+  owed = step > 0 and _evaluates(config, step) and runtime.writes_files() and not any(
+      row['step'] == step for row in metrics_log.eval_rows(os.path.join(workdir,
+                                                                        'metrics.jsonl')))
+  if jax.process_count() > 1:
+    owed = bool(multihost_utils.broadcast_one_to_all(np.int32(owed)))
+  return owed
 
 
 def train_and_evaluate(config, workdir):
@@ -90,14 +113,20 @@ def train_and_evaluate(config, workdir):
   config_lib.validate(config, num_devices)
   sources.check_dataset(config.dataset)
   lock = workdir_lib.lock_for_training(workdir)  # before anything in it is read or written
+  # Everything to the last save's end under StopSignals: a second Ctrl-C while a save is
+  # written (at the stop, the end or after an error) exits at once.
   try:
-    return _train(config, workdir, mesh, num_devices)
+    with preemption.StopSignals() as stop:
+      return _train(config, workdir, mesh, num_devices, stop)
+  except preemption.Interrupted as e:
+    logging.info('Interrupted by %s before training started; nothing to save', e)
+    return None
   finally:
     if lock:
       lock.release()
 
 
-def _train(config, workdir, mesh, num_devices):
+def _train(config, workdir, mesh, num_devices, stop):
   run_started = time.perf_counter()
   images = sources.load_training_images(config)
   if len(images) < pipeline.images_per_step(config):
@@ -120,13 +149,16 @@ def _train(config, workdir, mesh, num_devices):
   if state is None:  # nothing to train
     ckpts.close()
     return None
+  stop.start()  # from here a signal stops the run after its next call, saving it
+  start_step = step
   writer = runtime.writes_files()  # process 0 writes the files; every process computes
   samples_dir = os.path.join(workdir, 'samples')
   if writer:  # once the flags are known to work with this workdir and its memory
     os.makedirs(samples_dir, exist_ok=True)
     record_flags(workdir, config, step, changed)
-    first_batch = inputs.order(0)[:min(config.batch_size, 64)]
-    visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
+    if inputs:
+      first_batch = inputs.order(0)[:min(config.batch_size, 64)]
+      visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
   sample_fn = state_lib.make_sample_fn(state)
   fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
@@ -141,74 +173,79 @@ def _train(config, workdir, mesh, num_devices):
   timer_start, timer_step, synced = None, step, False
   in_flight = collections.deque()
   unclosed = [m for m in (ckpts, periodic) if m]  # their saves in flight end before we return
-  # Everything to the last save's end under StopSignals: a second Ctrl-C while a save is
-  # written (at the stop, the end or after an error) exits at once.
-  with preemption.StopSignals() as stop:
-    try:
-      while step < config.num_steps:
-        num_steps = call_length(config, step, inputs.max_steps_per_call)
-        state, metrics = train_fn(state, inputs(step), num_steps)
-        step += num_steps
-        # At most two calls queued ahead of the devices: a stop request waits for one call,
-        # not for every call dispatched since the last log.
-        in_flight.append(metrics)
-        if len(in_flight) > 2:
-          jax.block_until_ready(in_flight.popleft())
-        if timer_start is None:  # the first call compiles: keep it out of images_per_sec
-          jax.block_until_ready(state)
-          timer_start, timer_step = time.perf_counter(), step
-        last = step == config.num_steps
-        if step % config.log_every == 0 or last:
-          metrics = metrics_log.finite_floats(metrics, step)
-          elapsed = time.perf_counter() - timer_start
-          if step > timer_step:
-            # Real images read (D's batches) per second.
-            metrics['images_per_sec'] = ((step - timer_step) * pipeline.images_per_step(config)
-                                         / elapsed)
-            metrics['steps_per_sec'] = (step - timer_step) / elapsed
-          metrics = health.update(step, metrics)
-          if writer:
-            metrics_log.append(metrics_path, step, config.num_steps, metrics,
-                               time.perf_counter() - run_started)
-            tensorboard.scalars(step, metrics)
-          synced = True
-        params = state_lib.sample_params(config, state)
-        if step % config.sample_every == 0 or last:
-          fake = pipeline.to_uint8(sample_fn(params, state.g_stats, fixed_z))
-          if writer:
-            grid = visualize.save_grid(fake, os.path.join(samples_dir, f'step_{step:07d}.png'))
-            timelapse.update(step)
-            tensorboard.image(step, grid)
-            visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
-          synced = True
-        if periodic and (step % config.eval_every == 0 or last) and not stop.requested:
-          record = periodic(state, step, functools.partial(
-              state_lib.generate_images, sample_fn, params, state.g_stats))
-          tensorboard.evaluation(step, record)
-          synced = True
-        if step % config.checkpoint_every == 0 or last or stop.requested:
-          # Never save the state of a step with a non-finite metric.
-          metrics_log.finite_floats(metrics, step)
-          tensorboard.flush()  # a kill after this save loses no event up to its step
-          started = time.perf_counter()
-          ckpts.save(state, step)  # blocks until the state is copied off the devices
-          logging.info('Saving checkpoint %d (%.2f s blocking, the rest in the background)',
-                       step, time.perf_counter() - started)
-          synced = True
-        if stop.requested:
-          break
-        if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
-          timer_start, timer_step, synced = time.perf_counter(), step, False
-      if step == config.num_steps:
-        tensorboard.finish(step)
-      while unclosed:
-        unclosed.pop(0).close()
-    except BaseException:
-      for manager in unclosed:  # let saves in flight finish; report the error above
-        manager.close(quiet=True)
-      raise
-    finally:
-      tensorboard.close()
+
+  def evaluate(state, step):
+    params = state_lib.sample_params(config, state)
+    record = periodic(state, step, functools.partial(state_lib.generate_images, sample_fn,
+                                                     params, state.g_stats))
+    tensorboard.evaluation(step, record)
+
+  try:
+    if periodic and _owes_evaluation(config, workdir, step):
+      evaluate(state, step)
+    while step < config.num_steps:
+      num_steps = call_length(config, step, inputs.max_steps_per_call)
+      state, metrics = train_fn(state, inputs(step), num_steps)
+      step += num_steps
+      stopping = stop.agreed()
+      # At most two calls queued ahead of the devices: a stop request waits for one call,
+      # not for every call dispatched since the last log.
+      in_flight.append(metrics)
+      if len(in_flight) > 2:
+        jax.block_until_ready(in_flight.popleft())
+      if timer_start is None:  # the first call compiles: keep it out of images_per_sec
+        jax.block_until_ready(state)
+        timer_start, timer_step = time.perf_counter(), step
+      last = step == config.num_steps
+      if step % config.log_every == 0 or last:
+        metrics = metrics_log.finite_floats(metrics, step)
+        elapsed = time.perf_counter() - timer_start
+        if step > timer_step:
+          # Real images read (D's batches) per second.
+          metrics['images_per_sec'] = ((step - timer_step) * pipeline.images_per_step(config)
+                                       / elapsed)
+          metrics['steps_per_sec'] = (step - timer_step) / elapsed
+        metrics = health.update(step, metrics)
+        if writer:
+          metrics_log.append(metrics_path, step, config.num_steps, metrics,
+                             time.perf_counter() - run_started)
+          tensorboard.scalars(step, metrics)
+        synced = True
+      params = state_lib.sample_params(config, state)
+      if step % config.sample_every == 0 or last:
+        fake = pipeline.to_uint8(sample_fn(params, state.g_stats, fixed_z))
+        if writer:
+          grid = visualize.save_grid(fake, os.path.join(samples_dir, f'step_{step:07d}.png'))
+          timelapse.update(step)
+          tensorboard.image(step, grid)
+          visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))
+        synced = True
+      if periodic and _evaluates(config, step) and not stopping:
+        evaluate(state, step)
+        synced = True
+      if step % config.checkpoint_every == 0 or last or stopping:
+        # Never save the state of a step with a non-finite metric.
+        metrics_log.finite_floats(metrics, step)
+        tensorboard.flush()  # a kill after this save loses no event up to its step
+        started = time.perf_counter()
+        ckpts.save(state, step)  # blocks until the state is copied off the devices
+        logging.info('Saving checkpoint %d (%.2f s blocking, the rest in the background)',
+                     step, time.perf_counter() - started)
+        synced = True
+      if stopping:
+        break
+      if synced:  # every queued step has run: restart the clock, leaving out logging and I/O
+        timer_start, timer_step, synced = time.perf_counter(), step, False
+    if step == config.num_steps > start_step:
+      tensorboard.finish(step)
+    while unclosed:
+      unclosed.pop(0).close()
+  except BaseException:
+    for manager in unclosed:  # let saves in flight finish; report the error above
+      manager.close(quiet=True)
+    raise
+  finally:
+    tensorboard.close()
   if stop.requested:
     logging.info('Stopped by %s at step %d; checkpoint saved in %s. Rerun the same command to '
                  'resume.', stop.requested, step, ckpts.directory)

@@ -15,6 +15,7 @@ beside it as JSON.
 
 import collections
 import glob
+import logging as logging_lib
 import os
 import shutil
 import sys
@@ -36,11 +37,28 @@ SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'hidden_
                 'g_first_bn', 'lr_decay')
 
 
-def _quiet_closed_loop_errors(hook=sys.unraisablehook):
-  """After a failed save, tensorstore's pending writes complete into orbax's closed asyncio
-  loop and report 'Event loop is closed' tracebacks through sys.unraisablehook: noise around
-  the one-line error the user gets. Drop those (and never-awaited coroutine warnings); pass
-  everything else on."""
+_ORBAX_DIR = os.path.dirname(os.path.abspath(ocp.__file__))
+
+
+def _not_orbax_error(record):
+  """False for what orbax logs of a failed save: its errors, and the warnings of its save
+  threads (asyncio's too, running orbax's writes). Every such failure also reaches
+  `Checkpoints`, which reports it in one line."""
+  orbax = (os.path.abspath(record.pathname).startswith(_ORBAX_DIR)
+           or record.getMessage().startswith('Task exception was never retrieved'))
+  return not (orbax and (record.levelno >= logging_lib.ERROR
+                         or record.threadName != 'MainThread'))
+
+
+def _quiet_failed_save_noise(hook=sys.unraisablehook):
+  """A failed save (a full disk, its directory deleted) makes orbax's threads log each failed
+  write with its traceback, hundreds of lines around the one-line error the user gets: drop
+  those. After it, tensorstore's pending writes complete into orbax's closed asyncio loop and
+  report 'Event loop is closed' through sys.unraisablehook: drop those too (and never-awaited
+  coroutine warnings); pass everything else on."""
+  handler = logging.get_absl_handler()
+  if _not_orbax_error not in handler.filters:
+    handler.addFilter(_not_orbax_error)
   def unraisablehook(info):
     if not (info.exc_type is RuntimeError and str(info.exc_value) == 'Event loop is closed'):
       hook(info)
@@ -76,7 +94,7 @@ class Checkpoints:
     self.config, self.read_only = config, read_only
     self._sealing = collections.deque()  # steps being saved, oldest first
     if not read_only:
-      _quiet_closed_loop_errors()
+      _quiet_failed_save_noise()
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -124,18 +142,34 @@ class Checkpoints:
     """Runs the orbax call `fn` (which first finishes the save in flight), then tracks `step`
     as in flight; any failure becomes one CheckpointError line."""
     try:
-      fn()
+      started = fn()
     except Exception as e:  # noqa: BLE001  (orbax's errors vary: one line for the user)
       failed = self._in_flight if self._in_flight is not None else step
       self._sealing.clear()
       self._in_flight = None
-      intact = (f'checkpoint {self.last_saved} is intact' if self.last_saved is not None
-                else 'there is no earlier checkpoint')
+      left = [s for s in self._finished_on_disk() if s != failed]
+      deleted = self.last_saved is not None and self.last_saved not in left
+      cause = 'its files were deleted during the run' if deleted else one_line(e)
+      left = (f'checkpoint {max(left)} is intact' if left else
+              'no checkpoint of this run is left' if deleted else 'there is no earlier checkpoint')
       raise CheckpointError(f'saving checkpoint {failed} to {self.directory} failed: '
-                            f'{one_line(e)}; {intact}') from None
+                            f'{cause}; {left}') from None
+    if started is False:  # orbax saves no step at or below its latest, and says only this
+      self._sealing.pop()
+      raise CheckpointError(f'checkpoint {step} was not saved: {self.directory} already holds '
+                            f'checkpoint {self.manager.latest_step()}, a later step')
     if self._in_flight is not None:
       self.last_saved = self._in_flight
     self._in_flight = step
+
+  def _finished_on_disk(self):
+    """The steps of the undamaged checkpoints on disk now (files may have been deleted)."""
+    try:
+      names = os.listdir(self.directory)
+    except OSError:
+      return []
+    return [int(name) for name in names if name.isdigit() and manifest.find_damage(
+        os.path.join(self.directory, name)) is None]
 
   def restore(self, abstract_state, step=None, what='checkpoint', fixed=SHAPE_FIELDS):
     """The newest undamaged state (or the one at `step`), laid out like `abstract_state`.
@@ -199,14 +233,16 @@ class Checkpoints:
                     aside, then)
 
   def close(self, quiet=False):
-    """Waits for the save in flight; with `quiet`, a failed save is not raised."""
-    try:
-      self.wait()
-    except CheckpointError:
-      if not quiet:
-        raise
-    finally:
-      self.manager.close()
+    """Waits for the save in flight and closes orbax's manager; with `quiet`, a failed save
+    is not raised."""
+    error = None
+    for call in (self.manager.wait_until_finished, self.manager.close):
+      try:
+        self._orbax_call(None, call)
+      except CheckpointError as e:
+        error = error or e
+    if error and not quiet:
+      raise error
 
 
 def _shape(leaf):

@@ -9,8 +9,11 @@ kept, the previous one deleted only once the new one is complete), besides the l
 """
 
 import os
+import shutil
 
+import jax
 from absl import logging
+from jax.experimental import multihost_utils
 
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.evaluation import evaluate
@@ -18,6 +21,7 @@ from facegan_jax.logs import metrics_log
 from facegan_jax.run import runtime
 
 BEST_DIR = 'best_checkpoint'
+BEST_DIR_SET_ASIDE = 'best_checkpoint_set_aside'
 HIGHER_IS_BETTER = ('class_coverage',)
 
 
@@ -31,11 +35,28 @@ class PeriodicEval:
     self.evaluator = evaluate.Evaluator(config)
     self.best, self.best_ckpts = None, None
     if config.best_metric:
-      self.best_ckpts = Checkpoints(os.path.join(workdir, BEST_DIR), keep=1,
-                                               config=config)
+      self.best_ckpts = Checkpoints(os.path.join(workdir, BEST_DIR), keep=1, config=config)
+      self._set_aside_later(workdir, step)
       self.best = min((self._loss(row['eval']['metrics'])
                        for row in metrics_log.eval_rows(metrics_path) if row['step'] <= step),
                       default=None)
+
+  def _set_aside_later(self, workdir, step):
+    """A best checkpoint after `step` was chosen by evaluations that metrics.jsonl has set
+    aside (the resumed run evaluates those steps again): move it to BEST_DIR_SET_ASIDE, as
+    metrics_log.repair moves their lines, so that the run can save an earlier best."""
+    if runtime.writes_files():
+      for later in [s for s in self.best_ckpts.manager.all_steps() if s > step]:
+        aside = os.path.join(workdir, BEST_DIR_SET_ASIDE, str(later))
+        while os.path.exists(aside):
+          aside += '+'
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        shutil.move(os.path.join(self.best_ckpts.directory, str(later)), aside)
+        logging.info('Moved best checkpoint %d, after step %d the run resumes from, to %s',
+                     later, step, aside)
+    if jax.process_count() > 1:  # every process sees the directory as process 0 left it
+      multihost_utils.sync_global_devices('facegan_jax: best checkpoints set aside')
+    self.best_ckpts.manager.reload()
 
   def _loss(self, metrics):
     """The --best_metric value of an eval record's metrics, as lower-is-better."""

@@ -1,0 +1,87 @@
+"""The training loop (train.py) in process: what a stop signal does before and during
+training. A signal is sent by the run itself at a chosen point, so each case is exact."""
+
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from facegan_jax import config as config_lib
+from facegan_jax import step as step_lib
+from facegan_jax import train
+from facegan_jax.run import memory
+from tests.conftest import metrics, read_checkpoint
+
+TINY = dict(dataset='synthetic_faces/small', resolution=16, conv_dim=8, z_dim=8, batch_size=16,
+            log_every=5, sample_every=10, checkpoint_every=10, ema_decay=0.9, num_devices=1,
+            tensorboard=False)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_training_starts_ends_the_run_saving_nothing(tmp_path, data_dir,
+                                                                    monkeypatch, caplog, signum):
+  """Ctrl-C or SIGTERM while the step compiles: one line, no traceback, no checkpoint, the
+  workdir unlocked (the same command then starts the run)."""
+  def signalled(compiled, config):
+    os.kill(os.getpid(), signum)
+
+  monkeypatch.setattr(memory, 'check', signalled)
+  config = config_lib.Config(**TINY, data_dir=data_dir, num_steps=10)
+  caplog.set_level('INFO')
+  assert train.train_and_evaluate(config, str(tmp_path)) is None
+  name = signal.Signals(signum).name
+  assert f'Interrupted by {name} before training started; nothing to save' in caplog.text
+  assert not os.path.exists(tmp_path / 'checkpoints')
+  monkeypatch.undo()
+  train.train_and_evaluate(config, str(tmp_path))  # not locked; trains
+  assert os.listdir(tmp_path / 'checkpoints') == ['10']
+
+
+def test_a_stop_on_an_evaluation_step_is_evaluated_on_resume(tmp_path, data_dir, monkeypatch):
+  """A stop is prompt: it saves the state of the step it lands on without evaluating it. The
+  resumed run evaluates that step first, so its log and best checkpoint are the uninterrupted
+  run's."""
+  config = config_lib.Config(**TINY, data_dir=data_dir, num_steps=20, eval_every=10,
+                             eval_samples=64, best_metric='swd')
+  make_train_fn = step_lib.make_train_fn
+
+  def stopped_at(step):
+    def make(*args, **kwargs):
+      train_fn = make_train_fn(*args, **kwargs)
+
+      class Stopping:
+        lower = train_fn.lower
+
+        def __call__(self, state, inputs, num_steps):
+          if int(state.step) + num_steps == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+          return train_fn(state, inputs, num_steps)
+      return Stopping()
+    return make
+
+  runs = {}
+  for name, stop in (('whole', None), ('stopped', 10), ('stopped_last', 20)):
+    workdir = str(tmp_path / name)
+    if stop:
+      monkeypatch.setattr(step_lib, 'make_train_fn', stopped_at(stop))
+      train.train_and_evaluate(config, workdir)
+      assert not [row for row in metrics(workdir) if row['step'] == stop and 'eval' in row]
+      monkeypatch.undo()
+    train.train_and_evaluate(config, workdir)
+    runs[name] = workdir
+
+  def evaluations(workdir):
+    return [(row['step'], row['eval']['metrics']) for row in metrics(workdir) if 'eval' in row]
+
+  whole = evaluations(runs['whole'])
+  assert [step for step, _ in whole] == [10, 20]
+  for name in ('stopped', 'stopped_last'):
+    assert evaluations(runs[name]) == whole, name
+    best = os.listdir(os.path.join(runs['whole'], 'best_checkpoint'))
+    assert os.listdir(os.path.join(runs[name], 'best_checkpoint')) == best
+    a, b = (read_checkpoint(os.path.join(runs[n], 'best_checkpoint', best[0]))
+            for n in ('whole', name))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+      np.testing.assert_array_equal(x, y)
