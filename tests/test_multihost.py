@@ -3,6 +3,7 @@ as 1 process with 2 devices."""
 
 import contextlib
 import os
+import signal
 import socket
 
 import jax
@@ -51,3 +52,49 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir,
   assert len(os.listdir(os.path.join(two, 'tensorboard'))) == 1
   assert [step for step, _ in tensorboard_events(two)['scalars']['train/d_loss']] == [
       5, 10, 15, 20]
+
+
+def _two_processes(tmp_path, args, name):
+  address = f'localhost:{_free_port()}'
+  return [started_main(*args, f'--coordinator_address={address}', '--num_processes=2',
+                       f'--process_id={i}', log=str(tmp_path / f'{name}{i}.log'))
+          for i in range(2)]
+
+
+def test_a_signal_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir, deadline):
+  """Each process sees its own signals: they agree on the stop at every call, so the one
+  that got none stops with the other instead of waiting for it in a collective."""
+  never_reached = 10**6
+  workdir = str(tmp_path / 'run')
+  args = TINY + [f'--data_dir={data_dir}', f'--num_steps={never_reached}', '--log_every=10',
+                 '--sample_every=1000', '--checkpoint_every=1000', f'--workdir={workdir}']
+  with contextlib.ExitStack() as stack:
+    runs = [stack.enter_context(run) for run in _two_processes(tmp_path, args, 'process')]
+    assert runs[0].wait_for_line(rf'step 10/{never_reached} ', deadline), runs[0].tail()
+    runs[1].send_signal(signal.SIGTERM)
+    codes = wait_for_exits(runs, deadline)
+    logs = [run.output() for run in runs]
+  assert codes == [0, 0], (logs[0][-2000:], logs[1][-2000:])
+  steps = [int(log.split('Stopped by ')[1].split(' at step ')[1].split(';')[0]) for log in logs]
+  assert steps[0] == steps[1] >= 10
+  assert 'Stopped by a stop signal to another process' in logs[0]
+  assert 'Stopped by SIGTERM' in logs[1]
+  assert os.listdir(os.path.join(workdir, 'checkpoints')) == [str(steps[0])]
+
+
+def test_when_process_0_cannot_prepare_the_data_every_process_stops(tmp_path, deadline):
+  """The others wait for process 0 to prepare the data; its failure ends them too."""
+  folder = tmp_path / 'not_images'
+  folder.mkdir()
+  for i in range(20):
+    (folder / f'{i}.png').write_bytes(b'not a png')
+  args = [f'--dataset=folder:{folder}', f'--data_dir={tmp_path / "data"}',
+          f'--workdir={tmp_path / "run"}', '--resolution=16', '--batch_size=16']
+  with contextlib.ExitStack() as stack:
+    runs = [stack.enter_context(run) for run in _two_processes(tmp_path, args, 'process')]
+    codes = wait_for_exits(runs, deadline)
+    logs = [run.output() for run in runs]
+  assert codes == [1, 1], (logs[0][-2000:], logs[1][-2000:])
+  assert logs[0].strip().splitlines()[-1].startswith('error: ')
+  assert logs[1].strip().splitlines()[-1] == (
+      'error: process 0 could not prepare the data (its log says why)')

@@ -137,11 +137,18 @@ def version(config):
 
 def load_training_images(config):
   """The training images; in a multi-process run process 0 prepares them first (once, into
-  the data dir) while the others wait, then they read the prepared files."""
-  first = jax.process_index() == 0
-  if jax.process_count() > 1 and not first:
-    multihost_utils.sync_global_devices('facegan_jax: data prepared')
-  images = load_images(config, 'train')
-  if jax.process_count() > 1 and first:
-    multihost_utils.sync_global_devices('facegan_jax: data prepared')
-  return images
+  the data dir) while the others wait, then they read the prepared files. When process 0
+  fails, every process stops with an error (none waits for it forever)."""
+  if jax.process_count() == 1:
+    return load_images(config, 'train')
+  ready = True
+  if jax.process_index() == 0:
+    try:
+      images = load_images(config, 'train')
+    except BaseException:
+      multihost_utils.broadcast_one_to_all(np.int32(False))
+      raise
+  ready = bool(multihost_utils.broadcast_one_to_all(np.int32(ready)))
+  if not ready:
+    raise UsageError('process 0 could not prepare the data (its log says why)')
+  return images if jax.process_index() == 0 else load_images(config, 'train')

@@ -41,10 +41,13 @@ class StopSignals:
     """`requested`, agreed by every process: all stop after the same step when any of them
     got a signal (a process stopping alone would leave the others waiting in collectives).
     Called by every process at the same points."""
-    if jax.process_count() > 1:
-      anyone = multihost_utils.process_allgather(np.int32(self.requested is not None)).any()
-      if anyone and self.requested is None:
-        self.requested = 'a stop signal to another process'
+    voted = self.requested  # one read: a signal may land while the votes are gathered
+    if jax.process_count() == 1:
+      return voted
+    if not multihost_utils.process_allgather(np.int32(voted is not None)).any():
+      return None  # a signal landing now is voted on at the next call
+    if self.requested is None:
+      self.requested = 'a stop signal to another process'
     return self.requested
 
   def __enter__(self):
