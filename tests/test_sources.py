@@ -8,6 +8,8 @@ Decoding details (modes, bad files, hostile zips) are in test_images.py.
 import io
 import os
 import socket
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -16,8 +18,10 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from facegan_jax.config import Config
-from facegan_jax.data import celeba_small_builder, images, preprocess, sources, tfds_prepare
+from facegan_jax.data import celeba_small_builder, images, preprocess, sources
+from facegan_jax.data import synthetic_faces, synthetic_faces_builder, tfds_prepare
 from facegan_jax.errors import UsageError
+from tests import conftest
 
 # Twelve colours, 20 levels apart in red: a solid JPEG keeps its colour within a few levels,
 # so each decoded image says which file it came from.
@@ -358,6 +362,102 @@ def test_tfds_preparation_that_needs_tensorflow(tmp_path, monkeypatch):
   message = _usage_error(sources.load_images, _config(tmp_path, 'tfds:mnist', resolution=28,
                                                    channels=1))
   assert message.startswith('preparing tfds:mnist needs tensorflow once (pip install tensorflow)')
+
+
+# Two runs at once on one fresh --data_dir.
+
+# One run of load_images in its own process, at a resolution, with its steps told on stdout
+# and held until the test writes a line to its stdin: once its TFDS builder is built, before
+# it prepares the dataset, and when it finds the preparation lock held by another.
+_RUN_PREPARING = """
+import fcntl, sys
+import numpy as np
+from facegan_jax.config import Config
+from facegan_jax.data import sources, synthetic_faces_builder
+
+data_dir, resolution, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+builder_class = synthetic_faces_builder.SyntheticFaces
+small = builder_class.builder_configs['small']
+small.num_train, small.num_test = 24, 4  # a second's rendering, not the full small set
+init, prepare, flock = builder_class.__init__, builder_class.download_and_prepare, fcntl.flock
+
+def tell_and_hold(step):
+  print(step, file=sys.__stdout__, flush=True)  # sys.stdout is redirected while TFDS prepares
+  sys.stdin.readline()
+
+def built(self, *args, **kwargs):
+  init(self, *args, **kwargs)
+  tell_and_hold('built')
+
+def prepares(self, *args, **kwargs):
+  tell_and_hold('prepares')
+  prepare(self, *args, **kwargs)
+
+def flock_telling(fd, operation):
+  try:
+    flock(fd, operation | fcntl.LOCK_NB)
+  except BlockingIOError:
+    print('waits for the lock', file=sys.__stdout__, flush=True)
+    flock(fd, operation)
+
+builder_class.__init__, builder_class.download_and_prepare = built, prepares
+fcntl.flock = flock_telling
+np.save(out, sources.load_images(Config(dataset='synthetic_faces/small', data_dir=data_dir,
+                                        resolution=resolution)))
+"""
+
+
+@pytest.mark.parametrize('second_looks', ['while the first prepares', 'after the first prepared'])
+def test_two_runs_preparing_one_dataset_at_once_read_the_same_images(tmp_path, second_looks):
+  deadline = conftest.Deadline(90)
+  # At two resolutions: the second run cannot take the first's resized images from the
+  # cache, and reads the prepared records.
+  resolutions = (16, 8)
+  env = {**os.environ, 'PYTHONPATH': conftest.ROOT, 'JAX_PLATFORMS': 'cpu'}
+  runs = []
+  for i, resolution in enumerate(resolutions):
+    log = tmp_path / f'run{i}.log'
+    with open(log, 'wb') as f:  # the output goes to a file: no pipe to fill up
+      process = subprocess.Popen(
+          [sys.executable, '-c', _RUN_PREPARING, str(tmp_path / 'data'), str(resolution),
+           str(tmp_path / f'images{i}.npy')],
+          env=env, cwd=conftest.ROOT, stdin=subprocess.PIPE, stdout=f, stderr=f)
+    runs.append(conftest.Run(process, log))
+  first, second = runs
+
+  def step(run, line):
+    assert run.wait_for_line(f'^{line}$', deadline), run.tail()
+
+  def go_on(run):
+    run.process.stdin.write(b'\n')
+    run.process.stdin.flush()
+
+  try:
+    # Both build their TFDS builder, finding the dataset unprepared, as two runs started
+    # together do; then the first prepares it.
+    step(first, 'built')
+    step(second, 'built')
+    go_on(first)
+    step(first, 'prepares')
+    if second_looks == 'while the first prepares':
+      go_on(second)
+      step(second, 'waits for the lock')
+      go_on(first)
+    else:
+      go_on(first)
+      assert first.wait(deadline) == 0, first.tail()
+      go_on(second)
+    for run in runs:
+      assert run.wait(deadline) == 0, run.tail()
+  finally:
+    for run in runs:
+      run.kill()
+      run.process.stdin.close()
+  faces = [synthetic_faces.render_face(synthetic_faces_builder.SEED, i,
+                                       synthetic_faces_builder.IMAGE_SIZE)[0] for i in range(24)]
+  for i, resolution in enumerate(resolutions):
+    np.testing.assert_array_equal(np.load(tmp_path / f'images{i}.npy'),
+                                  preprocess.to_model_images(faces, resolution, 3))
 
 
 # Names.

@@ -83,6 +83,7 @@ def test_preparing_removes_what_killed_preparations_left(tmp_path):
   os.makedirs(stale)
   prepared = []
   builder = types.SimpleNamespace(
+      info=types.SimpleNamespace(read_from_directory=lambda path: None),
       data_dir=str(version_dir), is_prepared=lambda: bool(prepared),
       download_and_prepare=lambda: (prepared.append(os.listdir(tmp_path / 'some_dataset')),
                                     os.makedirs(version_dir)))

@@ -55,16 +55,18 @@ def load_labels(path, shape, config):
     return None
   if not os.path.exists(_labels_path(source.cache_path)):  # prepared by a version without labels
     _prepare(source, config)
-  return np.load(_labels_path(source.cache_path)), source.names
+  return (np.load(_labels_path(source.cache_path)),
+          [images.shown(name) for name in source.names])  # printed by the class metrics
 
 
 def _prepare(source, config):
   """The folder's images decoded and resized (skipping unreadable files); writes their labels
   and a summary beside the images' cache, which the caller writes."""
-  logging.info('Preparing %d image files from %s (once)', len(source.files), source.path)
+  logging.info('Preparing %d image files from %s (once)', len(source.files),
+               images.shown(source.path))
   prepared, bad = images.prepare(source.files, source.shape[0], source.shape[2],
                                  max_bad_fraction=config.max_bad_fraction)
-  skipped = [f'{name}: {why}' for name, why in bad]
+  skipped = [f'{images.shown(name)}: {why}' for name, why in bad]
   images.log_skipped(skipped, source.path)
   os.makedirs(os.path.dirname(source.cache_path), exist_ok=True)
   if source.classes:
@@ -102,4 +104,4 @@ def content_key(path, files=None):
   stats = ([os.stat(path)] if os.path.isfile(path)
            else [os.stat(os.path.join(path, name)) for name, _ in files])
   listing += ''.join(f'{s.st_size}-{s.st_mtime_ns}' for s in stats)
-  return hashlib.sha256(listing.encode()).hexdigest()[:16]
+  return hashlib.sha256(os.fsencode(listing)).hexdigest()[:16]  # names need not be UTF-8

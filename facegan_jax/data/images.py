@@ -36,19 +36,26 @@ def list_images(path: str) -> list[File]:
   archive's root (absolute or `..`), or no image files at all.
   """
   if not os.path.exists(path):
-    raise UsageError(f'{path} does not exist')
+    raise UsageError(f'{shown(path)} does not exist')
   if os.path.isdir(path):
     files, others = _list_folder(path)
   elif zipfile.is_zipfile(path):
     files, others = _list_zip(path)
   elif path.lower().endswith('.zip'):
-    raise UsageError(f'{path} is not a readable zip archive (corrupt or truncated?)')
+    raise UsageError(f'{shown(path)} is not a readable zip archive (corrupt or truncated?)')
   else:
-    raise UsageError(f'{path} is neither a directory nor a .zip of images')
+    raise UsageError(f'{shown(path)} is neither a directory nor a .zip of images')
   if not files:
-    raise UsageError(f'no images ({", ".join(SUFFIXES)}) in {path}'
+    raise UsageError(f'no images ({", ".join(SUFFIXES)}) in {shown(path)}'
                      + (f'; it holds {others} other file(s)' if others else '; it is empty'))
   return sorted(files, key=lambda f: f[0])
+
+
+def shown(name):
+  """A file name or path as any console or log can print it: the bytes of a name that are not
+  UTF-8 (which Python keeps as lone surrogates, and a strict UTF-8 stream cannot write) as
+  \\xNN."""
+  return os.fsencode(name).decode('utf-8', 'backslashreplace')
 
 
 def _is_image(name):
@@ -59,13 +66,24 @@ def _is_image(name):
 
 
 def _read_file(path):
-  with open(path, 'rb') as f:
-    return f.read()
+  try:
+    with open(path, 'rb') as f:
+      return f.read()
+  except OSError as e:  # no permission, a disk error, a file removed since it was listed
+    raise BadImage(f'cannot read: {(e.strerror or type(e).__name__).lower()}') from None
 
 
 def _list_folder(root):
-  files, others = [], 0
-  for dirpath, dirnames, filenames in os.walk(root):
+  """The images under `root`, directory symlinks followed: each real directory is walked once,
+  by the first way to it in name order, so that a symlink loop ends and no image is listed
+  twice."""
+  files, others, walked = [], 0, set()
+  for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    stat = os.stat(dirpath)
+    if (stat.st_dev, stat.st_ino) in walked:
+      dirnames[:] = []
+      continue
+    walked.add((stat.st_dev, stat.st_ino))
     dirnames[:] = sorted(d for d in dirnames if not d.startswith('.') and d != '__MACOSX')
     for filename in filenames:
       path = os.path.join(dirpath, filename)
@@ -168,7 +186,7 @@ def prepare(files: list[File], resolution: int, channels: int, *, max_bad_fracti
       continue
     images.append(preprocess.to_model_images([image], resolution, channels, crop=crop)[0])
   if len(bad) > max_bad_fraction * len(files):
-    examples = '; '.join(f'{name}: {why}' for name, why in bad[:3])
+    examples = '; '.join(f'{shown(name)}: {why}' for name, why in bad[:3])
     raise UsageError(f'{len(bad)} of {len(files)} files are not readable images (more than '
                      f'{max_bad_fraction:.0%}; --max_bad_fraction skips more), e.g. {examples}')
   if not images:
@@ -179,5 +197,5 @@ def prepare(files: list[File], resolution: int, channels: int, *, max_bad_fracti
 def log_skipped(skipped, source):
   """Logs a warning naming a few of the `skipped` files of `source`, if any."""
   if skipped:
-    logging.warning('%s: skipped %d unreadable file(s), e.g. %s', source, len(skipped),
+    logging.warning('%s: skipped %d unreadable file(s), e.g. %s', shown(source), len(skipped),
                     '; '.join(skipped[:3]))

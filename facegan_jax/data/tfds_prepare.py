@@ -84,7 +84,7 @@ def _prepare(builder, **kwargs):
   os.makedirs(dataset_dir, exist_ok=True)
   with open(os.path.join(dataset_dir, '.facegan-prepare.lock'), 'a') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    if builder.is_prepared():
+    if _is_prepared(builder):  # by another run, while this one waited
       return
     stale = sorted(glob.glob(os.path.join(dataset_dir, 'incomplete.*')))
     for path in stale:
@@ -97,6 +97,16 @@ def _prepare(builder, **kwargs):
       builder.download_and_prepare(**kwargs)
 
 
+def _is_prepared(builder):
+  """Whether `builder`'s dataset is prepared; if so, the builder's info is read from it. TFDS
+  reads it only when a builder is built, and a builder built before another run prepared the
+  dataset holds the info of an unprepared one: no splits."""
+  if not builder.is_prepared():
+    return False
+  builder.info.read_from_directory(builder.data_dir)
+  return True
+
+
 def _manual_dir(config):
   return os.path.expanduser(config.data_manual_dir or
                             os.path.join(data_root(config), 'downloads', 'manual'))
@@ -106,7 +116,7 @@ def synthetic_faces_builder(name, data_dir):
   config_name = name.partition('/')[2] or None
   builder = synthetic_faces_module.SyntheticFaces(
       config=config_name, data_dir=data_dir, file_format='array_record')
-  if not builder.is_prepared():
+  if not _is_prepared(builder):
     logging.info('Rendering %s into %s (once; ~1 min for the full set on 2 cores)',
                  name, builder.data_dir)
     _prepare(builder)
@@ -121,7 +131,7 @@ def celeba_small_builder(config):
   builder = module.CelebaSmall(data_dir=config.data_dir, file_format='array_record',
                                source=found[0] if found else None,
                                max_bad_fraction=config.max_bad_fraction)
-  if not builder.is_prepared():
+  if not _is_prepared(builder):
     if not found and not _reachable(module.URL):  # TFDS would retry for minutes
       raise UsageError(f'celeba_small is not prepared and {module.URL.split("/")[2]} is not '
                        'reachable: put processed-celeba-small.zip (or its extracted folder) in '
@@ -163,11 +173,11 @@ def _prepared_builder(name, split, config):
                 if isinstance(f, tfds.features.Image)]
   if not image_keys:
     raise UsageError(f'--dataset=tfds:{name} has no image feature')
-  if split not in builder.info.splits and builder.is_prepared():
+  if not _is_prepared(builder):
+    _prepare_tfds(builder, name, config)
+  elif split not in builder.info.splits:
     raise UsageError(f'--dataset=tfds:{name} has no split {split!r}; it has '
                      f'{", ".join(builder.info.splits)}')
-  if not builder.is_prepared():
-    _prepare_tfds(builder, name, config)
   cache_dir = os.path.join(data_root(config), 'facegan_tfds', name.replace('/', '_'),
                            str(builder.version))
   return builder, image_keys[0], cache_dir
