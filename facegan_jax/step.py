@@ -11,6 +11,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import PartitionSpec as P
@@ -81,6 +82,7 @@ def train_step(state, real, rng, *, config):
       d_loss=d_out['d_loss'], g_loss=g_loss, d_real=jax.nn.sigmoid(d_out['real_logits']).mean(),
       d_fake=jax.nn.sigmoid(d_out['fake_logits']).mean()), DATA_AXIS)
   metrics['diversity'] = batch_spread(fake) / batch_spread(reals[-1])
+  metrics['distinctness'] = distinctness(fake, reals[-1])
   metrics.update(d_out['metrics'])
   if config.augment == 'ada':
     metrics['ada_p'] = d_out['ada_p']
@@ -154,13 +156,76 @@ def d_update(state, real, fake, keys, d_step, config):
 
 def batch_spread(images):
   """Per-pixel standard deviation over the global batch, averaged over pixels (inside
-  shard_map; sums as matrix-vector products, exact on any number of devices)."""
-  flat = images.reshape(images.shape[0], -1)
+  shard_map)."""
+  mean, mean_square = batch_moments(images.reshape(images.shape[0], -1))
+  return jnp.sqrt(jnp.maximum(mean_square - mean * mean, 0.0)).mean()
+
+
+# `distinctness`: how far apart the fakes of a batch are, relative to the reals, on a coarse
+# grid that noise and global lighting do not reach (logs/health.py flags collapse by it).
+STRUCTURE_CELLS = 8  # a side of the grid: noise averages out, eyes, mouth and hair stay apart
+BLANK_CONTRAST = 1 / 127.5  # coarse contrast under one grey level: a blank image
+SPREAD_FLOOR = 1e-6  # a real batch of identical images divides by this, not by 0
+
+
+def distinctness(fake, real):
+  """The fakes' spread of coarse structure (`structure_spread`) relative to the reals': ~1
+  when G covers the data, near 0 when it draws one image (inside shard_map)."""
+  return structure_spread(fake) / jnp.maximum(structure_spread(real), SPREAD_FLOOR)
+
+
+def structure_spread(images):
+  """Mean squared distance of the images' coarse structures from their mean over the global
+  batch: half their mean squared pairwise distance, 0 for one image drawn again and again,
+  at most 1 (inside shard_map). Summed from the gathered structures (64 numbers an image), the
+  same sums on every device: the same value on any number of devices to float rounding, even
+  for a collapsed batch, where mean square minus squared mean would cancel to noise."""
+  structures = gather_rows(coarse_structure(images))
+  centred = structures - structures.mean(0)
+  return jnp.square(centred).sum() / structures.shape[0]
+
+
+def coarse_structure(images):
+  """(n, cells²) unit vectors: each image's grey levels averaged over a grid of
+  STRUCTURE_CELLS² cells (pixel noise averages out), less their mean (brightness), divided by
+  their norm (contrast)."""
+  n, height, width, _ = images.shape
+  cells = min(STRUCTURE_CELLS, height, width)
+  grey = images.astype(jnp.float32).mean(-1)
+  coarse = jnp.einsum('ih,nhw,jw->nij', box_weights(height, cells), grey,
+                      box_weights(width, cells)).reshape(n, -1)
+  centred = coarse - coarse.mean(-1, keepdims=True)
+  norm_square = jnp.square(centred).sum(-1, keepdims=True)
+  return centred * jax.lax.rsqrt(norm_square + cells * cells * BLANK_CONTRAST**2)
+
+
+def box_weights(size, cells):
+  """(cells, size) weights that average `size` pixels into `cells` equal cells, a pixel
+  shared by two cells split by area."""
+  edges = np.arange(cells + 1) * size / cells
+  pixels = np.arange(size)
+  overlap = np.minimum(edges[1:, None], pixels + 1) - np.maximum(edges[:-1, None], pixels)
+  return (np.clip(overlap, 0, None) * cells / size).astype(np.float32)
+
+
+def gather_rows(local):
+  """The global batch's rows from each device's `local` rows, on every device (inside
+  shard_map): each device's rows placed among zeros, summed over the devices, exact since
+  every sum has a single non-zero term."""
+  rows = local.shape[0]
+  zeros = jnp.zeros((rows * jax.lax.axis_size(DATA_AXIS),) + local.shape[1:], local.dtype)
+  return jax.lax.psum(jax.lax.dynamic_update_slice_in_dim(
+      zeros, local, jax.lax.axis_index(DATA_AXIS) * rows, 0), DATA_AXIS)
+
+
+def batch_moments(flat):
+  """(mean, mean square) of each column of `flat`, this device's rows of the global batch,
+  over the global batch (inside shard_map; sums as matrix-vector products, exact on any
+  number of devices)."""
   ones = jnp.ones((flat.shape[0],), flat.dtype)
   n = flat.shape[0] * jax.lax.axis_size(DATA_AXIS)
-  mean = jax.lax.psum(ones @ flat, DATA_AXIS) / n
-  mean_square = jax.lax.psum(ones @ (flat * flat), DATA_AXIS) / n
-  return jnp.sqrt(jnp.maximum(mean_square - mean * mean, 0.0)).mean()
+  return (jax.lax.psum(ones @ flat, DATA_AXIS) / n,
+          jax.lax.psum(ones @ (flat * flat), DATA_AXIS) / n)
 
 
 def global_norm(tree):

@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from facegan_jax import config as config_lib, mesh as mesh_lib, state as state_lib
 from facegan_jax import resume, step as step_lib
 from facegan_jax.checkpoint.manager import Checkpoints
-from facegan_jax.data import pipeline
+from facegan_jax.data import pipeline, synthetic_faces
+from facegan_jax.logs import health
 from facegan_jax.models import spectral_norm
 from facegan_jax.schedules import Schedule
 
@@ -445,3 +447,76 @@ def test_spectral_norm_keeps_the_kernels_largest_singular_value_at_one():
   expected = spectral_norm.normalize(state.ema_params, state.g_sn)
   for a, b in zip(jax.tree.leaves(sampled), jax.tree.leaves(expected), strict=True):
     np.testing.assert_array_equal(a, b)
+
+
+def grey_faces(first, n=64, size=32):
+  """synthetic_faces' faces first, ..., first + n - 1 as grey photos (three equal channels), in
+  [-1, 1]."""
+  faces = np.stack([synthetic_faces.render_face(0, i, size)[0] for i in range(first, first + n)])
+  return faces.mean(-1, keepdims=True).repeat(3, -1).astype(np.float32) / 127.5 - 1
+
+
+def one_face_drawn_again(face, seed, n=64):
+  """A G collapsed to `face`: n draws of it, each with its own contrast and brightness and
+  pixel noise (standard deviations 0.05 of the gain's log, 0.045 and 0.045 in [-1, 1])."""
+  rng = np.random.default_rng(seed)
+  gain = np.exp(rng.normal(0, 0.05, (n, 1, 1, 1)))
+  shift = rng.normal(0, 0.045, (n, 1, 1, 1))
+  return np.clip(face * gain + shift + rng.normal(0, 0.045, (n,) + face.shape), -1, 1)
+
+
+def distinctness_and_diversity(fake, real, num_devices):
+  """The step's `distinctness` and `diversity` of these global batches on `num_devices`."""
+  mesh = mesh_lib.make_mesh(num_devices)
+  metrics = jax.jit(jax.shard_map(
+      lambda fake, real: (step_lib.distinctness(fake, real),
+                          step_lib.batch_spread(fake) / step_lib.batch_spread(real)),
+      mesh=mesh, in_specs=(P(mesh_lib.DATA_AXIS),) * 2, out_specs=(P(), P())))
+  sharding = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
+  return tuple(float(m) for m in metrics(jax.device_put(fake, sharding),
+                                         jax.device_put(real, sharding)))
+
+
+def test_distinctness_sees_one_face_drawn_with_noise_and_lighting_as_collapse():
+  """Issue 33's run: G drew one face with varying noise and lighting, and the per-pixel
+  `diversity` hovered at 0.17-0.21 around its threshold of 0.2, so `collapse` never fired.
+  `distinctness` puts such batches near 0, far under health's threshold, and other faces
+  and other smooth images far over it, the same on 1 and 2 devices; health flags the fall
+  after `patience` log intervals."""
+  real = grey_faces(0)
+  smooth = jax.image.resize(np.random.default_rng(0).normal(0, 0.5, (64, 4, 4, 1)),
+                            (64, 32, 32, 3), 'linear')
+  healthy = []
+  for distinct in (grey_faces(64), np.asarray(smooth, np.float32)):
+    distinctness = distinctness_and_diversity(distinct, real, 1)[0]
+    assert distinctness > 2.5 * health.DISTINCTNESS_MIN, distinctness  # other faces: ~1.0
+    assert distinctness_and_diversity(distinct, real, 2)[0] == pytest.approx(distinctness,
+                                                                             rel=1e-6)
+    healthy.append(distinctness)
+  collapsed = []
+  for face in range(5):
+    fake = one_face_drawn_again(real[face], seed=face)
+    distinctness, diversity = distinctness_and_diversity(fake, real, 1)
+    assert 0.17 <= diversity <= 0.21, (face, diversity)  # the case the old metric missed
+    assert distinctness < 0.1 * health.DISTINCTNESS_MIN, (face, distinctness)  # ~0.001
+    assert distinctness_and_diversity(fake, real, 2)[0] == pytest.approx(distinctness,
+                                                                         rel=1e-6)
+    collapsed.append(dict(distinctness=distinctness, diversity=diversity))
+  monitor = health.Health(patience=5)
+  logs = [dict(distinctness=d, diversity=0.9) for d in healthy * 3] + collapsed
+  flags = [monitor.update(step, dict(m, d_real=0.7, d_fake=0.3, g_loss=1.0))['collapse']
+           for step, m in enumerate(logs)]
+  assert flags == [0] * 10 + [1]
+
+
+def test_distinctness_ignores_noise_and_lighting_of_distinct_images_and_blank_batches():
+  """Brightness, contrast and pixel noise on each of a real batch's images leave its
+  distinctness against the clean batch near 1; a batch of blank images of the fakes or the
+  reals gives a finite value (a non-finite metric would stop the run)."""
+  real = grey_faces(0)
+  jittered = np.stack([one_face_drawn_again(face, seed=i, n=1)[0]
+                       for i, face in enumerate(real)])
+  assert distinctness_and_diversity(jittered, real, 2)[0] == pytest.approx(1.0, abs=0.05)
+  blank = np.zeros_like(real)
+  assert distinctness_and_diversity(blank, real, 2)[0] == 0.0
+  assert np.isfinite(distinctness_and_diversity(real, blank, 2)[0])

@@ -5,7 +5,7 @@ hparams plugin included, with numpy and protobuf alone (no TensorFlow, no PyTorc
 the writer PyTorch's and JAX's training libraries without TensorFlow use. What it writes:
 
 - `train/NAME`: every scalar of metrics.jsonl's log lines (losses, D's outputs, gradient
-  norms, diversity, health flags, ada_p, img/s), at its step;
+  norms, diversity, distinctness, health flags, ada_p, img/s), at its step;
 - `eval/NAME`: every evaluation metric's value (--eval_every);
 - `samples`: the fixed-latent grid of each sample step;
 - `flags`: the run's effective flags as text, at its first step;
