@@ -44,6 +44,8 @@ class Config:
       'processed-celeba-small.zip (default: DATA_DIR/downloads/manual)')
   max_bad_fraction: float = field(0.01, 'largest fraction of unreadable image files that are '
       'skipped (counted and reported) before preparing a dataset stops with an error')
+  data_may_change: bool = field(False, 'resume even though the training images differ from '
+      'those the checkpoint was trained on (a folder with images added, removed or changed)')
   input: str = field('auto', 'where batches are drawn: device (the whole dataset on the devices), '
       'host (gathered on the host, a few steps ahead) or auto (device when the dataset takes at '
       "most half of the devices' memory)")
@@ -171,7 +173,8 @@ def flag(name, value):
 # same), how long it runs, how often it logs, samples, checkpoints and evaluates, and the
 # learning rates. Every other flag fixes what the run computes: a resume with another value is
 # an error (checkpoint/manager.py).
-RESUME_MAY_CHANGE = ('mode', 'data_dir', 'data_manual_dir', 'max_bad_fraction', 'input',
+RESUME_MAY_CHANGE = ('mode', 'data_dir', 'data_manual_dir', 'max_bad_fraction',
+                     'data_may_change', 'input',
                      'conv_impl', 'num_devices', 'coordinator_address', 'num_processes',
                      'process_id', 'steps_per_call', 'num_steps', 'log_every', 'sample_every',
                      'checkpoint_every', 'keep_checkpoints', 'num_samples', 'sample_seed',

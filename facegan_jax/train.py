@@ -63,6 +63,8 @@ def _start(config, workdir, mesh, num_devices, images, ckpts):
     raise UsageError(f'--num_steps={config.num_steps} is below the step this run has reached '
                      f'({step}); pass --num_steps={step} or more to go on, or another --workdir')
   changed = (config_lib.changed_on_resume(ckpts.restored_config, config) if step else {})
+  if step and not config.data_may_change:
+    _check_same_data(config, ckpts.restored_config, ckpts.data, step)
   logging.info('%s on %d %s device(s); %d training images', origin, num_devices,
                jax.default_backend(), len(images))
   if changed:
@@ -87,6 +89,19 @@ def _start(config, workdir, mesh, num_devices, images, ckpts):
   periodic = (PeriodicEval(config, workdir, os.path.join(workdir, 'metrics.jsonl'), step)
               if config.eval_every else None)
   return state, step, inputs, train_fn, periodic, changed
+
+
+def _check_same_data(config, saved, data, step):
+  """Raises UsageError when the training images differ from the ones checkpoint `step` was
+  trained on (`saved`: its config with its data record; older checkpoints have none)."""
+  if saved.get('dataset_version', data['dataset_version']) == data['dataset_version']:
+    return
+  then, now = saved.get('dataset_images'), data['dataset_images']
+  change = ('other files, as many' if then == now else
+            f'{then} images then, {now} now' if then is not None else 'other files')
+  raise UsageError(f'--dataset={config.dataset} has changed since checkpoint {step} was saved '
+                   f'({change}); pass --data_may_change to resume on the images as they are '
+                   'now, or use another --workdir')
 
 
 def _evaluates(config, step):
@@ -138,6 +153,7 @@ def _train(config, workdir, mesh, num_devices, stop):
   fresh = not os.path.exists(os.path.join(workdir, 'checkpoints'))
   ckpts = Checkpoints(os.path.join(workdir, 'checkpoints'), keep=config.keep_checkpoints,
                       config=config)
+  ckpts.data = dict(dataset_version=sources.version(config), dataset_images=len(images))
   try:
     state, step, inputs, train_fn, periodic, changed = _start(config, workdir, mesh,
                                                               num_devices, images, ckpts)

@@ -1,16 +1,19 @@
 """The training loop (train.py) in process: what a stop signal does before and during
 training. A signal is sent by the run itself at a chosen point, so each case is exact."""
 
+import dataclasses
 import os
 import signal
 
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from facegan_jax import config as config_lib
 from facegan_jax import step as step_lib
 from facegan_jax import train
+from facegan_jax.errors import UsageError
 from facegan_jax.run import memory
 from tests.conftest import metrics, read_checkpoint
 
@@ -85,3 +88,37 @@ def test_a_stop_on_an_evaluation_step_is_evaluated_on_resume(tmp_path, data_dir,
             for n in ('whole', name))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
       np.testing.assert_array_equal(x, y)
+
+
+def test_a_folder_whose_images_changed_is_not_resumed_without_a_word(tmp_path):
+  """Images added, removed or replaced since the checkpoint: one line naming the change and
+  the flag that resumes on purpose (recorded in flags.txt like any flag changed on resume)."""
+  folder = tmp_path / 'faces'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+
+  def write(names):
+    for name in names:
+      Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(folder / f'{name}.png')
+
+  write(range(20))
+  config = config_lib.Config(**dict(TINY, dataset=f'folder:{folder}'),
+                             data_dir=str(tmp_path / 'data'), num_steps=10)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  more = dataclasses.replace(config, num_steps=20)
+  write(range(20, 24))
+  with pytest.raises(UsageError, match=rf'^--dataset=folder:{folder} has changed since checkpoint '
+                     r'10 was saved \(20 images then, 24 now\); pass --data_may_change to '
+                     r'resume on the images as they are now, or use another --workdir$'):
+    train.train_and_evaluate(more, workdir)
+  for name in range(20, 24):
+    os.remove(folder / f'{name}.png')
+  write([0])  # as many images as the checkpoint's, one of them replaced
+  with pytest.raises(UsageError, match=r'\(other files, as many\)'):
+    train.train_and_evaluate(more, workdir)
+  train.train_and_evaluate(dataclasses.replace(more, data_may_change=True), workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']
+  with open(os.path.join(workdir, 'flags.txt')) as f:
+    assert f.read().endswith(
+        '# Resumed at step 10 with:\n--data_may_change=true\n--num_steps=20\n')

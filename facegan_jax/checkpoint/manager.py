@@ -10,7 +10,7 @@ opens the directory, and deletes checkpoints beyond the last `keep` only after a
 finished.
 
 The state holds everything a resume needs (see state.TrainState); the run's config is saved
-beside it as JSON.
+beside it as JSON, with `data` (what identifies the training images).
 """
 
 import collections
@@ -106,6 +106,7 @@ class Checkpoints:
                            config=ocp.JsonCheckpointHandler()))
     self.last_saved = self.manager.latest_step()  # the last finished save
     self.restored_config = None
+    self.data = {}  # saved beside the config: what identifies the training data
     self._in_flight = None
 
   def _seal(self):
@@ -132,7 +133,8 @@ class Checkpoints:
     self._sealing.append(step)
     self._orbax_call(step, lambda: self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        config=ocp.args.JsonSave(vars(self.config) if self.config else {}))))
+        config=ocp.args.JsonSave(
+            dict(vars(self.config), **self.data) if self.config else {}))))
 
   def wait(self):
     """Blocks until the last save has finished; raises CheckpointError if it failed."""
