@@ -20,11 +20,13 @@ from facegan_jax import ops
 from facegan_jax.errors import UsageError
 from facegan_jax.models.batchnorm import BatchNorm
 
-# (G's block widths from the 4x4 input, D's block widths and whether each block halves the
+# (G's block widths from its input, D's block widths and whether each block halves the
 # resolution), in units of --conv_dim, per resolution: Mimicry's SNGAN models, whose 32-pixel
 # one has --conv_dim=128 (G 256 wide, D 128) and whose 64 and 128-pixel ones --conv_dim=64
-# (1,024 at the widest).
+# (1,024 at the widest). G's input is 4x4, or 7x7 for the 28-pixel model: ours, the 32-pixel
+# one with one G block fewer, so that digits (28 pixels) take the same ResNets.
 LAYOUTS = {
+    28: ((2, 2, 2), ((1, True), (1, True), (1, False), (1, False))),
     32: ((2, 2, 2, 2), ((1, True), (1, True), (1, False), (1, False))),
     64: ((16, 8, 4, 2, 1), ((1, True), (2, True), (4, True), (8, True), (16, True))),
     128: ((16, 16, 8, 4, 2, 1),
@@ -119,15 +121,16 @@ class Generator(nnx.Module):
 
   def __init__(self, *, resolution, conv_dim, z_dim, channels=3, dtype=jnp.float32, rngs):
     widths = [conv_dim * m for m in LAYOUTS[resolution][0]]
-    self.width = widths[0]
-    self.project = nnx.Linear(z_dim, 16 * widths[0], use_bias=False, kernel_init=xavier(),
-                              dtype=dtype, rngs=rngs)  # BatchNorm follows: no bias
+    self.width, self.side = widths[0], resolution >> (len(widths) - 1)
+    self.project = nnx.Linear(z_dim, self.side**2 * widths[0], use_bias=False,
+                              kernel_init=xavier(), dtype=dtype,
+                              rngs=rngs)  # BatchNorm follows: no bias
     self.blocks = nnx.List([GBlock(a, b, rngs=rngs) for a, b in zip(widths, widths[1:])])
     self.bn = BatchNorm(widths[-1], rngs=rngs)
     self.to_rgb = Conv(widths[-1], channels, gain=1.0, rngs=rngs)
 
   def __call__(self, z, *, train):
-    x = self.project(z).reshape(-1, 4, 4, self.width)
+    x = self.project(z).reshape(-1, self.side, self.side, self.width)
     for block in self.blocks:
       x = block(x, train=train)
     x = self.to_rgb(jax.nn.relu(self.bn(x, train=train)))
