@@ -37,7 +37,7 @@ FAMILIES = {
     'dcgan': 'DCGAN (Radford et al. 2015): strided convolutions and BatchNorm, at 4*2^n or '
              '7*2^n pixels',
     'mlp': 'fully connected (Goodfellow et al. 2014), for 28x28 digits',
-    'resnet': "SNGAN's ResNets (Miyato et al. 2018) at 32, 64 or 128 pixels",
+    'resnet': "SNGAN's ResNets (Miyato et al. 2018) at 32, 64 or 128 pixels (and 28, ours)",
 }
 
 # --precision: the dtype G and D compute in.

@@ -1,5 +1,5 @@
 """SNGAN's ResNet generator and discriminator (Miyato et al. 2018; Mimicry's 32, 64 and 128
-pixel configurations).
+pixel configurations, and a 28-pixel one of ours for digits).
 
 G blocks: BN-ReLU-upsample-conv3x3-BN-ReLU-conv3x3 plus a 1x1 shortcut; D blocks:
 ReLU-conv3x3-ReLU-conv3x3-avgpool plus a 1x1 shortcut, the first one "optimized" (no leading
