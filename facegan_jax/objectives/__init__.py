@@ -28,6 +28,8 @@ OBJECTIVES = {
     'hinge': ('classic', 'hinge (Lim & Ye 2017; Miyato et al. 2018)'),
     'wgan': ('classic', 'Wasserstein (Arjovsky et al. 2017), with --gp_weight or '
              '--spectral_norm to keep D Lipschitz'),
+    'rpgan': ('rpgan', 'relativistic pairing with R1 and R2 on reals and fakes, R3GAN\'s '
+              '(Huang et al. 2024); γ is --r1_gamma'),
 }
 
 

@@ -15,7 +15,7 @@ from absl import logging
 from facegan_jax import schedules
 from facegan_jax.errors import UsageError
 from facegan_jax.mesh import DATA_AXIS
-from facegan_jax.objectives.critic import input_gradients, mean_squared_norm
+from facegan_jax.objectives.critic import input_gradients, penalised_pass
 
 
 def bce_d(real_logits, fake_logits, label_smoothing=1.0):
@@ -74,7 +74,7 @@ def d_loss(d, real, fake, config, *, d_step, example_keys):
   step = d_step // config.d_steps
   if config.r1_gamma:
     gamma = schedules.of(config, 'r1_gamma')(step)
-    real_logits, d, r1 = r1_pass(d, real, d_step, gamma, config.r1_every)
+    real_logits, d, r1 = penalised_pass(d, real, 'real', d_step, gamma, config.r1_every)
   else:
     (real_logits, d), r1 = d(real, 'real'), 0.0
   fake_logits, d = d(fake, 'fake')
@@ -96,27 +96,6 @@ def g_loss(d, real, fake, config):
   """--loss's G loss on D's logits of the fakes."""
   del real
   return LOSSES[config.loss][1](d(fake, 'fake')[0])
-
-
-def r1_pass(d, real, d_step, gamma, every=1):
-  """D on the reals with the R1 penalty (Mescheder et al. 2018): γ/2 · E‖∇ₓD(x)‖², the
-  gradient of the summed logits in the real images before any augmentation. Lazily, as
-  StyleGAN2: every `every` D steps (--r1_every), scaled by that interval, and 0 between.
-
-  Returns (real logits, d after the call, the penalty added to D's loss).
-  """
-  def with_r1(real):
-    logits, d_after, x_grads = input_gradients(d, real, 'real')
-    scale = 0.5 * gamma * every
-    return logits, d_after, scale * mean_squared_norm(x_grads)
-
-  def without(real):
-    logits, d_after = d(real, 'real')
-    return logits, d_after, jnp.zeros((), jnp.float32)
-
-  if every == 1:
-    return with_r1(real)
-  return jax.lax.cond(d_step % every == 0, with_r1, without, real)
 
 
 def gradient_penalty(d, real, fake, example_keys, weight):

@@ -62,3 +62,24 @@ def mean_squared_norm(x_grads):
   """E‖g‖² over the global batch (inside shard_map), from this device's per-example `x_grads`."""
   per_example = jnp.square(x_grads.astype(jnp.float32)).reshape(x_grads.shape[0], -1).sum(-1)
   return jax.lax.pmean(per_example.mean(), DATA_AXIS)
+
+
+def penalised_pass(d, images, role, d_step, gamma, every=1):
+  """D on `images` with the zero-centred gradient penalty γ/2 · E‖∇ₓD(x)‖² (R1 on reals,
+  Mescheder et al. 2018; R2 on fakes, R3GAN), the gradient of the summed logits in the images
+  before any augmentation. Lazily, as StyleGAN2's R1: every `every` D steps, scaled by that
+  interval, and 0 between.
+
+  Returns (logits, d after the call, the penalty added to D's loss).
+  """
+  def with_penalty(images):
+    logits, d_after, x_grads = input_gradients(d, images, role)
+    return logits, d_after, 0.5 * gamma * every * mean_squared_norm(x_grads)
+
+  def without(images):
+    logits, d_after = d(images, role)
+    return logits, d_after, jnp.zeros((), jnp.float32)
+
+  if every == 1:
+    return with_penalty(images)
+  return jax.lax.cond(d_step % every == 0, with_penalty, without, images)
