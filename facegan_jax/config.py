@@ -57,6 +57,11 @@ class Config:
       'each)')
   z_dim: int = field(100, 'latent size')
   conv_dim: int = field(32, "dcgan's base width: channels of D's first conv and G's last")
+  widths: str = field('128,128,128,64', "r3gan's stage widths of G from 4x4 up, comma-separated "
+      '(D mirrors them); their count fixes --resolution, 4 * 2^(count - 1)')
+  blocks: str = field('1', "r3gan's residual blocks per stage: one number, or one per stage")
+  groups: str = field('', "r3gan's groups of each block's 3x3 convolution: one number, or one "
+      'per stage; empty: 16 channels a group, as the paper\'s presets')
   hidden_dim: int = field(128, "mlp's width: units of G's first and D's last hidden layer (the "
       'others 2x and 4x)')
   g_first_bn: bool = field(False, "BatchNorm after G's first projection (DCGAN paper: yes; "
@@ -219,7 +224,8 @@ def choices():
 PRESETS = dict(udacity32='celeba32_udacity.flags', dcgan64='celeba64_dcgan.flags',
                mnist_mlp='mnist_mlp.flags', sngan32='cifar10_sngan.flags',
                sngan64='celeba64_sngan.flags')
-PRESET_FIELDS = ('model', 'resolution', 'channels', 'conv_dim', 'hidden_dim', 'z_dim', 'g_first_bn',
+PRESET_FIELDS = ('model', 'resolution', 'channels', 'conv_dim', 'widths', 'blocks', 'groups',
+                 'hidden_dim', 'z_dim', 'g_first_bn',
                  'd_dropout', 'label_smoothing', 'lr_g', 'lr_d', 'beta1', 'beta2', 'beta1_d',
                  'beta2_d', 'loss', 'spectral_norm', 'd_steps')
 

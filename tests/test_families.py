@@ -19,6 +19,7 @@ from tests.test_step import MLP, RESNET, assert_same_on_one_and_two_devices
 # Each family's smallest settings over tests/test_step.py's tiny config (the same compiled
 # steps as its tests). A family added to FAMILIES needs its line here.
 TINY = {'dcgan': {}, 'mlp': MLP, 'resnet': RESNET,
+        'r3gan': dict(resolution=8, widths='8,4', groups='4,2', loss='rpgan', r1_gamma=1.0),
         'tiny': dict(model='tiny', resolution=8, loss='rp_test')}
 
 
@@ -45,10 +46,11 @@ def _config(name, **overrides):
 @pytest.mark.parametrize('name', sorted(TINY))
 @pytest.mark.parametrize('precision', ['fp32', 'bf16'])
 def test_family_keeps_the_contract(name, precision):
-  """G: latents -> float32 NHWC images in [-1, 1], in train and inference mode; D: images ->
-  float32 logits (B,), with per-example dropout keys or none; parameters float32 under bf16;
-  every weight of two axes or more a `kernel` spectral norm normalises; BatchNorm statistics
-  only in batchnorm.BatchNorm."""
+  """G: latents -> float32 NHWC images in [-1, 1] (or unbounded, BOUNDED = False), in train
+  and inference mode; D: images -> float32 logits (B,), with per-example dropout keys or
+  none; parameters float32 under bf16; every weight of two axes or more a `kernel` spectral
+  norm normalises (or --spectral_norm refused); BatchNorm statistics only in
+  batchnorm.BatchNorm."""
   config = _config(name, precision=precision)
   config_lib.validate(config)
   g, d = models.build(config, nnx.Rngs(0))
@@ -61,15 +63,22 @@ def test_family_keeps_the_contract(name, precision):
                                      for images in (g(z, train=True), g(z, train=False))])
   for images, *logits in outputs(g, d, z):
     assert images.shape == (4, size, size, channels) and images.dtype == jnp.float32
-    assert float(jnp.abs(images).max()) <= 1.0 and float(images.std()) > 0
+    bounded = getattr(models.family(config.model), 'BOUNDED', True)
+    assert (float(jnp.abs(images).max()) <= 1.0 or not bounded) and float(images.std()) > 0
     for logit in logits:
       assert logit.shape == (4,) and logit.dtype == jnp.float32
       assert np.all(np.isfinite(logit))
+  try:
+    config_lib.validate(_config(name, spectral_norm='gd'))
+    takes_spectral_norm = True
+  except UsageError:  # a family that goes without spectral norm refuses it
+    takes_spectral_norm = False
   for module in (g, d):
     params = nnx.state(module, nnx.Param)
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
-    vectors = spectral_norm.init_vectors(params, jax.random.key(3))
-    assert len(vectors) == sum(x.ndim >= 2 for x in jax.tree.leaves(params)) > 0
+    if takes_spectral_norm:
+      vectors = spectral_norm.init_vectors(params, jax.random.key(3))
+      assert len(vectors) == sum(x.ndim >= 2 for x in jax.tree.leaves(params)) > 0
     for _, node in nnx.iter_graph(module):
       if isinstance(node, nnx.Module) and not isinstance(node, BatchNorm):
         assert not any(isinstance(v, nnx.BatchStat) for v in vars(node).values()), node
@@ -87,7 +96,7 @@ def test_a_new_family_and_objective_are_choices_and_validate_their_settings():
   assert 'tiny (a test-only family)' in models.describe()
   with pytest.raises(UsageError, match=r'^--resolution=64: tiny draws at most 32 pixels$'):
     config_lib.validate(_config('tiny', resolution=64))
-  with pytest.raises(UsageError, match='^--model=small is not one of dcgan, mlp, resnet, tiny$'):
+  with pytest.raises(UsageError, match='^--model=small is not one of dcgan, mlp, resnet, r3gan, tiny$'):
     config_lib.validate(_config('tiny', model='small'))
 
 

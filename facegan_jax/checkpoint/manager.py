@@ -33,8 +33,8 @@ from facegan_jax.errors import CheckpointError, UsageError, one_line
 
 # Config fields that fix the state's shapes (lr_decay: the optimizers' schedule state):
 # resuming with other values cannot work.
-SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'hidden_dim',
-                'g_first_bn', 'lr_decay')
+SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'widths', 'blocks',
+                'groups', 'hidden_dim', 'g_first_bn', 'lr_decay')
 
 
 _ORBAX_DIR = os.path.dirname(os.path.abspath(ocp.__file__))

@@ -10,7 +10,8 @@ A family is a module of this package that defines:
 Every family keeps one contract (tests/test_families.py checks it for each one here):
 
 - `G(z, *, train)`: latents (B, z_dim) -> images (B, R, R, channels), NHWC, float32, in
-  [-1, 1];
+  [-1, 1], or unbounded where the family's reference has no tanh (its module then sets
+  `BOUNDED = False`; images are clipped where they become pixels, data.pipeline.to_uint8);
 - `D(x, *, train, dropout_keys=None)`: such images -> float32 logits of shape (B,);
   `dropout_keys` holds one key per example, so D's randomness follows the example, not the
   device that holds it;
@@ -19,7 +20,8 @@ Every family keeps one contract (tests/test_families.py checks it for each one h
   is then the same on any number of devices, and fast on each backend;
 - spectral norm (spectral_norm.py) divides every parameter named `kernel` by its largest
   singular value, so every weight matrix or convolution kernel is named `kernel` (a weight
-  of two axes or more named otherwise is an error under --spectral_norm);
+  of two axes or more named otherwise is an error under --spectral_norm); a family built to
+  go without (r3gan) rejects --spectral_norm in `validate`;
 - with --precision=bf16 they compute in bfloat16, and their parameters, BatchNorm
   statistics and outputs stay float32.
 
@@ -38,6 +40,8 @@ FAMILIES = {
              '7*2^n pixels',
     'mlp': 'fully connected (Goodfellow et al. 2014), for 28x28 digits',
     'resnet': "SNGAN's ResNets (Miyato et al. 2018) at 32, 64 or 128 pixels (and 28, ours)",
+    'r3gan': "R3GAN's normalisation-free grouped-convolution ResNets (Huang et al. 2024), "
+             '--widths, --blocks, --groups',
 }
 
 # --precision: the dtype G and D compute in.

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 
 from facegan_jax.ops import cpu, winograd
 from facegan_jax.ops.forms import DOWN_FORMS, UP_FORMS
+from facegan_jax.ops.lowpass import (conv_1x1, downsample_lowpass, grouped_conv_3x3,
+                                     upsample_lowpass)
 from facegan_jax.ops.reductions import add_bias, channel_sums
 
 _forms = 'auto'
@@ -113,6 +115,7 @@ def conv_3x3_avg_pool(x, kernel, form=None):
   return conv_4x2(x, fold_down(kernel), form)
 
 
-__all__ = ['add_bias', 'channel_sums', 'conv_3x3', 'conv_3x3_avg_pool', 'conv_4x2',
-           'conv_transpose_4x2', 'fold_down', 'fold_up', 'set_forms', 'upsample_conv_3x3',
+__all__ = ['add_bias', 'channel_sums', 'conv_1x1', 'conv_3x3', 'conv_3x3_avg_pool', 'conv_4x2',
+           'conv_transpose_4x2', 'downsample_lowpass', 'fold_down', 'fold_up',
+           'grouped_conv_3x3', 'set_forms', 'upsample_conv_3x3', 'upsample_lowpass',
            'using_forms']
