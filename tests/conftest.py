@@ -2,11 +2,13 @@
 the background that a test waits on by their log lines."""
 
 import contextlib
+import copy
 import fcntl
 import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -108,6 +110,18 @@ TINY = ['--dataset=synthetic_faces/small', '--resolution=16', '--conv_dim=8', '-
 def main_env(devices=1):
   return dict(os.environ, JAX_PLATFORMS='cpu',
               XLA_FLAGS=xla_flags(devices))
+
+
+def main_config(*args):
+  """(Config, --workdir) that main.py makes of the command-line `args`, parsed by main.py's own
+  flags in this process (a copy of them: nothing is left parsed), for a test that runs what
+  main.py would call (train.train_and_evaluate, explore.explore, ...) in process. Pass
+  --num_devices: this process has 2 devices where main_py's runs have 1 unless told."""
+  import main  # noqa: PLC0415  (defines main.py's flags; imports no JAX)
+  from facegan_jax import config as config_lib  # noqa: PLC0415
+  flag_values = copy.deepcopy(main.FLAGS)
+  flag_values(['main.py', *args])
+  return config_lib.from_flags(flag_values), flag_values.workdir
 
 
 class Deadline:
@@ -272,6 +286,24 @@ def _session_lock(path):
     yield
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _session_cache_home(tmp_path_factory):
+  """XDG_CACHE_HOME for the whole session, its processes and the runs they start: a directory
+  of the session (the xdist workers share it), so that nothing is read from or written to the
+  user's ~/.cache (the feature networks netcache trains, the FID real features). A test that
+  evaluates on synthetic_faces or a labelled folder names attribute_net_cache or
+  class_net_cache instead, or it trains that network itself, slowly."""
+  path = _session_dir(tmp_path_factory) / 'xdg_cache'
+  path.mkdir(exist_ok=True)
+  previous = os.environ.get('XDG_CACHE_HOME')
+  os.environ['XDG_CACHE_HOME'] = str(path)
+  yield str(path)
+  if previous is None:
+    del os.environ['XDG_CACHE_HOME']
+  else:
+    os.environ['XDG_CACHE_HOME'] = previous
+
+
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
   """A --data_dir shared by the session's runs, synthetic_faces/small rendered into it once
@@ -288,6 +320,39 @@ sources.load_images(Config(dataset='synthetic_faces/small', data_dir={str(path)!
 ''')
       (path / 'rendered').touch()
   return str(path)
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory, data_dir):
+  """(workdir, console output as {'stdout', 'stderr'}) of a TINY main.py run of 10 steps on
+  data_dir with checkpoints at 5 and 10, trained once per test session (the xdist workers
+  share it). Tests go on from a copy (copy_run), never from it."""
+  shared = _session_dir(tmp_path_factory)
+  workdir, output = shared / 'tiny_run', shared / 'tiny_run.json'
+  with _session_lock(shared / 'tiny_run.lock'):
+    if not output.exists():
+      shutil.rmtree(workdir, ignore_errors=True)  # what a failed try left
+      result = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}',
+                       '--num_steps=10', '--checkpoint_every=5')
+      if result.returncode:
+        pytest.fail(f'the session\'s tiny run failed:\n{result.stderr[-3000:]}')
+      (shared / 'tiny_run.json.tmp').write_text(json.dumps(dict(stdout=result.stdout,
+                                                                stderr=result.stderr)))
+      (shared / 'tiny_run.json.tmp').rename(output)
+  return str(workdir), json.loads(output.read_text())
+
+
+def copy_run(workdir, to):
+  """Copies the workdir of an ended run to `to`, its flags.txt naming `to` as the run's own
+  would (a --flagfile rerun of the copy resumes the copy); returns `to`."""
+  shutil.copytree(workdir, to)
+  path = os.path.join(to, 'flags.txt')
+  with open(path) as f:
+    lines = f.read().splitlines(keepends=True)
+  with open(path, 'w') as f:
+    f.writelines(f'--workdir={os.path.abspath(to)}\n' if line.startswith('--workdir=') else line
+                 for line in lines)
+  return to
 
 
 @pytest.fixture(scope='session')

@@ -3,14 +3,18 @@ real vs real and see a generator that never draws one class."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 
+from facegan_jax import config as config_lib
+from facegan_jax import train
 from facegan_jax.config import Config
 from facegan_jax.data import sources
-from facegan_jax.evaluation import classifier
-from tests.conftest import TINY, main_py
+from facegan_jax.errors import UsageError
+from facegan_jax.evaluation import classifier, evaluate
+from tests.conftest import TINY, main_config
 
 
 @pytest.fixture(scope='module')
@@ -70,14 +74,16 @@ def test_real_vs_real_is_near_zero_and_a_missing_class_is_seen(digits):
 
 
 def test_eval_mode_and_best_metric_on_a_labelled_folder(tmp_path, data_dir, digits_dir,
-                                                        class_net_cache):
+                                                        class_net_cache, monkeypatch, capsys):
+  """Training with --eval_every and --best_metric=class_coverage, then --mode=eval: what
+  main.py calls for each, in process on one device, with the session's class network."""
+  monkeypatch.setenv('XDG_CACHE_HOME', class_net_cache)
   args = [f'--dataset=folder:{digits_dir}', f'--data_dir={data_dir}', '--model=mlp',
           '--resolution=28', '--channels=1', '--hidden_dim=16', '--z_dim=8', '--batch_size=16',
           '--log_every=10', '--sample_every=20', '--checkpoint_every=20', '--num_steps=20',
-          '--eval_samples=200', f'--workdir={tmp_path}']
-  env = dict(XDG_CACHE_HOME=class_net_cache)
-  trained = main_py(*args, '--eval_every=10', '--best_metric=class_coverage', **env)
-  assert trained.returncode == 0, trained.stderr[-3000:]
+          '--eval_samples=200', f'--workdir={tmp_path}', '--num_devices=1']
+  train.train_and_evaluate(*main_config(*args, '--eval_every=10',
+                                        '--best_metric=class_coverage'))
   rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
   evals = [row['eval'] for row in rows if 'eval' in row]
   assert [e['step'] for e in evals] == [10, 20]
@@ -88,19 +94,26 @@ def test_eval_mode_and_best_metric_on_a_labelled_folder(tmp_path, data_dir, digi
     assert record['metrics']['class_fd']['n_floor'] == 200
   best = max(evals, key=lambda e: (e['metrics']['class_coverage']['value'], -e['step']))
   assert os.listdir(tmp_path / 'best_checkpoint') == [str(best['step'])]
-  evaluated = main_py(*args, '--mode=eval', **env)
-  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-  assert 'classFD' in evaluated.stdout and 'real-vs-real floor (200 other reals)' in evaluated.stdout
+  capsys.readouterr()
+  evaluate.evaluate(*main_config(*args, '--mode=eval'))
+  table = capsys.readouterr().out
+  assert 'classFD' in table and 'real-vs-real floor (200 other reals)' in table
   record = json.load(open(tmp_path / 'eval.json'))
   assert record['metrics']['class_tv']['floor'] == evals[-1]['metrics']['class_tv']['floor']
   assert record['dataset_version'].startswith('files-')
 
 
 def test_class_metric_on_an_unlabelled_dataset_is_a_usage_error(tmp_path, data_dir):
-  result = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}', '--num_steps=10',
-                   '--eval_every=10', '--eval_samples=64', '--best_metric=class_fd')
-  assert result.returncode != 0
-  assert ('--best_metric=class_fd needs a labelled dataset (a folder with class subfolders, or '
-          'a TFDS dataset with a label feature); synthetic_faces/small has no labels'
-          in result.stderr), result.stderr[-2000:]
-  assert 'Traceback' not in result.stderr
+  """Refused before anything trains (main.py prints it as one line: test_main.py): by the
+  validation main.py runs first, and by the run itself."""
+  config, workdir = main_config(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}',
+                                '--num_steps=10', '--eval_every=10', '--eval_samples=64',
+                                '--best_metric=class_fd')
+  message = re.escape('--best_metric=class_fd needs a labelled dataset (a folder with class '
+                      'subfolders, or a TFDS dataset with a label feature); '
+                      'synthetic_faces/small has no labels')
+  with pytest.raises(UsageError, match=f'^{message}$'):
+    config_lib.validate(config)
+  with pytest.raises(UsageError, match=f'^{message}$'):
+    train.train_and_evaluate(config, workdir)
+  assert not os.path.exists(tmp_path / 'checkpoints')

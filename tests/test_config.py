@@ -6,7 +6,9 @@ import re
 import pytest
 
 from facegan_jax import config as config_lib
+from facegan_jax import objectives
 from facegan_jax.errors import UsageError
+from tests.conftest import TINY, main_config
 
 
 def test_presets_are_their_flagfiles_model_settings():
@@ -101,3 +103,32 @@ def test_class_metrics_on_an_unlabelled_dataset_are_refused_before_anything_trai
     config_lib.validate(config_lib.Config(dataset=dataset, eval_every=10,
                                           best_metric='class_fd'))
 
+
+
+
+# main.py's flag errors that validation finds, before anything compiles: the flags parsed by
+# main.py's own flags on TINY's settings, as main.py's runs had them. main.py prints each as
+# one `error:` line (its path end to end: test_main.py's test_bad_flags_give_one_line_errors).
+@pytest.mark.parametrize('flags, message', [
+    ('--loss=wasserstein', '--loss=wasserstein is not one of '
+     + ', '.join(objectives.OBJECTIVES)),  # every objective registered
+    ('--gp_weight=10', '--gp_weight is the WGAN-GP penalty: it needs --loss=wgan, not bce'),
+    ('--resolution=48', '--resolution=48: dcgan needs 4*2^n or 7*2^n (e.g. 28, 32, 64, 128)'),
+    ('--best_metric=swd', '--best_metric=swd needs --eval_every'),
+    ('--best_metric=fid --eval_every=5', '--best_metric=fid needs --inception_weights'),
+    ('--best_metric=domain_fd --eval_every=5 --dataset=celeba_small',
+     '--best_metric=domain_fd is defined for synthetic_faces only'),
+    ('--lr_decay=linear --lr_decay_start=30 --num_steps=30',
+     '--lr_decay_start=30: must be in [0, --num_steps=30)'),
+    ('--beta2_d=1', '--beta2_d=1.0: must be in [0, 1)'),
+    ('--r1_every=16', '--r1_every=16 needs --r1_gamma'),
+    ('--resolution=0', '--resolution=0: must be at least 1'),
+    ('--model=mlp --resolution=-28', '--resolution=-28: must be at least 1'),
+    ('--batch_size=0', '--batch_size=0: must be at least 1'),
+    ('--mode=eval --inception_weights=/no/such.pth',
+     '--inception_weights=/no/such.pth: no such file'),
+])
+def test_main_py_flag_errors_are_found_by_validation(flags, message):
+  config, _ = main_config(*TINY, '--workdir=unused', *flags.split())
+  with pytest.raises(UsageError, match='^' + re.escape(message) + '$'):
+    config_lib.validate(config)

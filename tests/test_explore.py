@@ -1,6 +1,8 @@
-"""The latent-space figures' interpolation (end to end in test_main.py)."""
+"""The latent-space figures: the interpolation and the attribute arithmetic (end to end in
+test_main.py)."""
 
 import numpy as np
+import pytest
 
 from facegan_jax import explore
 
@@ -24,3 +26,65 @@ def test_interpolation_rows_run_from_one_latent_to_another():
   np.testing.assert_allclose(rows[:, 0], ends[0, :, 0], rtol=1e-6)
   np.testing.assert_allclose(rows[:, -1], ends[1, :, 0], rtol=1e-6)
   assert not np.allclose(rows[:, 2], rows[:, 0])
+
+
+def _arithmetic(monkeypatch, never_glasses=False):
+  """explore.attribute_arithmetic's (read-outs, figures, latents drawn) on 64 latents, with a
+  generator that draws its latents as they are and an attribute reader for which latent
+  coordinate 0, 1, 2 above 0 is glasses, a beard, long hair (glasses never, if asked)."""
+  from facegan_jax.config import Config  # noqa: PLC0415
+  from facegan_jax.data import synthetic_faces  # noqa: PLC0415
+  from facegan_jax.evaluation import face_attributes  # noqa: PLC0415
+  import jax  # noqa: PLC0415
+
+  def read_images(model, z, channels):
+    above = np.asarray(z)[:, :3] > 0
+    hair = np.where(above[:, 2], synthetic_faces.HAIR_STYLES.index('long'),
+                    synthetic_faces.HAIR_STYLES.index('short'))
+    classes = dict(hair_style=hair, glasses=above[:, 0] * (not never_glasses),
+                   beard=above[:, 1].astype(int))
+    return None, None, tuple(classes[name] for name in face_attributes.CATEGORICAL)
+
+  monkeypatch.setattr(face_attributes, 'load_or_train', lambda config: (None, {}))
+  monkeypatch.setattr(face_attributes, 'read_images', read_images)
+  latents = {}
+  readouts, figures = explore.attribute_arithmetic(Config(eval_samples=64, z_dim=8), np.asarray,
+                                                   jax.random.PRNGKey(0), latents)
+  return readouts, figures, latents
+
+
+def test_latent_arithmetic_moves_faces_along_each_attributes_direction(monkeypatch):
+  readouts, figures, latents = _arithmetic(monkeypatch)
+  assert set(readouts) == set(figures) == {'glasses', 'beard', 'long_hair'}  # none skipped
+  for i, name in enumerate(('glasses', 'beard', 'long_hair')):
+    readout, pool = readouts[name], latents['arithmetic_pool']
+    has = pool[:, i] > 0
+    assert (readout['faces_with'], readout['faces_without']) == (has.sum(), (~has).sum())
+    assert readout['share_in_pool'] == pytest.approx(has.mean(), abs=1e-4)
+    # The direction: the mean latent of faces with it minus those without, but for the 8
+    # faces shown (drawn from those without): along the attribute's own coordinate.
+    before, direction = latents[f'{name}_before'], latents[f'{name}_direction']
+    assert before.shape == (8, 8) and (before[:, i] <= 0).all()
+    shown = np.flatnonzero(~has)[:8]
+    rest = np.setdiff1d(np.arange(64), shown)
+    np.testing.assert_allclose(direction, pool[rest][has[rest]].mean(0)
+                               - pool[rest][~has[rest]].mean(0), atol=1e-6)
+    assert np.argmax(np.abs(direction)) == i and direction[i] > 1
+    after = latents[f'{name}_after'].reshape(3, 8, 8)
+    np.testing.assert_allclose(after, before + np.array([1, 2, 3])[:, None, None] * direction,
+                               atol=1e-6)
+    # The shares read after adding it once, twice, three times: the faces moved past 0.
+    assert readout['share_before'] == 0
+    assert readout['share_after'] == {f'{k}x': np.mean(after[k - 1][:, i] > 0)
+                                      for k in (1, 2, 3)}
+    assert readout['share_after']['3x'] == 1
+    # The figure: the faces before, then after each multiple.
+    np.testing.assert_array_equal(figures[name], np.concatenate([before, *after]))
+
+
+def test_latent_arithmetic_skips_an_attribute_too_few_faces_have(monkeypatch):
+  readouts, figures, latents = _arithmetic(monkeypatch, never_glasses=True)
+  assert readouts['glasses'] == dict(skipped='0 of 64 generated faces read as having glasses: '
+                                             'too few on one side for a mean latent')
+  assert 'glasses' not in figures and 'glasses_direction' not in latents
+  assert set(figures) == {'beard', 'long_hair'}

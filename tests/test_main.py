@@ -1,10 +1,19 @@
-"""main.py end to end: every workdir output, resume, sampling, and one-line flag errors."""
+"""main.py end to end: every workdir output, resume, sampling, and one-line flag errors.
 
+A test runs main.py in a process of its own where it checks what only a process shows (the
+console, the `error:` line and exit status, XLA flags of its own); otherwise it runs what
+main.py calls (train.train_and_evaluate, explore.explore) in process, on the Config main.py's
+flags make of the same arguments (conftest.main_config).
+"""
+
+import dataclasses
+import glob
 import json
 import os
 import re
 import socket
 import time
+import types
 
 import jax
 import numpy as np
@@ -12,10 +21,18 @@ import pytest
 from PIL import Image
 
 from facegan_jax import config as config_lib
+from facegan_jax import explore
+from facegan_jax import mesh as mesh_lib
+from facegan_jax import resume
+from facegan_jax import state as state_lib
+from facegan_jax import train
+from facegan_jax.checkpoint.manager import Checkpoints
+from facegan_jax.errors import UsageError
+from facegan_jax.evaluation import distances
 from facegan_jax.run import workdir as workdir_lib
 from tests import conftest
-from tests.conftest import (TINY, assert_only_our_info_lines, info_lines, metrics,
-                            read_checkpoint, run_python, tensorboard_events)
+from tests.conftest import (TINY, assert_only_our_info_lines, copy_run, info_lines, main_config,
+                            metrics, read_checkpoint, run_python, tensorboard_events)
 from tests.test_inception import random_inception_npz
 from tests.test_visualize import D_COLOUR, G_COLOUR, curve_pixels
 
@@ -27,15 +44,16 @@ def main_py(*args, **kwargs):
   return result
 
 
-def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attribute_net_cache):
-  workdir = str(tmp_path / 'run')
+def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, tiny_run,
+                                                       attribute_net_cache, monkeypatch):
+  # The session's TINY main.py run of 10 steps with --checkpoint_every=5, copied.
+  trained, first = tiny_run
+  workdir = copy_run(trained, str(tmp_path / 'run'))
   args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}']
-  first = main_py(*args, '--num_steps=10', '--checkpoint_every=5')
-  assert first.returncode == 0, first.stderr[-2000:]
-  # The progress lines' elapsed time is the run's, not reset by the checkpoint between them.
-  elapsed = [int(s) for s in re.findall(r'elapsed (\d+)s, ETA', first.stdout + first.stderr)]
-  assert len(elapsed) == 2 and elapsed[0] >= 1 and elapsed[1] >= elapsed[0]
-  assert {'train.py', 'metrics_log.py'} <= assert_only_our_info_lines(first.stdout)
+  # A progress line at each log step, with the run's elapsed time (that a checkpoint does not
+  # reset it: test_progress_lines_give_the_runs_elapsed_time_across_checkpoints).
+  assert len(re.findall(r'elapsed \d+s, ETA', first['stdout'] + first['stderr'])) == 2
+  assert {'train.py', 'metrics_log.py'} <= assert_only_our_info_lines(first['stdout'])
   for name in ('flags.txt', 'real_batch.png', 'samples/step_0000010.png', 'metrics.jsonl',
                'losses.png', 'checkpoints/10'):
     assert os.path.exists(os.path.join(workdir, name)), name
@@ -87,16 +105,19 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
   assert not np.array_equal(expected['ema3'], expected['g3'])  # the EMA G is not G
   assert not np.array_equal(expected['ema3'], expected['ema4'])  # another seed, other images
 
-  # --mode=explore: the interpolation rows and the attribute arithmetic, with their latents.
-  explored = main_py(*args, '--mode=explore', '--interpolate=5', '--eval_samples=64',
-                     XDG_CACHE_HOME=attribute_net_cache)
-  assert explored.returncode == 0, explored.stderr[-2000:]
+  # --mode=explore (what main.py calls, in process): the interpolation rows and the attribute
+  # arithmetic, with their latents. The arithmetic itself: tests/test_explore.py.
+  monkeypatch.setenv('XDG_CACHE_HOME', attribute_net_cache)
+  config, _ = main_config(*args, '--mode=explore', '--interpolate=5', '--eval_samples=64',
+                          '--num_devices=1')
+  returned = explore.explore(config, workdir)
+  monkeypatch.undo()
   out = os.path.join(workdir, 'explore')
   with Image.open(os.path.join(out, 'interpolation.png')) as figure:  # 8 rows of 5, 2x
     assert figure.size == (2 * (5 * 18 + 2), 2 * (8 * 18 + 2))
   with open(os.path.join(out, 'explore.json')) as f:
     summary = json.load(f)
-  assert summary['step'] == 25
+  assert summary == returned and summary['step'] == 25
   assert set(summary['arithmetic']) == {'glasses', 'beard', 'long_hair'}
   drawn = np.load(os.path.join(out, 'latents.npz'))
   assert drawn['interpolation'].shape == (40, 8) and drawn['arithmetic_pool'].shape == (64, 8)
@@ -134,10 +155,24 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, attri
     value = record['metrics'][name]
     assert np.isfinite(value['value']), name
     assert value['resize'] == 'pytorch_fid' and len(value['weights_sha256']) == 64
-  assert record['metrics']['fid']['value'] > 0
-  score = record['metrics']['inception_score']
-  assert 1 <= score['value'] <= 1008 and 1 <= score['real'] <= 1008 and score['std'] >= 0
   assert not record['metrics']['fid']['real_features_cached']
+  # The numbers are those of these reals' features: from the features the run cached, the
+  # reals' own Inception Score is the record's, and the reals against themselves score the
+  # floor (precision and recall 1, a KID of the order of its sampling noise), which the
+  # 25-step G is well above. (Not FID's floor: a 2048-dimensional eigendecomposition costs
+  # seconds, and tests/test_distances.py checks it.)
+  [cached] = glob.glob(str(cache / 'fid_features' / '*.npz'))
+  with np.load(cached) as f, np.load(weights) as w:
+    real = f['features'].astype(np.float64)
+    logits = real @ w['fc.weight'].astype(np.float64).T + w['fc.bias'].astype(np.float64)
+  assert real.shape == (16, 2048)
+  score = record['metrics']['inception_score']
+  assert score['real'] == pytest.approx(distances.inception_score(logits)[0], rel=1e-9)
+  assert 1 <= score['value'] <= 1008 and score['std'] >= 0
+  assert distances.precision_recall(real, real, k=3) == (1, 1)
+  floor_kid = 1e3 * distances.kernel_inception_distance(real, real, subset_size=16)[0]
+  assert abs(floor_kid) < record['metrics']['kid']['value']
+  assert record['metrics']['fid']['value'] > 0
   for name in ('domain_fd', 'attr_w1', 'attr_tv'):  # synthetic_faces' attribute network
     value = record['metrics'][name]
     assert value['value'] > 0 and len(value['weights_sha256']) == 64, name
@@ -169,27 +204,15 @@ np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3
   return np.load(path)
 
 
+# The one-line path of main.py's errors, end to end: a flag validation rejects before anything
+# compiles, an empty --workdir, and an empty --flagfile that main.py itself catches. Each other
+# flag's error is checked in process: tests/test_config.py (validation), test_workdir.py (the
+# other --workdir checks main.py makes) and
+# test_errors_found_as_the_run_starts_are_usage_errors below (the run's start).
 @pytest.mark.parametrize('flag, message', [
-    ('--batch_size=7', '--batch_size=7 is not divisible by the number of devices (2)'),
     ('--loss=wasserstein', '--loss=wasserstein is not one of bce, lsgan, hinge, wgan'),
-    ('--gp_weight=10', '--gp_weight is the WGAN-GP penalty: it needs --loss=wgan, not bce'),
-    ('--dataset=imagenet', 'unknown --dataset=imagenet; available: synthetic_faces'),
-    ('--dataset=folder:/no/such/dir', '/no/such/dir does not exist'),
-    ('--resolution=48', '--resolution=48: dcgan needs'),
-    ('--best_metric=swd', '--best_metric=swd needs --eval_every'),
-    ('--best_metric=fid --eval_every=5', '--best_metric=fid needs --inception_weights'),
-    ('--best_metric=domain_fd --eval_every=5 --dataset=celeba_small',
-     '--best_metric=domain_fd is defined for synthetic_faces only'),
-    ('--lr_decay=linear --lr_decay_start=30 --num_steps=30',
-     '--lr_decay_start=30: must be in [0, --num_steps=30)'),
-    ('--beta2_d=1', '--beta2_d=1.0: must be in [0, 1)'),
-    ('--r1_every=16', '--r1_every=16 needs --r1_gamma'),
-    ('--resolution=0', '--resolution=0: must be at least 1'),
-    ('--model=mlp --resolution=-28', '--resolution=-28: must be at least 1'),
-    ('--batch_size=0', '--batch_size=0: must be at least 1'),
     ('--workdir=', '--workdir is empty (an unset shell variable?)'),
     ('--flagfile=', '--flagfile is empty (an unset shell variable?); name a flagfile'),
-    ('--workdir=/etc/hostname/run', '--workdir=/etc/hostname/run: /etc/hostname is a file'),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, flag, message):
   result = main_py(*TINY, f'--workdir={tmp_path}', *flag.split(), devices=2)
@@ -198,12 +221,16 @@ def test_bad_flags_give_one_line_errors(tmp_path, flag, message):
   assert 'Traceback' not in result.stderr
 
 
-def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path, data_dir):
+def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path, data_dir,
+                                                               attribute_net_cache, monkeypatch):
+  # In process, as main.py runs it on one device; synthetic_faces' evaluations read the
+  # session's attribute network.
+  monkeypatch.setenv('XDG_CACHE_HOME', attribute_net_cache)
   args = TINY + [f'--data_dir={data_dir}', f'--workdir={tmp_path}', '--eval_every=10',
-                 '--eval_samples=64', '--best_metric=swd', '--keep_checkpoints=4']
+                 '--eval_samples=64', '--best_metric=swd', '--keep_checkpoints=4',
+                 '--num_devices=1']
   for num_steps in (20, 40):  # the second run resumes at 20 with the best value so far
-    run = main_py(*args, f'--num_steps={num_steps}')
-    assert run.returncode == 0, run.stderr[-2000:]
+    train.train_and_evaluate(*main_config(*args, f'--num_steps={num_steps}'))
   rows = [row for row in metrics(str(tmp_path)) if 'eval' in row]
   assert [row['step'] for row in rows] == [10, 20, 30, 40]
   for row in rows:
@@ -228,45 +255,69 @@ def test_eval_every_logs_metrics_and_keeps_the_best_checkpoint(tmp_path, data_di
     np.testing.assert_array_equal(a, b)
 
 
-def test_resume_keeps_the_runs_flags_and_records_the_ones_it_may_change(tmp_path, data_dir):
+def test_progress_lines_give_the_runs_elapsed_time_across_checkpoints(tmp_path, data_dir,
+                                                                      monkeypatch, caplog):
+  """A progress line's elapsed time is the run's, not restarted by the checkpoint before it:
+  on a clock that jumps 1000 s while step 5's checkpoint saves, step 5's line (logged before
+  the save) shows less than 1000 s and step 10's more."""
+  perf_counter, jumped = time.perf_counter, [0.0]
+  monkeypatch.setattr(train, 'time', types.SimpleNamespace(
+      perf_counter=lambda: perf_counter() + jumped[0]))
+  save = Checkpoints.save
+
+  def slow_save(self, state, step):
+    jumped[0] += 1000
+    return save(self, state, step)
+
+  monkeypatch.setattr(Checkpoints, 'save', slow_save)
+  caplog.set_level('INFO')
+  train.train_and_evaluate(*main_config(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}',
+                                        '--num_steps=10', '--checkpoint_every=5',
+                                        '--tensorboard=false', '--num_devices=1'))
+  elapsed = [int(s) for s in re.findall(r'step (?:5|10)/10 \|.* elapsed (\d+)s, ETA', caplog.text)]
+  assert len(elapsed) == 2 and elapsed[0] < 1000 <= elapsed[1], elapsed
+
+
+def test_resume_keeps_the_runs_flags_and_records_the_ones_it_may_change(tmp_path, data_dir,
+                                                                        tiny_run):
   """Flags that fix what the run computes cannot change on resume (one line names each);
   those that may (the length, schedules, learning rates) apply and are logged, and flags.txt
   keeps their history while still rerunning the run as a --flagfile."""
-  args = TINY + [f'--data_dir={data_dir}', f'--workdir={tmp_path}']
-  assert main_py(*args, '--num_steps=10').returncode == 0
-  flags_before = (tmp_path / 'flags.txt').read_text()
+  workdir = copy_run(tiny_run[0], str(tmp_path / 'run'))  # TINY, 10 steps, checkpoint_every=5
+  args = TINY + ['--checkpoint_every=5', f'--data_dir={data_dir}', f'--workdir={workdir}']
+  flags_before = (tmp_path / 'run' / 'flags.txt').read_text()
   result = main_py(*args, '--num_steps=10', '--conv_dim=16', '--seed=5')
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1] == (
-      f'error: checkpoint 10 in {tmp_path}/checkpoints was trained with --conv_dim=8 --seed=0, '
+      f'error: checkpoint 10 in {workdir}/checkpoints was trained with --conv_dim=8 --seed=0, '
       'this run has --conv_dim=16 --seed=5; use another --workdir or the same flags')
-  assert (tmp_path / 'flags.txt').read_text() == flags_before
-  assert os.path.exists(tmp_path / 'checkpoints' / '10')
+  assert (tmp_path / 'run' / 'flags.txt').read_text() == flags_before
+  assert os.path.exists(tmp_path / 'run' / 'checkpoints' / '10')
 
   changed = main_py(*args, '--num_steps=20', '--lr_g=1e-4')
   assert changed.returncode == 0, changed.stderr[-2000:]
   assert 'Changed on resume: --num_steps=20 (was 10), --lr_g=0.0001 (was 0.0002)' in (
       changed.stdout)
-  history = (tmp_path / 'flags.txt').read_text()
+  history = (tmp_path / 'run' / 'flags.txt').read_text()
   assert history == flags_before + '# Resumed at step 10 with:\n--num_steps=20\n--lr_g=0.0001\n'
-  flagfile = config_lib.read_flagfile(str(tmp_path / 'flags.txt'))
+  flagfile = config_lib.read_flagfile(str(tmp_path / 'run' / 'flags.txt'))
   assert (flagfile['num_steps'], flagfile['lr_g'], flagfile['seed']) == (20, 1e-4, 0)
   # The checkpoint now holds the new rate: the same command again has nothing to train.
-  done = main_py(f'--flagfile={tmp_path}/flags.txt')
+  done = main_py(f'--flagfile={workdir}/flags.txt')
   assert done.returncode == 0 and 'The run has reached --num_steps=20: nothing to train' in (
       done.stdout)
-  assert (tmp_path / 'flags.txt').read_text() == history
+  assert (tmp_path / 'run' / 'flags.txt').read_text() == history
   shorter = main_py(*args, '--num_steps=5', '--lr_g=1e-4')
   assert shorter.returncode == 1 and shorter.stderr.strip().splitlines()[-1] == (
       'error: --num_steps=5 is below the step this run has reached (20); pass --num_steps=20 '
       'or more to go on, or another --workdir')
 
   # A file the run cannot write is one line naming it.
-  os.makedirs(tmp_path / 'samples.npz')
+  os.makedirs(tmp_path / 'run' / 'samples.npz')
   sampled = main_py(*args, '--mode=sample', '--num_samples=4')
   assert sampled.returncode == 1
   assert sampled.stderr.strip().splitlines()[-1] == (
-      f'error: cannot write {tmp_path}/samples.npz: Is a directory')
+      f'error: cannot write {workdir}/samples.npz: Is a directory')
 
 
 def test_a_second_run_on_a_workdir_in_use_stops_before_touching_it(tmp_path, data_dir):
@@ -282,19 +333,23 @@ def test_a_second_run_on_a_workdir_in_use_stops_before_touching_it(tmp_path, dat
   assert os.listdir(tmp_path) == ['run.lock']
 
 
-def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):
-  # Batch 256 of 1,024 images: epochs turn over every 4 steps, inside both halves.
-  args = TINY + [f'--data_dir={data_dir}', '--batch_size=256', '--log_every=3']
+def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir, caplog):
+  # Batch 256 of 1,024 images: epochs turn over every 4 steps, inside both halves. In
+  # process, on one device.
+  args = TINY + [f'--data_dir={data_dir}', '--batch_size=256', '--log_every=3',
+                 '--tensorboard=false', '--num_devices=1']
+  caplog.set_level('INFO')
   host = str(tmp_path / 'host')
   for num_steps in (6, 12):
-    run = main_py(*args, f'--workdir={host}', '--input=host', f'--num_steps={num_steps}')
-    assert run.returncode == 0, run.stderr[-2000:]
-  log = run.stdout + run.stderr
-  assert 'Input: host' in log and 'Resuming at step 6' in log
+    caplog.clear()
+    train.train_and_evaluate(*main_config(*args, f'--workdir={host}', '--input=host',
+                                          f'--num_steps={num_steps}'))
+  assert 'Input: host' in caplog.text and 'Resuming at step 6' in caplog.text
   device = str(tmp_path / 'device')
-  run = main_py(*args, f'--workdir={device}', '--num_steps=12')  # auto: small data, on device
-  assert run.returncode == 0, run.stderr[-2000:]
-  assert 'Input: the whole dataset on the devices' in run.stdout + run.stderr
+  caplog.clear()
+  # auto: small data, on device
+  train.train_and_evaluate(*main_config(*args, f'--workdir={device}', '--num_steps=12'))
+  assert 'Input: the whole dataset on the devices' in caplog.text
   assert [r['step'] for r in metrics(host)] == [3, 6, 9, 12]
   for ours, theirs in zip(metrics(host), metrics(device)):
     for key in ('d_loss', 'g_loss', 'd_real', 'd_fake'):
@@ -304,16 +359,20 @@ def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):
 def test_steps_per_call_gives_the_one_step_run_at_full_optimisation(tmp_path, data_dir):
   """--steps_per_call=4 with logs every 5 steps and a resume at step 10 (calls end at those
   steps) is the one-step run bit for bit, under XLA's default CPU optimisation and main.py's
-  XLA flags, on one device (where Adam amplifies any difference in the last bits)."""
-  args = TINY + [f'--data_dir={data_dir}', '--num_steps=20']
-  full = dict(XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  XLA flags, on one device (where Adam amplifies any difference in the last bits). The three
+  runs in one process of their own, whose XLA flags are those."""
+  args = TINY + [f'--data_dir={data_dir}', '--num_steps=20', '--tensorboard=false']
   one, four = str(tmp_path / 'one'), str(tmp_path / 'four')
-  run = main_py(*args, f'--workdir={one}', **full)
-  assert run.returncode == 0, run.stderr[-2000:]
-  for num_steps in (10, 20):
-    run = main_py(*args, f'--workdir={four}', '--steps_per_call=4', f'--num_steps={num_steps}',
-                  **full)
-    assert run.returncode == 0, run.stderr[-2000:]
+  runs = [main_config(*args, f'--workdir={one}')] + [
+      main_config(*args, f'--workdir={four}', '--steps_per_call=4', f'--num_steps={num_steps}')
+      for num_steps in (10, 20)]
+  run_python(f'''
+from facegan_jax.run import runtime
+runtime.configure()  # main.py's XLA flags
+from facegan_jax import config as config_lib, train
+for fields, workdir in {[(dataclasses.asdict(config), workdir) for config, workdir in runs]!r}:
+  train.train_and_evaluate(config_lib.Config(**fields), workdir)
+''', XLA_FLAGS='--xla_force_host_platform_device_count=1')
   timing = ('images_per_sec', 'steps_per_sec')
   rows = [[{k: v for k, v in row.items() if k not in timing} for row in metrics(workdir)]
           for workdir in (one, four)]
@@ -322,13 +381,6 @@ def test_steps_per_call_gives_the_one_step_run_at_full_optimisation(tmp_path, da
             for workdir in (one, four)]
   for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
     np.testing.assert_array_equal(a, b)
-
-
-def test_eval_without_inception_weights_file_is_one_line(tmp_path):
-  missing = main_py(*TINY, f'--workdir={tmp_path}', '--mode=eval',
-                    '--inception_weights=/no/such.pth')
-  assert missing.stderr.strip().splitlines()[-1] == (
-      'error: --inception_weights=/no/such.pth: no such file')
 
 
 def test_each_loss_trains_logs_and_plots_its_own_numbers(tmp_path):
@@ -374,23 +426,25 @@ def test_each_loss_trains_logs_and_plots_its_own_numbers(tmp_path):
 
 
 def test_best_domain_fd_is_kept_and_another_run_starts_from_it(tmp_path, data_dir,
-                                                               attribute_net_cache):
+                                                               attribute_net_cache, monkeypatch,
+                                                               caplog):
   """--best_metric=domain_fd (synthetic_faces' attribute network) keeps the state of the
   evaluated step with the lowest domain FD, and --init_checkpoint=WORKDIR/best_checkpoint
-  starts a run from that step's weights, with fresh optimizers."""
+  starts a run from that step's weights, with fresh optimizers. In process, on one device."""
+  monkeypatch.setenv('XDG_CACHE_HOME', attribute_net_cache)
   workdir = str(tmp_path / 'run')
-  args = TINY + [f'--data_dir={data_dir}', '--checkpoint_every=5', '--keep_checkpoints=4']
-  run = main_py(*args, f'--workdir={workdir}', '--num_steps=20', '--eval_every=5',
-                '--eval_samples=64', '--best_metric=domain_fd',
-                XDG_CACHE_HOME=attribute_net_cache)
-  assert run.returncode == 0, run.stderr[-2000:]
+  caplog.set_level('INFO')
+  train.train_and_evaluate(*main_config(
+      *TINY, f'--data_dir={data_dir}', '--checkpoint_every=5', '--keep_checkpoints=4',
+      f'--workdir={workdir}', '--num_steps=20', '--eval_every=5', '--eval_samples=64',
+      '--best_metric=domain_fd', '--tensorboard=false', '--num_devices=1'))
   rows = [row for row in metrics(workdir) if 'eval' in row]
   assert [row['step'] for row in rows] == [5, 10, 15, 20]
   values = [row['eval']['metrics']['domain_fd']['value'] for row in rows]
   assert len(set(values)) == 4  # the generator changed between evaluations
   best = rows[int(np.argmin(values))]['step']
   assert os.listdir(os.path.join(workdir, 'best_checkpoint')) == [str(best)]
-  assert f'best domain_fd so far: {min(values):.4f} at step {best}' in run.stdout
+  assert f'best domain_fd so far: {min(values):.4f} at step {best}' in caplog.text
   kept = read_checkpoint(os.path.join(workdir, 'best_checkpoint', str(best)))
   regular = read_checkpoint(os.path.join(workdir, 'checkpoints', str(best)))
   for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(regular), strict=True):
@@ -398,43 +452,52 @@ def test_best_domain_fd_is_kept_and_another_run_starts_from_it(tmp_path, data_di
 
   # What a run with --init_checkpoint=WORKDIR/best_checkpoint starts from (resume.py, as
   # main.py calls it), against the kept state.
-  out = run_python(f'''
-import dataclasses, json
-import jax, numpy as np
-from facegan_jax import config as config_lib, mesh as mesh_lib, resume, state as state_lib
-from facegan_jax.checkpoint.manager import Checkpoints
-config = dataclasses.replace(  # the run's flags, and --init_checkpoint
-    config_lib.Config(**config_lib.read_flagfile({workdir + '/flags.txt'!r})),
-    init_checkpoint={workdir + '/best_checkpoint'!r})
-mesh = mesh_lib.make_mesh(1)
-state, origin = resume.restore_or_init(config, Checkpoints({str(tmp_path / 'new')!r},
-                                                           config=config), mesh)
-best = Checkpoints({workdir + '/best_checkpoint'!r}, config=config, read_only=True).restore(
-    state_lib.abstract_state(config, mesh_lib.replicated(mesh)))
-same = {{name: all(np.array_equal(a, b) for a, b in zip(
-    jax.tree.leaves(getattr(state, name)), jax.tree.leaves(getattr(best, name)), strict=True))
-    for name in ('g_params', 'g_stats', 'd_params', 'd_stats', 'ema_params', 'g_opt')}}
-print(json.dumps(dict(origin=origin, step=int(state.step), same=same,
-                      adam_count=int(state.g_opt[0].count))))
-''')
-  report = json.loads(out.strip().splitlines()[-1])
-  assert report['origin'] == (f'Starting at step 0 from the weights of step {best} in '
-                              f'{workdir}/best_checkpoint')
-  assert report['step'] == 0 and report['adam_count'] == 0
-  assert report['same'] == dict(g_params=True, g_stats=True, d_params=True, d_stats=True,
-                                ema_params=True, g_opt=False)
+  config = dataclasses.replace(  # the run's flags, and --init_checkpoint
+      config_lib.Config(**config_lib.read_flagfile(workdir + '/flags.txt')),
+      init_checkpoint=workdir + '/best_checkpoint')
+  mesh = mesh_lib.make_mesh(1)
+  state, origin = resume.restore_or_init(config, Checkpoints(str(tmp_path / 'new'),
+                                                             config=config), mesh)
+  kept = Checkpoints(workdir + '/best_checkpoint', config=config, read_only=True).restore(
+      state_lib.abstract_state(config, mesh_lib.replicated(mesh)))
+  same = {name: all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(getattr(state, name)), jax.tree.leaves(getattr(kept, name)), strict=True))
+      for name in ('g_params', 'g_stats', 'd_params', 'd_stats', 'ema_params', 'g_opt')}
+  assert origin == (f'Starting at step 0 from the weights of step {best} in '
+                    f'{workdir}/best_checkpoint')
+  assert int(state.step) == 0 and int(state.g_opt[0].count) == 0
+  assert same == dict(g_params=True, g_stats=True, d_params=True, d_stats=True,
+                      ema_params=True, g_opt=False)
+
+
+# The init checkpoint's error through main.py, end to end (the one line, and nothing written);
+# the others in process, as main.py's run on 2 devices meets them.
+def test_a_missing_init_checkpoint_is_one_line_and_writes_nothing(tmp_path, data_dir):
+  result = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}',
+                   '--init_checkpoint=/no/such/run', devices=2)
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines()[-1] == (
+      'error: --init_checkpoint=/no/such/run does not exist')
+  assert 'Traceback' not in result.stderr
+  assert set(os.listdir(tmp_path)) <= {'run.lock'}  # no empty checkpoints/, no flags.txt
 
 
 @pytest.mark.parametrize('flags, message', [
     ('--num_devices=3', '--num_devices=3 but only 2 cpu devices are available'),
-    ('--init_checkpoint=/no/such/run', '--init_checkpoint=/no/such/run does not exist'),
-    ('--eval_every=5 --eval_samples=2000',
+    # Found after the step compiles: on one device, whose compiled step other tests share.
+    ('--eval_every=5 --eval_samples=2000 --num_devices=1',
      '--eval_samples=2000 but synthetic_faces/small has only 1024 training images'),
+    ('--batch_size=7', '--batch_size=7 is not divisible by the number of devices (2)'),
+    ('--dataset=imagenet', 'unknown --dataset=imagenet; available: synthetic_faces, '
+     'synthetic_faces/small, celeba_small, tfds:NAME[:SPLIT], folder:PATH'),
+    ('--dataset=folder:/no/such/dir', '/no/such/dir does not exist'),
 ])
-def test_errors_found_as_the_run_starts_are_one_line(tmp_path, data_dir, flags, message):
-  result = main_py(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}', *flags.split(),
-                   devices=2)
-  assert result.returncode == 1, result.stderr[-2000:]
-  assert result.stderr.strip().splitlines()[-1] == f'error: {message}'
-  assert 'Traceback' not in result.stderr
+def test_errors_found_as_the_run_starts_are_usage_errors(tmp_path, data_dir, flags, message):
+  """What main.py calls raises the UsageError (which main.py prints as one line, above) before
+  it writes anything; this process has 2 devices, as main.py's runs had."""
+  config, workdir = main_config(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}',
+                                *flags.split())
+  config_lib.validate(config)  # main.py's check before anything compiles passes them
+  with pytest.raises(UsageError, match='^' + re.escape(message) + '$'):
+    train.train_and_evaluate(config, workdir)
   assert set(os.listdir(tmp_path)) <= {'run.lock'}  # no empty checkpoints/, no flags.txt

@@ -46,3 +46,11 @@ def test_hinge():
   d = (max(0, 1 - 2) + max(0, 1 + 1)) / 2 + (max(0, 1 + 0.5) + max(0, 1 - 3)) / 2
   assert float(losses.hinge_d(REAL, FAKE)) == pytest.approx(d, rel=1e-6)
   assert float(losses.hinge_g(FAKE)) == pytest.approx(1.25, rel=1e-6)
+
+
+def test_wgan_critic_and_generator():
+  # The critic's E[D(G(z))] - E[D(x)]: (0.5 - 3) / 2 - (2 - 1) / 2; G's -E[D(G(z))].
+  assert float(losses.wgan_d(REAL, FAKE)) == pytest.approx(-1.75, rel=1e-6)
+  assert float(losses.wgan_g(FAKE)) == pytest.approx(1.25, rel=1e-6)
+  # No targets: label smoothing changes nothing.
+  assert float(losses.wgan_d(REAL, FAKE, 0.9)) == pytest.approx(-1.75, rel=1e-6)
