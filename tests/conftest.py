@@ -45,7 +45,7 @@ os.environ['XLA_FLAGS'] = (f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS} 
 # on quick tests, not one of them idle while the other runs a long one.
 SLOW_MODULES = ('test_main.py', 'test_resume.py', 'test_multihost.py', 'test_experiments.py',
                 'test_face_attributes.py', 'test_classifier.py', 'test_ops.py',
-                'test_step.py')
+                'test_step.py', 'test_train.py', 'test_families.py', 'test_rpgan.py')
 
 
 @pytest.fixture(autouse=True)

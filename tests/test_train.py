@@ -42,10 +42,12 @@ def test_a_signal_before_training_starts_ends_the_run_saving_nothing(tmp_path, d
   assert os.listdir(tmp_path / 'checkpoints') == ['10']
 
 
-def test_a_stop_on_an_evaluation_step_is_evaluated_on_resume(tmp_path, data_dir, monkeypatch):
+def test_a_stop_on_an_evaluation_step_is_evaluated_on_resume(tmp_path, data_dir, monkeypatch,
+                                                              attribute_net_cache):
   """A stop is prompt: it saves the state of the step it lands on without evaluating it. The
   resumed run evaluates that step first, so its log and best checkpoint are the uninterrupted
   run's."""
+  monkeypatch.setenv('XDG_CACHE_HOME', attribute_net_cache)  # the session's trained network
   config = config_lib.Config(**TINY, data_dir=data_dir, num_steps=20, eval_every=10,
                              eval_samples=64, best_metric='swd')
   make_train_fn = step_lib.make_train_fn
@@ -71,7 +73,7 @@ def test_a_stop_on_an_evaluation_step_is_evaluated_on_resume(tmp_path, data_dir,
       monkeypatch.setattr(step_lib, 'make_train_fn', stopped_at(stop))
       train.train_and_evaluate(config, workdir)
       assert not [row for row in metrics(workdir) if row['step'] == stop and 'eval' in row]
-      monkeypatch.undo()
+      monkeypatch.setattr(step_lib, 'make_train_fn', make_train_fn)
     train.train_and_evaluate(config, workdir)
     runs[name] = workdir
 
