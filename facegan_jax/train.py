@@ -53,10 +53,11 @@ def record_flags(workdir, config, step, changed):
 
 
 def _start(config, workdir, mesh, num_devices, images, ckpts):
-  """(state, step, inputs, train_fn, periodic evaluation, flags changed on resume) of the
-  run's start, its step compiled and its memory checked, before the run writes a file. State
-  None when the run has nothing left to do; inputs and train_fn None when it has no step
-  left but still owes the evaluation of its last step (see `_owes_evaluation`)."""
+  """(state, step, inputs, train_fn, periodic evaluation, flags changed on resume, whether it
+  owes the evaluation of its step) of the run's start, its step compiled and its memory
+  checked, before the run writes a file. State None when the run has nothing left to do;
+  inputs and train_fn None when it has no step left but still owes the evaluation of its last
+  step (see `_owes_evaluation`)."""
   state, origin = resume.restore_or_init(config, ckpts, mesh)
   step = int(state.step)
   if step > config.num_steps:
@@ -74,7 +75,7 @@ def _start(config, workdir, mesh, num_devices, images, ckpts):
   if step == config.num_steps and not owed:
     logging.info('The run has reached --num_steps=%d: nothing to train (a larger --num_steps '
                  'goes on)', step)
-    return None, step, None, None, None, changed
+    return None, step, None, None, None, changed, False
   inputs = train_fn = None
   if step < config.num_steps:
     # The order's key, taken now: steps donate the state's buffers.
@@ -88,7 +89,7 @@ def _start(config, workdir, mesh, num_devices, images, ckpts):
   # Its real side prepared now (feature networks trained, real features read): its errors too.
   periodic = (PeriodicEval(config, workdir, os.path.join(workdir, 'metrics.jsonl'), step)
               if config.eval_every else None)
-  return state, step, inputs, train_fn, periodic, changed
+  return state, step, inputs, train_fn, periodic, changed, owed
 
 
 def _check_same_data(config, saved, data, step):
@@ -155,8 +156,8 @@ def _train(config, workdir, mesh, num_devices, stop):
                       config=config)
   ckpts.data = dict(dataset_version=sources.version(config), dataset_images=len(images))
   try:
-    state, step, inputs, train_fn, periodic, changed = _start(config, workdir, mesh,
-                                                              num_devices, images, ckpts)
+    state, step, inputs, train_fn, periodic, changed, owed = _start(
+        config, workdir, mesh, num_devices, images, ckpts)
   except BaseException:
     ckpts.close(quiet=True)
     if fresh and not os.listdir(ckpts.directory):
@@ -197,7 +198,7 @@ def _train(config, workdir, mesh, num_devices, stop):
     tensorboard.evaluation(step, record)
 
   try:
-    if periodic and _owes_evaluation(config, workdir, step):
+    if owed:  # a stop landed on this step's evaluation
       evaluate(state, step)
     while step < config.num_steps:
       num_steps = call_length(config, step, inputs.max_steps_per_call)
