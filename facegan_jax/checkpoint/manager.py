@@ -224,11 +224,8 @@ class Checkpoints:
     if self.read_only:
       logging.warning('Checkpoint %s is damaged (%s); trying %s', path, problem, then)
       return
-    aside = os.path.join(os.path.dirname(self.directory), 'damaged_checkpoints', str(step))
-    while os.path.exists(aside):
-      aside += '+'
-    os.makedirs(os.path.dirname(aside), exist_ok=True)
-    shutil.move(path, aside)
+    aside = move_aside(path, os.path.join(os.path.dirname(self.directory),
+                                          'damaged_checkpoints'))
     self.manager.reload()
     self.last_saved = self.manager.latest_step()
     logging.warning('Checkpoint %s is damaged (%s); moved it to %s, trying %s', path, problem,
@@ -245,6 +242,17 @@ class Checkpoints:
         error = error or e
     if error and not quiet:
       raise error
+
+
+def move_aside(path, folder):
+  """Moves `path` into `folder` under its own name (with '+'s added while that is taken), never
+  over anything; returns where it went."""
+  aside = os.path.join(folder, os.path.basename(path))
+  while os.path.exists(aside):
+    aside += '+'
+  os.makedirs(folder, exist_ok=True)
+  shutil.move(path, aside)
+  return aside
 
 
 def _shape(leaf):

@@ -9,13 +9,12 @@ kept, the previous one deleted only once the new one is complete), besides the l
 """
 
 import os
-import shutil
 
 import jax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from facegan_jax.checkpoint.manager import Checkpoints
+from facegan_jax.checkpoint.manager import Checkpoints, move_aside
 from facegan_jax.evaluation import evaluate
 from facegan_jax.logs import metrics_log
 from facegan_jax.run import runtime
@@ -47,11 +46,8 @@ class PeriodicEval:
     metrics_log.repair moves their lines, so that the run can save an earlier best."""
     if runtime.writes_files():
       for later in [s for s in self.best_ckpts.manager.all_steps() if s > step]:
-        aside = os.path.join(workdir, BEST_DIR_SET_ASIDE, str(later))
-        while os.path.exists(aside):
-          aside += '+'
-        os.makedirs(os.path.dirname(aside), exist_ok=True)
-        shutil.move(os.path.join(self.best_ckpts.directory, str(later)), aside)
+        aside = move_aside(os.path.join(self.best_ckpts.directory, str(later)),
+                           os.path.join(workdir, BEST_DIR_SET_ASIDE))
         logging.info('Moved best checkpoint %d, after step %d the run resumes from, to %s',
                      later, step, aside)
     if jax.process_count() > 1:  # every process sees the directory as process 0 left it
