@@ -38,13 +38,28 @@ flags.DEFINE_bool('trace', True, 'after timing --steps untraced steps, trace --s
 flags.DEFINE_string('conv_impl', 'auto', 'forms of the convolutions: auto, xla or a form of '
                     'facegan_jax/ops/forms.py')
 flags.DEFINE_string('precision', 'fp32', 'fp32 or bf16')
+flags.DEFINE_multi_string('set', [], 'a Config field over the preset, NAME=VALUE, repeatable: '
+                          '--set=model=r3gan --set=widths=32,32,32,16 --set=loss=rpgan')
+flags.DEFINE_string('hlo_out', None, 'also write the compiled step\'s HLO text to this file')
 FLAGS = flags.FLAGS
+
+
+def overrides(items):
+  """{field: value} of --set's NAME=VALUE items, each value of its field's default's type."""
+  values = {}
+  for item in items:
+    name, text = item.split('=', 1)
+    default = getattr(config_lib.Config, name)
+    values[name] = (text.lower() == 'true' if isinstance(default, bool) else
+                    type(default)(text) if isinstance(default, (int, float)) else text)
+  return values
 
 
 def main(argv):
   del argv
   config = config_lib.preset(FLAGS.preset, batch_size=FLAGS.batch_size,
-                             conv_impl=FLAGS.conv_impl, precision=FLAGS.precision)
+                             conv_impl=FLAGS.conv_impl, precision=FLAGS.precision,
+                             **overrides(FLAGS.set))
   mesh = mesh_lib.make_mesh(config.num_devices)
   shape = (4 * pipeline.images_per_step(config), config.resolution, config.resolution,
            config.channels)
@@ -61,6 +76,9 @@ def main(argv):
     state, _ = step_fn(state, (dataset, order), one)
   jax.block_until_ready(state)
   hlo = step_fn.lower(state, (dataset, order), one).compile().as_text()
+  if FLAGS.hlo_out:
+    with open(FLAGS.hlo_out, 'w') as f:
+      f.write(hlo)
 
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   times = []

@@ -4,6 +4,7 @@ convolutions it stands for, and its grouped 3x3 convolution against per-group co
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from facegan_jax import ops
 
@@ -47,12 +48,35 @@ def test_resampling_gradients_are_the_convolutions():
                                rtol=1e-5, atol=1e-6)
 
 
-def test_grouped_conv_is_a_conv_per_group():
+@pytest.mark.parametrize('form', ['xla', 'dense', 'taps', 'taps_dense', 'auto'])
+def test_grouped_conv_is_a_conv_per_group(form):
   x = jax.random.normal(jax.random.key(3), (2, 5, 5, 8))
   kernel = jax.random.normal(jax.random.key(4), (3, 3, 2, 8))  # 4 groups of 2 -> 2
-  out = ops.grouped_conv_3x3(x, kernel, 4)
+  out = ops.grouped_conv_3x3(x, kernel, 4, form)
   for g in range(4):
     one = jax.lax.conv_general_dilated(x[..., 2 * g:2 * g + 2], kernel[..., 2 * g:2 * g + 2],
                                        (1, 1), 'SAME',
                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     np.testing.assert_allclose(out[..., 2 * g:2 * g + 2], one, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('form', ['dense', 'taps', 'taps_dense'])
+@pytest.mark.parametrize('groups', [1, 8])
+def test_grouped_forms_have_xlas_first_and_second_derivatives(form, groups):
+  """Gradients in the input and the kernel, and the kernel gradient of the input gradient's
+  squared norm (R1's second derivative), against XLA's grouped convolution."""
+  x = jax.random.normal(jax.random.key(5), (2, 6, 6, 16))
+  kernel = jax.random.normal(jax.random.key(6), (3, 3, 16 // groups, 8))
+  weights = jax.random.normal(jax.random.key(7), (2, 6, 6, 8))
+
+  def derivatives(form):
+    def loss(x, kernel):
+      return (ops.grouped_conv_3x3(x, kernel, groups, form) * weights).sum()
+
+    def penalty(kernel, x):
+      return jnp.square(jax.grad(loss)(x, kernel)).sum()
+
+    return (*jax.grad(loss, argnums=(0, 1))(x, kernel), jax.grad(penalty)(kernel, x))
+
+  for ours, xlas in zip(derivatives(form), derivatives('xla')):
+    np.testing.assert_allclose(ours, xlas, rtol=1e-4, atol=1e-4 * float(np.abs(xlas).max()))

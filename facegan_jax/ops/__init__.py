@@ -17,10 +17,9 @@ import contextlib
 import jax
 import jax.numpy as jnp
 
-from facegan_jax.ops import cpu, winograd
+from facegan_jax.ops import cpu, grouped, winograd
 from facegan_jax.ops.forms import DOWN_FORMS, UP_FORMS
-from facegan_jax.ops.lowpass import (conv_1x1, downsample_lowpass, grouped_conv_3x3,
-                                     upsample_lowpass)
+from facegan_jax.ops.lowpass import conv_1x1, downsample_lowpass, upsample_lowpass
 from facegan_jax.ops.reductions import add_bias, channel_sums
 
 _forms = 'auto'
@@ -76,6 +75,17 @@ def conv_3x3(x, kernel, form=None):
   if _form(form) == 'xla' or not _on_cpu():
     return cpu.conv_3x3_xla(x, kernel)
   return cpu.conv_3x3(x, kernel)
+
+
+def grouped_conv_3x3(x, kernel, groups, form=None):
+  """Conv2d(3, stride 1, padding 1, groups) on NHWC input, kernel (3, 3, I / groups, O).
+  `form` one of grouped.FORMS; forms of the other layers mean 'auto' here."""
+  form = _form(form)
+  if form == 'xla' or not _on_cpu():
+    return grouped.xla(x, kernel, groups)
+  if form in grouped.FORMS:
+    return grouped.FORMS[form](x, kernel, groups)
+  return grouped.FORMS[grouped.cpu_form(groups)](x, kernel, groups)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """R3GAN's layers (models/r3gan.py): low-pass 2x resampling with the [1, 3, 3, 1] filter, and
-the 1x1 and grouped 3x3 convolutions of its blocks.
+the 1x1 convolutions of its blocks (their grouped 3x3 ones: grouped.py).
 
 The resampling filter is separable, so each axis is filtered on its own, as shifted sums of
 slices (a handful of adds per pixel; XLA's transposes of slices and pads are as cheap). Per
@@ -54,10 +54,3 @@ def downsample_lowpass(x):
 def conv_1x1(x, kernel):
   """A 1x1 convolution: NHWC `x`, kernel (1, 1, I, O)."""
   return jnp.einsum('bhwi,io->bhwo', x, kernel[0, 0])
-
-
-def grouped_conv_3x3(x, kernel, groups):
-  """Conv2d(3, stride 1, padding 1, groups) on NHWC `x`, kernel (3, 3, I / groups, O)."""
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                      feature_group_count=groups)

@@ -1,0 +1,82 @@
+"""Grouped 3x3 convolutions (R3GAN's blocks), in forms that are fast on CPUs.
+
+XLA's own grouped convolution (`feature_group_count`) runs its forward at about dense speed
+on CPU, but its gradients take 20-40x a dense convolution of the same shape (the kernel
+gradient becomes a `batch_group_count` convolution that XLA's CPU backend loops over), and
+R1/R2 differentiate them twice. Inside the train step's loop, XLA's CPU convolutions of any
+kind are slow again when differentiated twice: their kernel gradients' gradients stay in
+XLA's untransposed form ("Transposes in the kernel gradients"). So on CPU the grouped
+convolution is written without convolutions:
+- 'taps' (the CPU default): nine shifted copies of the input, each multiplied per group by
+  that tap's (in, groups, out) kernel slice (one batched matmul a tap), summed. The grouped
+  FLOPs, and every derivative of any order is a matmul.
+- 'taps_dense': the same taps with the block-diagonal dense kernel (zeros between groups),
+  plain matmuls at `groups` times the multiplies.
+- 'dense': the block-diagonal kernel through the project's dense 3x3 convolution (fast to
+  differentiate once, slow twice: for comparison).
+All equal XLA's op to float rounding, forward and backward (tests/test_lowpass.py);
+benchmarks/RESULTS.md ("Grouped convolutions") has the measurements behind `cpu_form`.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from facegan_jax.ops import cpu
+
+DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def xla(x, kernel, groups):
+  """XLA's grouped convolution: kernel (3, 3, I / groups, O), 'same' padding."""
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=DIMS,
+                                      feature_group_count=groups)
+
+
+def block_diagonal(kernel, groups):
+  """The dense (3, 3, I, O) kernel of a grouped (3, 3, I / groups, O) one: group g's block at
+  input channels g·I/groups... and output channels g·O/groups..., zeros elsewhere."""
+  size, _, group_in, out = kernel.shape
+  per_group = kernel.reshape(size, size, group_in, groups, out // groups)
+  eye = jnp.eye(groups, dtype=kernel.dtype)
+  dense = jnp.einsum('hwigo,fg->hwfigo', per_group, eye)
+  return dense.reshape(size, size, groups * group_in, out)
+
+
+def dense(x, kernel, groups):
+  return cpu.conv_3x3(x, block_diagonal(kernel, groups))
+
+
+def taps(x, kernel, groups):
+  batch, height, width, channels = x.shape
+  out = kernel.shape[-1]
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  padded = padded.reshape(batch, height + 2, width + 2, groups, channels // groups)
+  per_group = kernel.reshape(3, 3, channels // groups, groups, out // groups)
+  total = None
+  for i in range(3):
+    for j in range(3):
+      term = jnp.einsum('bhwgi,igo->bhwgo', padded[:, i:i + height, j:j + width],
+                        per_group[i, j])
+      total = term if total is None else total + term
+  return total.reshape(batch, height, width, out)
+
+
+def taps_dense(x, kernel, groups):
+  height, width = x.shape[1:3]
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  dense = block_diagonal(kernel, groups) if groups > 1 else kernel
+  total = None
+  for i in range(3):
+    for j in range(3):
+      term = jnp.einsum('bhwi,io->bhwo', padded[:, i:i + height, j:j + width], dense[i, j])
+      total = term if total is None else total + term
+  return total
+
+
+FORMS = dict(xla=xla, dense=dense, taps=taps, taps_dense=taps_dense)
+
+
+def cpu_form(groups):
+  """The fastest exact form on CPU of a grouped convolution in a train step."""
+  del groups  # 'taps' was the fastest at every count measured, 1 included
+  return 'taps'
