@@ -18,9 +18,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # How --lr_decay and --schedule's values change (schedules.py computes them).
 SCHEDULE_KINDS = ('linear', 'cosine')
 # The values --schedule can move over the run (schedules.py), each with the bound its final
-# value must stay below; all end at 0 or above, and a value that starts at 0 is off.
+# value must stay below; all end at 0 or above, and a value that starts at 0 is off, but for
+# those that R3GAN's presets raise from 0 (RISE_FROM_ZERO).
 SCHEDULED = dict(lr_g=float('inf'), lr_d=float('inf'), beta2=1.0, beta2_d=1.0,
-                 r1_gamma=float('inf'), gp_weight=float('inf'), ema_decay=1.0)
+                 r1_gamma=float('inf'), gp_weight=float('inf'), ema_decay=1.0,
+                 ema_kimg=float('inf'), augment_p=1.0)
+RISE_FROM_ZERO = ('ema_kimg', 'augment_p')
 
 
 def field(default, help):  # noqa: A002  (the flag's help, as absl calls it)
@@ -109,6 +112,9 @@ class Config:
       'rises while r_t is above it')
   ada_kimg: float = field(500.0, 'with --augment=ada: thousands of real images over which p can '
       "move from 0 to 1 (StyleGAN2-ADA's 500 suits its long runs; short runs want ~10-50)")
+  augment_p: float | None = field(None, 'with --augment=ada: the probability p of each '
+      "transform, set instead of adapted (R3GAN's presets raise it from 0 by --schedule, e.g. "
+      '--augment_p=0 --schedule=augment_p:cosine:0.55); empty: ADA adapts it')
   mbstd_group: int = field(0, "dcgan's D: the group size of a minibatch standard deviation "
                            'channel before its logit (Karras et al. 2018: 4; 0 = off)')
   d_steps: int = field(1, "D updates per G update (SNGAN's n_dis: 5), each on its own real "
@@ -116,6 +122,9 @@ class Config:
   ema_decay: float = field(0.0, 'decay of the EMA generator used for samples and evaluation '
       '(0 = off); at step t the decay is min(ema_decay, (1 + t) / (10 + t)), as TF\'s '
       'ExponentialMovingAverage warms up, so 0.998 is reached at step 4,490 and 0.999 at 8,990')
+  ema_kimg: float = field(0.0, "the EMA generator's half-life in thousands of images, instead "
+      "of --ema_decay (StyleGAN2's and R3GAN's form: decay 0.5^(batch / (1000 ema_kimg))); "
+      "R3GAN's presets raise it from 0 by --schedule, e.g. ema_kimg:cosine:500")
   seed: int = field(0, 'seed of initialisation, data order and latents: a run is a function of '
       'its flags')
   num_devices: int = field(0, 'devices to use (0 = all devices of all processes)')
@@ -157,9 +166,10 @@ class Config:
   tensorboard: bool = field(True, 'write TensorBoard event files to workdir/tensorboard/ '
                             '(`tensorboard --logdir workdirs/`)')
   sample_seed: int = field(0, 'seed of the latents of samples (training grids and --mode=sample)')
-  schedule: str = field('', 'values that change over the run: comma-separated NAME:KIND:FINAL, '
-      "each from its flag's value at step 0 to FINAL at --num_steps, KIND linear or cosine, "
-      f'e.g. beta2_d:cosine:0.99,r1_gamma:cosine:0.2; NAME one of {", ".join(SCHEDULED)}')
+  schedule: str = field('', 'values that change over the run: comma-separated '
+      "NAME:KIND:FINAL[:STEPS], each from its flag's value at step 0 to FINAL at --num_steps "
+      '(or at step STEPS, then FINAL), KIND linear or cosine, e.g. '
+      f'beta2_d:cosine:0.99,r1_gamma:cosine:0.2:50000; NAME one of {", ".join(SCHEDULED)}')
 
   def to_flags(self):
     """The config as flagfile lines, e.g. `--batch_size=64`."""
@@ -269,19 +279,23 @@ def is_synthetic_faces(dataset):
 
 
 def parse_schedule(text):
-  """{name: (kind, final)} of a --schedule value; UsageError for a malformed one."""
+  """{name: (kind, final, end step or None for --num_steps)} of a --schedule value;
+  UsageError for a malformed one."""
   parsed = {}
   for item in filter(None, text.split(',')):
-    name, kind, final = (item.split(':') + ['', ''])[:3]
+    name, kind, final, end = (item.split(':') + ['', '', ''])[:4]
     if (name not in SCHEDULED or kind not in SCHEDULE_KINDS or name in parsed
-        or item.count(':') > 2):
-      raise UsageError(f'--schedule={text}: each item is NAME:KIND:FINAL with NAME one of '
-                       f'{", ".join(SCHEDULED)} (each once) and KIND one of '
+        or item.count(':') > 3):
+      raise UsageError(f'--schedule={text}: each item is NAME:KIND:FINAL[:STEPS] with NAME one '
+                       f'of {", ".join(SCHEDULED)} (each once) and KIND one of '
                        f'{", ".join(SCHEDULE_KINDS)}')
     try:
-      parsed[name] = (kind, float(final))
+      final = float(final)
     except ValueError:
-      raise UsageError(f'--schedule={text}: {item} does not end in a number') from None
+      raise UsageError(f'--schedule={text}: {item} has no number for its final value') from None
+    if end and not (end.isdigit() and int(end) > 0):
+      raise UsageError(f'--schedule={text}: {item} ends at step {end}, not a positive integer')
+    parsed[name] = (kind, final, int(end) if end else None)
   return parsed
 
 
@@ -325,6 +339,16 @@ def validate(config, num_devices=None):
       raise UsageError(f'--{name}={value}: must be in [0, 1)')
   if not 0 <= config.ema_decay < 1:
     raise UsageError(f'--ema_decay={config.ema_decay}: must be in [0, 1)')
+  if config.ema_kimg < 0:
+    raise UsageError(f'--ema_kimg={config.ema_kimg}: must be 0 (off) or positive')
+  if config.ema_decay and (config.ema_kimg or 'ema_kimg' in parse_schedule(config.schedule)):
+    raise UsageError(f'--ema_decay={config.ema_decay} and --ema_kimg both set the EMA\'s decay: '
+                     'use one')
+  if config.augment_p is not None:
+    if config.augment != 'ada':
+      raise UsageError(f'--augment_p={config.augment_p} needs --augment=ada')
+    if not 0 <= config.augment_p <= 1:
+      raise UsageError(f'--augment_p={config.augment_p}: must be in [0, 1]')
   if not 0 <= config.d_dropout < 1:
     raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   if not 0 <= config.max_bad_fraction <= 1:
@@ -371,11 +395,11 @@ def validate(config, num_devices=None):
   scheduled = parse_schedule(config.schedule)
   if config.lr_decay != 'none' and {'lr_g', 'lr_d'} & set(scheduled):
     raise UsageError('--schedule moves a learning rate that --lr_decay decays already: use one')
-  for name, (_, final) in scheduled.items():
+  for name, (_, final, _) in scheduled.items():
     if not 0 <= final < SCHEDULED[name]:
       raise UsageError(f'--schedule: {name} cannot end at {final} (must be in [0, '
                        f'{SCHEDULED[name]:g}))')
     if getattr(config, name) is None:
       raise UsageError(f'--schedule moves {name}: give its start, --{name}')
-    if not getattr(config, name):
+    if not getattr(config, name) and name not in RISE_FROM_ZERO:
       raise UsageError(f'--schedule moves {name}, which is off (--{name}=0)')

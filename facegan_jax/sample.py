@@ -15,7 +15,7 @@ from facegan_jax.logs import visualize
 
 def load_latest(config, workdir):
   """(state, generate): the latest checkpoint's state on one device and a function z -> uint8
-  images from its generator (the EMA one when trained with --ema_decay)."""
+  images from its generator (the EMA one when trained with --ema_decay or --ema_kimg)."""
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(ckpt_dir):
     raise UsageError(f'no checkpoints in {workdir}: train first (--mode=train)')

@@ -46,14 +46,15 @@ class Schedule:
 
 def of(config, name, start=None, updates_per_step=1):
   """The Schedule of config field `name` (config.SCHEDULED): from `start` (default: the
-  field's value) to --schedule's final value over the run, or constant. Bounds count
-  `updates_per_step` per training step (D's optimizer counts its --d_steps updates)."""
+  field's value) to --schedule's final value over the run (or by its step), or constant.
+  Bounds count `updates_per_step` per training step (D's optimizer counts its --d_steps
+  updates)."""
   start = getattr(config, name) if start is None else start
   scheduled = config_lib.parse_schedule(config.schedule).get(name)
   if scheduled is None:
     return Schedule(start)
-  kind, final = scheduled
-  return Schedule(start, kind, final, 0, updates_per_step * config.num_steps)
+  kind, final, end = scheduled
+  return Schedule(start, kind, final, 0, updates_per_step * (end or config.num_steps))
 
 
 def lr(config, network):
@@ -83,8 +84,18 @@ def beta2(config, network):
   return of(config, 'beta2', updates_per_step=config.d_steps if network == 'd' else 1)
 
 
+def uses_ema(config):
+  """Whether the run keeps an EMA generator (--ema_decay, or --ema_kimg or its schedule)."""
+  return bool(config.ema_decay or config.ema_kimg
+              or 'ema_kimg' in config_lib.parse_schedule(config.schedule))
+
+
 def ema_decay(config, step):
-  """The EMA generator's decay at `step`: --ema_decay's schedule, warmed up as TF's
-  ExponentialMovingAverage, min(decay, (1 + t) / (10 + t)), so early samples are not stuck
-  near the initialisation."""
+  """The EMA generator's decay at `step`. By --ema_kimg's schedule, StyleGAN2's and R3GAN's
+  half-life in images: 0.5^(batch / (1000 ema_kimg)), 0 (no averaging) at a half-life of 0.
+  Else --ema_decay's schedule, warmed up as TF's ExponentialMovingAverage, min(decay,
+  (1 + t) / (10 + t)), so early samples are not stuck near the initialisation."""
+  if config.ema_kimg or 'ema_kimg' in config_lib.parse_schedule(config.schedule):
+    images = 1000.0 * of(config, 'ema_kimg')(step)
+    return jnp.where(images > 0, 0.5 ** (config.batch_size / jnp.maximum(images, 1e-8)), 0.0)
   return jnp.minimum(of(config, 'ema_decay')(step), (1.0 + step) / (10.0 + step))

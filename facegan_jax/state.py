@@ -115,7 +115,7 @@ def data_key(state):
 def sample_params(config, state):
   """The generator parameters samples come from: the EMA ones when training keeps them,
   spectrally normalised (with G's stored vectors) under --spectral_norm=gd."""
-  params = state.ema_params if config.ema_decay > 0 else state.g_params
+  params = state.ema_params if schedules.uses_ema(config) else state.g_params
   return spectral_norm.normalize(params, state.g_sn)
 
 

@@ -40,6 +40,8 @@ def train_step(state, real, rng, *, config):
   batches (d_steps global batches, this device's rows of each in turn: pipeline.batch_indices).
   """
   rng = jax.random.fold_in(rng, state.step)
+  if config.augment_p is not None:  # p set by its schedule, not adapted
+    state = state.replace(ada_p=jnp.float32(schedules.of(config, 'augment_p')(state.step)))
   reals = real.reshape((config.d_steps, -1) + real.shape[1:])
   n = reals.shape[1]
   if config.d_steps > 1:
@@ -147,7 +149,7 @@ def d_update(state, real, fake, keys, d_step, config):
   d_grads = jax.lax.pmean(d_grads, DATA_AXIS)
   d_updates, d_opt = state.tx_d.update(d_grads, state.d_opt, state.d_params)
   ada_p = state.ada_p
-  if config.augment == 'ada':
+  if config.augment == 'ada' and config.augment_p is None:
     ada_p = ada.adjust(ada_p, out['real_logits'], config.ada_target, config.ada_kimg)
   out.update(d_grads=d_grads, ada_p=ada_p)
   return state.replace(d_params=optax.apply_updates(state.d_params, d_updates),

@@ -102,13 +102,14 @@ def test_a_run_with_every_value_scheduled_resumes_bit_for_bit(tmp_path):
 
 
 @pytest.mark.parametrize('schedule, message', [
-    ('lr_g:cosine', '--schedule=lr_g:cosine: lr_g:cosine does not end in a number'),
+    ('lr_g:cosine', '--schedule=lr_g:cosine: lr_g:cosine has no number for its final value'),
     ('lr_g:step:0', '--schedule=lr_g:step:0: each item is NAME:KIND:FINAL'),
     ('z_dim:linear:1', '--schedule=z_dim:linear:1: each item is NAME:KIND:FINAL'),
     ('lr_g:linear:0,lr_g:cosine:0', '--schedule=lr_g:linear:0,lr_g:cosine:0: each item'),
     ('beta2:cosine:1.5', '--schedule: beta2 cannot end at 1.5 (must be in [0, 1))'),
     ('lr_g:linear:nan', '--schedule: lr_g cannot end at nan (must be in [0, inf))'),
-    ('lr_g:linear:0:1', '--schedule=lr_g:linear:0:1: each item is NAME:KIND:FINAL'),
+    ('lr_g:linear:0:1:2', '--schedule=lr_g:linear:0:1:2: each item is NAME:KIND:FINAL'),
+    ('lr_g:linear:0:0', '--schedule=lr_g:linear:0:0: lr_g:linear:0:0 ends at step 0, not a'),
     ('r1_gamma:cosine:1', '--schedule moves r1_gamma, which is off (--r1_gamma=0)'),
     ('beta2_d:cosine:0.99', '--schedule moves beta2_d: give its start, --beta2_d'),
 ])

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax import config as config_lib, sample as sample_lib
+from facegan_jax import config as config_lib, sample as sample_lib, schedules
 from facegan_jax.data import sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import classifier
@@ -60,7 +60,7 @@ class Evaluator:
     self.provenance = dict(
         dataset=config.dataset, dataset_version=sources.version(config),
         resolution=config.resolution, n_real=n, n_fake=n,
-        generator='ema' if config.ema_decay > 0 else 'raw', sample_seed=config.sample_seed)
+        generator='ema' if schedules.uses_ema(config) else 'raw', sample_seed=config.sample_seed)
     # Labels first: a --best_metric they cannot give fails before any network trains.
     labelled = sources.load_labels(config, 'train')
     if config.best_metric.startswith('class_') and labelled is None:
