@@ -61,7 +61,8 @@ class Config:
   z_dim: int = field(100, 'latent size')
   conv_dim: int = field(32, "dcgan's base width: channels of D's first conv and G's last")
   widths: str = field('128,128,128,64', "r3gan's stage widths of G from 4x4 up, comma-separated "
-      '(D mirrors them); their count fixes --resolution, 4 * 2^(count - 1)')
+      '(D mirrors them), for 4 * 2^(count - 1) pixels; at a larger --resolution each extra '
+      'stage halves the last width (R3GAN\'s presets), at a smaller one the list is cut')
   blocks: str = field('1', "r3gan's residual blocks per stage: one number, or one per stage")
   groups: str = field('', "r3gan's groups of each block's 3x3 convolution: one number, or one "
       'per stage; empty: 16 channels a group, as the paper\'s presets')

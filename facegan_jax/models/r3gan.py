@@ -17,8 +17,8 @@ into [-1, 1] (no tanh, as the reference): they are clipped where they become pix
 the image by a 1x1 convolution, goes down to 4x4 and ends in a 4x4 depthwise convolution and
 a linear logit.
 
---widths are G's stage widths from 4x4 up (D mirrors them), so their count fixes the
-resolution, 4 * 2**(n - 1); --blocks the blocks per stage and --groups the grouped
+--widths are G's stage widths from 4x4 up (D mirrors them), continued or cut to
+--resolution's stages (`stages`); --blocks the blocks per stage and --groups the grouped
 convolutions' groups per stage (one number for all stages, or one per stage).
 """
 
@@ -39,7 +39,16 @@ GROUP_SIZE = 16  # channels of a group when --groups is empty: the paper's prese
 
 
 def stages(config):
-  """(widths, blocks, groups) per stage of G, from 4x4 up (integers; UsageError if not)."""
+  """(widths, blocks, groups) per stage of G, from 4x4 up to --resolution (UsageError if
+  the flags are not positive integers).
+
+  --widths lists the stages from 4x4 up. A --resolution with more stages than listed
+  continues it, each extra stage half as wide as the one before (at least 16 channels), as
+  R3GAN's presets widen from 32 to 64 and 256 pixels; one with fewer keeps the first ones.
+  So a flagfile's networks follow a changed --resolution. --blocks and --groups take one
+  number for every stage or one per listed stage (extra stages: the last one's blocks; groups
+  of --groups' last group size).
+  """
   def numbers(name, text, count):
     try:
       values = [int(v) for v in str(text).split(',')]
@@ -52,10 +61,28 @@ def stages(config):
                        f'({count}, as --widths)')
     return values
 
-  widths = numbers('widths', config.widths, len(str(config.widths).split(',')))
-  groups = (numbers('groups', config.groups, len(widths)) if config.groups else
-            [max(1, EXPANSION * w // GROUP_SIZE) for w in widths])
-  return widths, numbers('blocks', config.blocks, len(widths)), groups
+  listed = numbers('widths', config.widths, len(str(config.widths).split(',')))
+  blocks = numbers('blocks', config.blocks, len(listed))
+  group_sizes = ([EXPANSION * w // g for w, g in
+                  zip(listed, numbers('groups', config.groups, len(listed)))]
+                 if config.groups else [GROUP_SIZE] * len(listed))
+  count = num_stages(config.resolution)
+  widths = list(listed)
+  while len(widths) < count:
+    widths.append(max(16, widths[-1] // 2))
+    blocks.append(blocks[-1])
+    group_sizes.append(group_sizes[-1])
+  widths, blocks = widths[:count], blocks[:count]
+  groups = [max(1, EXPANSION * w // max(1, size)) for w, size in zip(widths, group_sizes)]
+  if config.groups:  # as given for the listed stages
+    groups[:len(listed)] = numbers('groups', config.groups, len(listed))[:count]
+  return widths, blocks, groups
+
+
+def num_stages(resolution):
+  """Stages from 4x4 up to `resolution` (a power of 2 from 8), or 0 for any other."""
+  stages = int(resolution).bit_length() - 2
+  return stages if resolution >= 8 and resolution == 4 * 2 ** (stages - 1) else 0
 
 
 def build(config, rngs, dtype):
@@ -68,11 +95,10 @@ def build(config, rngs, dtype):
 
 def validate(config, num_devices=None):
   del num_devices
+  if not num_stages(config.resolution):
+    raise UsageError(f'--resolution={config.resolution}: r3gan draws 8, 16, 32, 64, ... pixels '
+                     '(4 * 2^k)')
   widths, _, groups = stages(config)
-  if config.resolution != 4 * 2 ** (len(widths) - 1):
-    raise UsageError(f'--resolution={config.resolution}: --widths={config.widths} has '
-                     f'{len(widths)} stages, which make {4 * 2 ** (len(widths) - 1)} pixels '
-                     '(4 * 2^(stages - 1))')
   for width, group in zip(widths, groups):
     if (EXPANSION * width) % group:
       raise UsageError(f'--groups={config.groups}: {group} groups do not divide a block\'s '

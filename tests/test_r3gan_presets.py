@@ -1,7 +1,9 @@
-"""The schedules R3GAN's presets use: windows that end before the run does, the EMA's
-half-life in images (--ema_kimg) and a set, scheduled augmentation probability (--augment_p)."""
+"""R3GAN's presets: their networks at each resolution, and the schedules they use (windows
+that end before the run does, the EMA's half-life in images, --ema_kimg, and a set, scheduled
+augmentation probability, --augment_p)."""
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from facegan_jax import config as config_lib, schedules, state as state_lib, step as step_lib
 from facegan_jax.data import pipeline
 from facegan_jax.errors import UsageError
+from facegan_jax.models import r3gan
 from tests.test_step import random_images, start, tiny_config
 
 
@@ -66,3 +69,21 @@ def test_ema_half_life_and_set_augmentation_probability_in_the_step():
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert 0 < decay < 1
   assert not schedules.uses_ema(dataclasses.replace(config, ema_kimg=0.0, schedule=''))
+
+
+@pytest.mark.parametrize('resolution, widths, groups', [
+    (64, [768] * 4 + [384], [96] * 4 + [48]),  # the paper's FFHQ-64
+    (256, [768] * 4 + [384, 192, 96], [96] * 4 + [48, 24, 12]),  # its FFHQ-256
+    (16, [768] * 3, [96] * 3),
+])
+def test_the_ffhq64_preset_at_other_resolutions_is_the_papers_networks(resolution, widths,
+                                                                      groups):
+  values = config_lib.read_flagfile(os.path.join(config_lib.ROOT, 'experiments', 'r3gan_ffhq64.flags'))
+  config = config_lib.Config(**{**values, 'resolution': resolution})
+  config_lib.validate(config, 1)
+  assert r3gan.stages(config) == (widths, [2] * len(widths), groups)
+
+
+def test_resolutions_r3gan_cannot_draw_are_one_line_errors():
+  with pytest.raises(UsageError, match='r3gan draws 8, 16, 32, 64'):
+    config_lib.validate(config_lib.Config(model='r3gan', loss='rpgan', resolution=28))
