@@ -1,0 +1,106 @@
+"""R3GAN's whole train step (RpGAN + R1 + R2 every step, D then G) here against the reference
+PyTorch code's, same widths, groups and batch, in alternating rounds.
+
+  python benchmarks/r3gan_speed.py --widths=32,32,32,16 --groups=4,4,4,2 \
+      [--torch_python=/path/venv/bin/python --source=DIR] [--rounds=2]
+
+Ours: the compiled step of step.make_train_fn on random images (one device, the CPU forms of
+facegan_jax/ops), the fastest of --steps calls after the compile; with --conv_impl, one form
+of every layer (e.g. xla: XLA's own grouped convolutions). The peer: benchmarks/
+r3gan_reference.py's speed meter, run by --torch_python (a venv with torch) on the extracted
+brownvc/R3GAN tree --source. Each round runs ours then theirs in fresh processes; the best of
+each is reported (the machine is shared: the best is the least disturbed).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ours(args):
+  """Images per second of our step (in this process)."""
+  sys.path.insert(0, ROOT)
+  from facegan_jax.run import runtime  # noqa: PLC0415
+  runtime.configure()
+  import jax  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415
+
+  from facegan_jax import config as config_lib, mesh as mesh_lib, ops  # noqa: PLC0415
+  from facegan_jax import state as state_lib, step as step_lib  # noqa: PLC0415
+  from facegan_jax.data import pipeline  # noqa: PLC0415
+  resolution = 4 * 2 ** (len(args.widths.split(',')) - 1)
+  config = config_lib.Config(model='r3gan', loss='rpgan', widths=args.widths, blocks=args.blocks,
+                             groups=args.groups, resolution=resolution,
+                             batch_size=args.batch, r1_gamma=args.gamma, beta1=0.0,
+                             beta2=0.99, conv_impl=args.conv_impl, num_devices=1)
+  ops.set_forms(config.conv_impl)
+  mesh = mesh_lib.make_mesh(1)
+  state = jax.jit(lambda: state_lib.init_state(config),
+                  out_shardings=mesh_lib.replicated(mesh))()
+  step_fn = step_lib.make_train_fn(config, mesh)
+  images = np.random.default_rng(0).integers(0, 256, (4 * args.batch, resolution, resolution, 3),
+                                             dtype=np.uint8)
+  inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
+  state, _ = step_fn(state, inputs(0), 1)  # compile
+  times = []
+  for i in range(1, args.steps + 1):
+    start = time.perf_counter()
+    state, _ = step_fn(state, inputs(i), 1)
+    jax.block_until_ready(state)
+    times.append(time.perf_counter() - start)
+  return args.batch / min(times)
+
+
+def run_ours(args):
+  command = [sys.executable, __file__, '--_ours', f'--widths={args.widths}',
+             f'--blocks={args.blocks}', f'--groups={args.groups}', f'--batch={args.batch}',
+             f'--gamma={args.gamma}', f'--steps={args.steps}', f'--conv_impl={args.conv_impl}']
+  out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+  return float(out.split()[-1])
+
+
+def run_theirs(args):
+  command = [args.torch_python, os.path.join(ROOT, 'benchmarks', 'r3gan_reference.py'),
+             f'--source={args.source}', f'--widths={args.widths}', f'--blocks={args.blocks}',
+             f'--groups={args.groups}', f'--batch={args.batch}', f'--gamma={args.gamma}',
+             f'--steps={args.steps}', '--warmup=1']
+  out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+  return float(re.split(r'\s+', out.strip().splitlines()[-1])[-1])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--widths', default='32,32,32,16')
+  parser.add_argument('--blocks', default='1')
+  parser.add_argument('--groups', default='')
+  parser.add_argument('--batch', type=int, default=64)
+  parser.add_argument('--gamma', type=float, default=0.05)
+  parser.add_argument('--steps', type=int, default=3)
+  parser.add_argument('--rounds', type=int, default=2)
+  parser.add_argument('--conv_impl', default='auto')
+  parser.add_argument('--torch_python', default=None)
+  parser.add_argument('--source', default=None)
+  parser.add_argument('--_ours', action='store_true', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args._ours:
+    print(f'{ours(args):.2f}')
+    return
+  best_ours, best_theirs = 0.0, 0.0
+  for _ in range(args.rounds):
+    best_ours = max(best_ours, run_ours(args))
+    if args.torch_python:
+      best_theirs = max(best_theirs, run_theirs(args))
+  ratio = f'{best_ours / best_theirs:.2f}x' if best_theirs else '-'
+  print(f'{"widths":<16} {"groups":>10} {"batch":>5} {"ours img/s":>10} {"reference":>10} '
+        f'{"ratio":>6}')
+  print(f'{args.widths:<16} {args.groups or "16/group":>10} {args.batch:>5} {best_ours:>10.1f} '
+        f'{best_theirs or float("nan"):>10.1f} {ratio:>6}')
+
+
+if __name__ == '__main__':
+  main()
