@@ -14,7 +14,17 @@ from facegan_jax.config import Config
 from facegan_jax.data import sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import classifier, evaluate
-from tests.conftest import TINY, main_config
+from tests.conftest import CLASS_NET_TRAIN, TINY, main_config
+
+
+@pytest.fixture(scope='module', autouse=True)
+def short_class_net_training():
+  """The class network's training settings of the session's class_net_cache (its cache key
+  holds them), for this module's tests."""
+  with pytest.MonkeyPatch.context() as patch:
+    for name, value in CLASS_NET_TRAIN.items():
+      patch.setitem(classifier.TRAIN, name, value)
+    yield
 
 
 @pytest.fixture(scope='module')

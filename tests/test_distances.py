@@ -28,6 +28,41 @@ def test_frechet_distance_matches_scipy_sqrtm(n, d):
   assert abs(ours - theirs) <= 1e-6 * abs(theirs)
 
 
+def exact_frechet_of_features(x, y):
+  """The Fréchet distance of the Gaussians of features x and y straight from the features:
+  with S1 = A A^T and S2 = B B^T (A, B the centred features over sqrt(N - 1)), S1 S2's
+  eigenvalues are those of A^T B B^T A, so Tr((S1 S2)^1/2) is the sum of A^T B's singular
+  values, an N1 x N2 matrix (no D x D decomposition, nothing near-singular)."""
+  a, b = ((f - f.mean(0)) / np.sqrt(len(f) - 1) for f in (x, y))
+  diff = x.mean(0) - y.mean(0)
+  return (diff @ diff + (a * a).sum() + (b * b).sum()
+          - 2 * np.linalg.svd(a @ b.T, compute_uv=False).sum())
+
+
+# Inception's D = 2048 with 16 and 64 images (main.py's small evaluations: covariances of rank
+# 15 and 63), post-ReLU features as Inception's pool3; a rank-deficient side against a full-rank
+# one; and full-rank ones.
+@pytest.mark.parametrize('n1, n2, d', [(16, 16, 2048), (64, 40, 2048), (20, 300, 64),
+                                       (300, 20, 64), (500, 400, 32)])
+def test_frechet_distance_equals_the_exact_form_from_the_features(n1, n2, d):
+  rng = np.random.default_rng(n1 + n2 + d)
+  x = np.maximum(rng.normal(size=(n1, d)), 0)
+  y = np.maximum(rng.normal(size=(n2, d)) + 0.1, 0)
+  ours = distances.frechet_distance(*distances.mean_and_covariance(x),
+                                    *distances.mean_and_covariance(y))
+  exact = exact_frechet_of_features(x, y)
+  assert abs(ours - exact) <= 1e-12 * abs(exact), (ours, exact)
+
+
+def test_frechet_distance_of_constant_features_is_the_other_sides_spread():
+  """A covariance of 0 (rank 0): the distance is ||mu1 - mu2||^2 + Tr(S2)."""
+  mu, sigma = distances.mean_and_covariance(np.ones((5, 7)))
+  mu2, sigma2 = distances.mean_and_covariance(np.random.default_rng(0).normal(size=(5, 7)))
+  expected = np.sum((mu - mu2) ** 2) + np.trace(sigma2)
+  assert distances.frechet_distance(mu, sigma, mu2, sigma2) == pytest.approx(expected, rel=1e-12)
+  assert distances.frechet_distance(mu2, sigma2, mu, sigma) == pytest.approx(expected, rel=1e-12)
+
+
 def test_frechet_distance_of_a_set_to_itself_is_zero():
   for n in (500, 40):  # 40 < 64: a singular covariance, whose square root is ill-conditioned
     mu, sigma = distances.mean_and_covariance(features(np.random.default_rng(0), n, 64))

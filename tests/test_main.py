@@ -158,9 +158,8 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, tiny_
   assert not record['metrics']['fid']['real_features_cached']
   # The numbers are those of these reals' features: from the features the run cached, the
   # reals' own Inception Score is the record's, and the reals against themselves score the
-  # floor (precision and recall 1, a KID of the order of its sampling noise), which the
-  # 25-step G is well above. (Not FID's floor: a 2048-dimensional eigendecomposition costs
-  # seconds, and tests/test_distances.py checks it.)
+  # floor (precision and recall 1, a KID of the order of its sampling noise, an FID of 0),
+  # which the 25-step G is well above.
   [cached] = glob.glob(str(cache / 'fid_features' / '*.npz'))
   with np.load(cached) as f, np.load(weights) as w:
     real = f['features'].astype(np.float64)
@@ -172,7 +171,9 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, tiny_
   assert distances.precision_recall(real, real, k=3) == (1, 1)
   floor_kid = 1e3 * distances.kernel_inception_distance(real, real, subset_size=16)[0]
   assert abs(floor_kid) < record['metrics']['kid']['value']
-  assert record['metrics']['fid']['value'] > 0
+  mu, sigma = distances.mean_and_covariance(real)
+  assert abs(distances.frechet_distance(mu, sigma, mu, sigma)) < 1e-9 * np.trace(sigma)
+  assert record['metrics']['fid']['value'] > 1e-3 * np.trace(sigma)
   for name in ('domain_fd', 'attr_w1', 'attr_tv'):  # synthetic_faces' attribute network
     value = record['metrics'][name]
     assert value['value'] > 0 and len(value['weights_sha256']) == 64, name

@@ -5,6 +5,8 @@ Conv2d(4, 2, 1) and ConvTranspose2d(4, 2, 1)), together with their gradients, so
 no deep-learning framework as a reference.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,9 +72,17 @@ def _inputs(x_shape, c_out, out_shape_of):
   return x, w, g
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _forward_backward(op, impl, x, w, g):
+  """op's output and its gradients in x and w for the output gradient g, in one compiled call
+  (as the train step runs the layers; op by op, each of a form's many small ops would compile
+  on its own, several times slower)."""
+  y, vjp = jax.vjp(lambda x, w: op(x, w, impl), x, w)
+  return (y, *vjp(g))
+
+
 def _check(op, impl, x, w, g, ref, ref_grads):
-  y, vjp = jax.vjp(lambda x, w: op(x, w, impl), jnp.float32(x), jnp.float32(w))
-  dx, dw = vjp(jnp.float32(g))
+  y, dx, dw = _forward_backward(op, impl, jnp.float32(x), jnp.float32(w), jnp.float32(g))
   scale = np.sqrt(16 * x.shape[-1])  # each output sums 16 * C unit-variance products
   np.testing.assert_allclose(y, ref(x, w), atol=1e-5 * scale, rtol=1e-5)
   want_dx, want_dw = ref_grads(x, w, g)
@@ -142,8 +152,8 @@ def test_layers_on_two_devices_equal_one(varying):
   def check(op, impl, x_shape, kernel_shape):
     x, k = (jax.random.normal(jax.random.key(i), s) for i, s in
             enumerate((x_shape, kernel_shape)))
-    y, vjp = jax.vjp(lambda x, k: op(x, k, 'xla'), x, k)
-    g = jax.random.normal(jax.random.key(3), y.shape)
+    g = jax.random.normal(jax.random.key(3), jax.eval_shape(
+        lambda x, k: op(x, k, 'xla'), x, k).shape)
 
     def fwd_bwd(x, k, g):
       if varying:
@@ -155,7 +165,7 @@ def test_layers_on_two_devices_equal_one(varying):
     got = jax.jit(jax.shard_map(fwd_bwd, mesh=mesh, in_specs=(P('data'), P(), P('data')),
                                 out_specs=(P('data'), P('data'), P())))(
         jax.device_put(x, sharded), k, jax.device_put(g, sharded))
-    for a, b in zip(got, (y,) + vjp(g)):
+    for a, b in zip(got, _forward_backward(op, 'xla', x, k, g)):
       err = float(jnp.abs(a - b).max() / jnp.abs(b).max())
       assert err < 1e-5, (op.__name__, impl, x_shape, err)
 

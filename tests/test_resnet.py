@@ -83,17 +83,24 @@ def test_blocks_are_sngans_with_the_shortcut_commuted():
   rngs = nnx.Rngs(0)
   x, = arrays((2, 8, 8, 6))
   g = resnet.GBlock(6, 4, rngs=rngs)
-  h = jax.nn.relu(g.bn1(x, train=True))
-  h = textbook_conv(resnet.upsample(h), g.conv1.kernel[...])
-  h = textbook_conv(jax.nn.relu(g.bn2(h, train=True)), g.conv2.kernel[...])
-  shortcut = resnet.upsample(x) @ g.shortcut.kernel[...]
-  np.testing.assert_allclose(g(x, train=True), h + shortcut, atol=1e-4)
-  for first in (True, False):
-    d = resnet.DBlock(6, 4, downsample=True, first=first, rngs=rngs)
-    h = textbook_conv(x if first else jax.nn.relu(x), d.conv1.kernel[...]) + d.conv1.bias[...]
-    h = textbook_conv(jax.nn.relu(h), d.conv2.kernel[...]) + d.conv2.bias[...]
-    shortcut = resnet.avg_pool(x @ d.shortcut.kernel[...] + d.shortcut.bias[...])
-    np.testing.assert_allclose(d(x), resnet.avg_pool(h) + shortcut, atol=1e-4)
+  ds = [resnet.DBlock(6, 4, downsample=True, first=first, rngs=rngs) for first in (True, False)]
+
+  @nnx.jit  # one compiled call: op by op, each small op would compile on its own
+  def ours_and_textbook(g, ds, x):
+    h = jax.nn.relu(g.bn1(x, train=True))
+    h = textbook_conv(resnet.upsample(h), g.conv1.kernel[...])
+    h = textbook_conv(jax.nn.relu(g.bn2(h, train=True)), g.conv2.kernel[...])
+    shortcut = resnet.upsample(x) @ g.shortcut.kernel[...]
+    pairs = [(g(x, train=True), h + shortcut)]
+    for d, first in zip(ds, (True, False)):
+      h = textbook_conv(x if first else jax.nn.relu(x), d.conv1.kernel[...]) + d.conv1.bias[...]
+      h = textbook_conv(jax.nn.relu(h), d.conv2.kernel[...]) + d.conv2.bias[...]
+      shortcut = resnet.avg_pool(x @ d.shortcut.kernel[...] + d.shortcut.bias[...])
+      pairs.append((d(x), resnet.avg_pool(h) + shortcut))
+    return pairs
+
+  for ours, textbook in ours_and_textbook(g, ds, x):
+    np.testing.assert_allclose(ours, textbook, atol=1e-4)
 
 
 # Mimicry's SNGAN-32 counted by hand from its layers: G = linear 128 -> 4x4x256 (528,384) +

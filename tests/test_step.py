@@ -58,25 +58,33 @@ def random_images(n, resolution=16, channels=3):
 MLP = dict(model='mlp', resolution=28, channels=1, hidden_dim=16)
 # R1's second derivatives through the minibatch-stddev channel too.
 R1 = dict(r1_gamma=10.0, r1_every=2, mbstd_group=4)
-# SNGAN's recipe on the DCGAN (spectral norm in both networks, hinge, 2 D steps per G step)
-# with ADA from p = 0.5, moving by 1 per 100 images (0.16 a step).
-SNGAN_ADA = dict(spectral_norm='gd', loss='hinge', d_steps=2, beta1_d=0.0, beta2_d=0.9,
-                 augment='ada', ada_kimg=0.1, ada_p=0.5)
+# SNGAN's recipe on the DCGAN: spectral norm in both networks, hinge, 2 D steps per G step
+# (and an EMA generator: test_spectral_norm_keeps_the_kernels_largest_singular_value_at_one
+# trains this config, the same compiled step).
+SNGAN = dict(spectral_norm='gd', loss='hinge', d_steps=2, beta1_d=0.0, beta2_d=0.9,
+             ema_decay=0.9)
+# ADA with p moving by 1 per 400 images (0.02 a step) on 8 images: the compiled step of
+# test_ada_p_rises_while_d_overfits_a_tiny_set (ADA's step is the slowest to compile), here
+# from p = 0.5. Apart from SNGAN's two D steps, each of which would trace ADA again.
+ADA = dict(augment='ada', ada_kimg=0.4, lr_d=1e-3)
 WGAN_GP = dict(loss='wgan', gp_weight=10.0, augment='diffaug')
 RESNET = dict(model='resnet', resolution=32, conv_dim=4, spectral_norm='d', loss='hinge')
 
 
-@pytest.mark.parametrize('overrides', [R1, SNGAN_ADA, WGAN_GP],
-                         ids=['r1_mbstd', 'sngan_ada', 'wgan_gp_diffaug'])
-def test_one_and_two_devices_give_the_same_run(overrides):
+@pytest.mark.parametrize('overrides, num_images',
+                         [(R1, 40), (SNGAN, 64), (dict(ADA, ada_p=0.5), 8), (WGAN_GP, 40)],
+                         ids=['r1_mbstd', 'sngan', 'ada', 'wgan_gp_diffaug'])
+def test_one_and_two_devices_give_the_same_run(overrides, num_images):
   """The regularisers on 1 and 2 devices (each family plain: tests/test_families.py)."""
-  assert_same_on_one_and_two_devices(overrides)
+  assert_same_on_one_and_two_devices(overrides, num_images)
 
 
-def assert_same_on_one_and_two_devices(overrides):
+def assert_same_on_one_and_two_devices(overrides, num_images=40):
   """Same global batch and seed: same losses and parameters (BatchNorm and dropout synced,
-  augmentations and ADA's p, spectral-norm vectors, the extra D steps' batches)."""
-  images = random_images(40, overrides.get('resolution', 16), overrides.get('channels', 3))
+  augmentations and ADA's p, spectral-norm vectors, the extra D steps' batches), training on
+  `num_images` random images."""
+  images = random_images(num_images, overrides.get('resolution', 16),
+                         overrides.get('channels', 3))
   # Second derivatives (R1, the gradient penalty) sum over more terms: over their first 2
   # steps the states agree to 3e-5 (absolute, or relative to an array's largest value above
   # 1; measured under the suite's XLA flags), not 1e-5; ADA's warp sums its gradient's
@@ -392,7 +400,7 @@ def test_ada_p_rises_while_d_overfits_a_tiny_set():
   """On 8 images D soon calls every real real (r_t = 1 > 0.6): p climbs by batch/ada_kimg per
   step until D's real logits' signs fall to the target."""
   images = random_images(8)
-  _, history = run(1, 30, images, augment='ada', ada_kimg=0.4, lr_d=1e-3)
+  _, history = run(1, 30, images, **ADA)
   p = np.array([m['ada_p'] for m in history])
   assert p[-1] > 0.2, p
   steps = np.diff(p)
@@ -432,10 +440,11 @@ def test_power_iteration_finds_numpys_largest_singular_value():
 
 
 def test_spectral_norm_keeps_the_kernels_largest_singular_value_at_one():
-  """After training steps with --spectral_norm=gd, every kernel D and G use (the stored
-  vectors' estimate) has σ ≈ 1 by NumPy's SVD, and samples come from the normalised G."""
-  config = tiny_config(spectral_norm='gd', ema_decay=0.9)
-  state, _ = run(1, 20, random_images(64), spectral_norm='gd', ema_decay=0.9)
+  """After training steps with --spectral_norm=gd (SNGAN's recipe), every kernel D and G use
+  (the stored vectors' estimate) has σ ≈ 1 by NumPy's SVD, and samples come from the
+  normalised G."""
+  config = tiny_config(**SNGAN)
+  state, _ = run(1, 20, random_images(64), **SNGAN)
   for params, vectors in ((state.d_params, state.d_sn), (state.g_params, state.g_sn)):
     assert vectors
     normalized = spectral_norm.normalize(params, vectors)

@@ -1,8 +1,8 @@
 """Distances between sets of features: FID's Fréchet distance, KID, precision and recall.
 
 All take features as arrays (N, D) (or, for the Fréchet distance, their mean and covariance)
-and compute in float64 NumPy: the statistics are small (D = 2048 at most) and these numbers are
-reported to several digits, so they are computed once, exactly, on the host.
+and compute in float64 NumPy (and LAPACK): the statistics are small (D = 2048 at most) and
+these numbers are reported to several digits, so they are computed once, exactly, on the host.
 """
 
 import numpy as np
@@ -14,19 +14,35 @@ def mean_and_covariance(features):
   return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
+def _factor(sigma):
+  """A (D, r) with A A^T = sigma, r its numerical rank: pivoted Cholesky (LAPACK's dpstrf,
+  which stops once the largest remaining diagonal is at rounding level), so a covariance of N
+  samples, of rank at most N - 1, costs O(D^2 N), not O(D^3)."""
+  import scipy.linalg  # noqa: PLC0415  (slow to import, and main.py's runs import this module)
+  lower, pivots, rank, info = scipy.linalg.lapack.dpstrf(sigma, lower=1)
+  if info < 0:
+    raise ValueError(f'dpstrf: argument {-info} is invalid')
+  factor = np.empty((len(sigma), rank))
+  factor[pivots - 1] = np.tril(lower)[:, :rank]
+  return factor
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2):
   """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2), the Fréchet distance of two Gaussians.
 
-  Tr((S1 S2)^1/2) is the sum of the square roots of the eigenvalues of S1^1/2 S2 S1^1/2, a
-  symmetric positive semi-definite matrix: computed with `eigh`, it stays real and accurate when
-  the covariances are near-singular (fewer samples than dimensions), where the general matrix
-  square root (scipy.linalg.sqrtm, as pytorch-fid uses) returns complex noise.
+  Tr((S1 S2)^1/2) is the sum of the square roots of the eigenvalues of S1 S2. With S1 = A A^T
+  (A of S1's rank r: _factor), those are the eigenvalues of A^T S2 A, an r x r symmetric
+  positive semi-definite matrix (and S1 S2's other eigenvalues are 0); the side of lower rank
+  is factored. Computed with `eigvalsh`, this stays real and accurate when the covariances are
+  singular (fewer samples than dimensions), where the general matrix square root
+  (scipy.linalg.sqrtm, as pytorch-fid uses) returns complex noise, and for N samples of
+  D-dimensional features it costs O(D^2 N) instead of O(D^3).
   """
   mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
   sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-  w, v = np.linalg.eigh(sigma1)
-  sqrt1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-  middle = sqrt1 @ sigma2 @ sqrt1
+  factor, other = min((_factor(sigma1), sigma2), (_factor(sigma2), sigma1),
+                      key=lambda pair: pair[0].shape[1])
+  middle = factor.T @ other @ factor
   eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
   trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
   diff = mu1 - mu2
