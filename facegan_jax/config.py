@@ -320,18 +320,7 @@ def validate(config, num_devices=None):
     raise UsageError(f'--channels={config.channels}: must be 1 or 3')
   models.validate(config, num_devices)
   objectives.get(config.loss).validate(config)
-  policy = config.diffaug_policy.split(',')
-  if any(p not in augment.DIFFAUG_POLICIES for p in policy) or len(set(policy)) != len(policy):
-    raise UsageError(f'--diffaug_policy={config.diffaug_policy}: must list some of '
-                     f'{",".join(augment.DIFFAUG_POLICIES)}, each once')
-  if config.diffaug_policy != Config.diffaug_policy and config.augment != 'diffaug':
-    raise UsageError('--diffaug_policy needs --augment=diffaug')
-  if config.ada_pipeline != Config.ada_pipeline and config.augment != 'ada':
-    raise UsageError('--ada_pipeline needs --augment=ada')
-  if not 0 < config.ada_target < 1:
-    raise UsageError(f'--ada_target={config.ada_target}: must be in (0, 1)')
-  if not config.ada_kimg > 0:
-    raise UsageError(f'--ada_kimg={config.ada_kimg}: must be positive')
+  augment.validate(config, Config())
   if config.d_steps < 1:
     raise UsageError(f'--d_steps={config.d_steps}: must be at least 1')
   for name in ('beta1', 'beta2', 'beta1_d', 'beta2_d'):
@@ -345,11 +334,6 @@ def validate(config, num_devices=None):
   if config.ema_decay and (config.ema_kimg or 'ema_kimg' in parse_schedule(config.schedule)):
     raise UsageError(f'--ema_decay={config.ema_decay} and --ema_kimg both set the EMA\'s decay: '
                      'use one')
-  if config.augment_p is not None:
-    if config.augment != 'ada':
-      raise UsageError(f'--augment_p={config.augment_p} needs --augment=ada')
-    if not 0 <= config.augment_p <= 1:
-      raise UsageError(f'--augment_p={config.augment_p}: must be in [0, 1]')
   if not 0 <= config.d_dropout < 1:
     raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
   if not 0 <= config.max_bad_fraction <= 1:
