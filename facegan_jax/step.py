@@ -237,13 +237,32 @@ def global_norm(tree):
   return jnp.sqrt(sum(channel_sums(jnp.square(x))[0].sum() for x in jax.tree.leaves(tree)))
 
 
+class OneOrMore:
+  """A train function of two compilations: calls of one step run `one`, compiled without a
+  loop; longer calls run `more`, the loop whose trip count is an argument. XLA compiles code
+  inside a loop less well on CPU: a loop's body keeps its convolutions' derivatives in XLA's
+  untransposed forms, which R1 and R2 make the bulk of a step (R3GAN's step ran 3.4x faster
+  without the loop: benchmarks/RESULTS.md, "R3GAN on CPU")."""
+
+  def __init__(self, one, more):
+    self.one, self.more = one, more
+
+  def __call__(self, state, inputs, num_steps):
+    return self.one(state, inputs) if num_steps == 1 else self.more(state, inputs, num_steps)
+
+  def lower(self, state, inputs, num_steps):
+    return (self.one.lower(state, inputs) if num_steps == 1 else
+            self.more.lower(state, inputs, num_steps))
+
+
 def make_train_fn(config, mesh, on_host=False, static_steps=None):
   """The jitted call over the mesh: (state, inputs, n) -> (state, metrics of the last step)
   after n steps, `inputs` being data/pipeline.Input's for the call.
 
   On the devices, inputs are (dataset shard, orders of this epoch and the next), n at most an
-  epoch; the n steps are a loop whose trip count is an argument, so every n runs the same
-  compiled step and K steps per call are bit for bit K calls of one. On GPUs (`static_steps`
+  epoch; the n steps are a loop whose trip count is an argument, so every n > 1 runs the same
+  compiled step, and a call of one step its own compilation without the loop (OneOrMore); K
+  steps per call are bit for bit K calls of one (tests/test_main.py). On GPUs (`static_steps`
   None: by backend) n is static, a compilation per n (a few per run): XLA on GPU reads a
   loop's condition back to the host every iteration unless it knows the trip count, so the
   host would wait every step. `on_host`: inputs are one uint8 global batch and n is 1.
@@ -266,6 +285,8 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
           dataset, pipeline.batch_indices(order, state.step, config.batch_size, config.d_steps,
                                           jax.lax.axis_size(DATA_AXIS))))
 
+    if isinstance(num_steps, int) and num_steps == 1:  # a call of one step: no loop
+      return next_step(state)
     no_metrics = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype),
                               jax.eval_shape(next_step, state)[1])
     return jax.lax.fori_loop(0, num_steps, lambda _, carry: next_step(carry[0]),
@@ -281,7 +302,10 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
     static_steps = jax.default_backend() == 'gpu'
   in_specs = (P(), (P(DATA_AXIS), P()))
   if not static_steps:
-    return jax.jit(on_mesh(steps_on_device, in_specs=in_specs + (P(),)), donate_argnums=0)
+    return OneOrMore(
+        jax.jit(on_mesh(functools.partial(steps_on_device, num_steps=1), in_specs=in_specs),
+                donate_argnums=0),
+        jax.jit(on_mesh(steps_on_device, in_specs=in_specs + (P(),)), donate_argnums=0))
 
   def static_call(state, inputs, num_steps):
     return on_mesh(functools.partial(steps_on_device, num_steps=num_steps),

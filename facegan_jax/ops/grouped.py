@@ -3,19 +3,19 @@
 XLA's own grouped convolution (`feature_group_count`) runs its forward at about dense speed
 on CPU, but its gradients take 20-40x a dense convolution of the same shape (the kernel
 gradient becomes a `batch_group_count` convolution that XLA's CPU backend loops over), and
-R1/R2 differentiate them twice. Inside the train step's loop, XLA's CPU convolutions of any
-kind are slow again when differentiated twice: their kernel gradients' gradients stay in
-XLA's untransposed form ("Transposes in the kernel gradients"). So on CPU the grouped
-convolution is written without convolutions:
-- 'taps' (the CPU default): nine shifted copies of the input, each multiplied per group by
-  that tap's (in, groups, out) kernel slice (one batched matmul a tap), summed. The grouped
-  FLOPs, and every derivative of any order is a matmul.
-- 'taps_dense': the same taps with the block-diagonal dense kernel (zeros between groups),
-  plain matmuls at `groups` times the multiplies.
-- 'dense': the block-diagonal kernel through the project's dense 3x3 convolution (fast to
-  differentiate once, slow twice: for comparison).
+R1/R2 differentiate them twice. The exact forms here avoid it:
+- 'dense': the block-diagonal dense kernel (zeros between groups) through the project's
+  dense 3x3 convolution: `groups` times the multiplies at the speed of XLA's dense kernels.
+  The CPU form up to DENSE_MAX_GROUPS groups. Inside a loop (--steps_per_call above 1) XLA
+  keeps its twice-differentiated convolutions in slow untransposed forms: there it is ~15x
+  slower than in a one-step call.
+- 'taps': nine shifted copies of the input, each multiplied per group by that tap's
+  (in, groups, out) kernel slice (one batched matmul a tap), summed: the grouped FLOPs, and
+  derivatives of every order are matmuls (the same speed in a loop or not). The CPU form
+  above DENSE_MAX_GROUPS groups.
+- 'taps_dense': the taps with the block-diagonal kernel, plain matmuls (for comparison).
 All equal XLA's op to float rounding, forward and backward (tests/test_lowpass.py);
-benchmarks/RESULTS.md ("Grouped convolutions") has the measurements behind `cpu_form`.
+benchmarks/RESULTS.md ("R3GAN on CPU") has the measurements behind `cpu_form`.
 """
 
 import jax
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from facegan_jax.ops import cpu
 
 DIMS = ('NHWC', 'HWIO', 'NHWC')
+DENSE_MAX_GROUPS = 8
 
 
 def xla(x, kernel, groups):
@@ -77,6 +78,7 @@ FORMS = dict(xla=xla, dense=dense, taps=taps, taps_dense=taps_dense)
 
 
 def cpu_form(groups):
-  """The fastest exact form on CPU of a grouped convolution in a train step."""
-  del groups  # 'taps' was the fastest at every count measured, 1 included
-  return 'taps'
+  """The fastest exact form on CPU in a train step's one-step call (step.OneOrMore): the
+  block-diagonal dense kernel up to DENSE_MAX_GROUPS groups (at most that many times the
+  multiplies, at dense speed), the per-tap matmuls above."""
+  return 'dense' if groups <= DENSE_MAX_GROUPS else 'taps'
