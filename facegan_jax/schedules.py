@@ -84,10 +84,13 @@ def beta2(config, network):
   return of(config, 'beta2', updates_per_step=config.d_steps if network == 'd' else 1)
 
 
+def _by_half_life(config):
+  return bool(config.ema_kimg or 'ema_kimg' in config_lib.parse_schedule(config.schedule))
+
+
 def uses_ema(config):
   """Whether the run keeps an EMA generator (--ema_decay, or --ema_kimg or its schedule)."""
-  return bool(config.ema_decay or config.ema_kimg
-              or 'ema_kimg' in config_lib.parse_schedule(config.schedule))
+  return bool(config.ema_decay) or _by_half_life(config)
 
 
 def ema_decay(config, step):
@@ -95,7 +98,7 @@ def ema_decay(config, step):
   half-life in images: 0.5^(batch / (1000 ema_kimg)), 0 (no averaging) at a half-life of 0.
   Else --ema_decay's schedule, warmed up as TF's ExponentialMovingAverage, min(decay,
   (1 + t) / (10 + t)), so early samples are not stuck near the initialisation."""
-  if config.ema_kimg or 'ema_kimg' in config_lib.parse_schedule(config.schedule):
+  if _by_half_life(config):
     images = 1000.0 * of(config, 'ema_kimg')(step)
     return jnp.where(images > 0, 0.5 ** (config.batch_size / jnp.maximum(images, 1e-8)), 0.0)
   return jnp.minimum(of(config, 'ema_decay')(step), (1.0 + step) / (10.0 + step))
