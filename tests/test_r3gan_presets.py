@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from facegan_jax import config as config_lib, schedules, state as state_lib, step as step_lib
+from facegan_jax import config as config_lib, resume, schedules, state as state_lib
+from facegan_jax import step as step_lib
+from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline
 from facegan_jax.errors import UsageError
 from facegan_jax.models import r3gan
@@ -46,9 +48,10 @@ def test_values_that_rise_from_zero_may_start_at_zero():
     config_lib.validate(config_lib.Config(r1_gamma=0.0, schedule='r1_gamma:cosine:0.2'))
 
 
-def test_ema_half_life_and_set_augmentation_probability_in_the_step():
+def test_ema_half_life_and_set_augmentation_probability_in_the_step(tmp_path):
   """--ema_kimg from 0: the EMA is G after the first step, then each step averages with
-  decay 0.5^(batch / (1000 kimg)); --augment_p's schedule is the p every step uses."""
+  decay 0.5^(batch / (1000 kimg)); --augment_p's schedule is the p every step uses; a resume
+  mid-way is the straight run."""
   config = tiny_config(num_devices=1, num_steps=4, augment='ada', augment_p=0.0, ema_kimg=0.0,
                        ada_pipeline='blit',
                        schedule='augment_p:linear:0.6:3,ema_kimg:linear:0.03:3')
@@ -69,6 +72,20 @@ def test_ema_half_life_and_set_augmentation_probability_in_the_step():
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert 0 < decay < 1
   assert not schedules.uses_ema(dataclasses.replace(config, ema_kimg=0.0, schedule=''))
+  # Mid-way through both schedules, a real checkpoint's restore continues the run bit for bit.
+  saving = Checkpoints(tmp_path, config=config)
+  resumed = start(config)[1]
+  for step in range(2):
+    resumed, _ = step_fn(resumed, inputs(step), 1)
+  saving.save(resumed, 2)
+  saving.wait()
+  saving.close()
+  resumed, _ = resume.restore_or_init(config, Checkpoints(tmp_path, config=config), mesh)
+  for step in range(2, 4):
+    resumed, _ = step_fn(resumed, inputs(step), 1)
+  for a, b in zip(jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(jax.device_get(resumed)),
+                  strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize('resolution, widths, groups', [
