@@ -61,22 +61,17 @@ def stages(config):
                        f'({count}, as --widths)')
     return values
 
-  listed = numbers('widths', config.widths, len(str(config.widths).split(',')))
-  blocks = numbers('blocks', config.blocks, len(listed))
-  group_sizes = ([EXPANSION * w // g for w, g in
-                  zip(listed, numbers('groups', config.groups, len(listed)))]
-                 if config.groups else [GROUP_SIZE] * len(listed))
+  widths = numbers('widths', config.widths, len(str(config.widths).split(',')))
+  blocks = numbers('blocks', config.blocks, len(widths))
+  groups = (numbers('groups', config.groups, len(widths)) if config.groups else
+            [max(1, EXPANSION * w // GROUP_SIZE) for w in widths])
   count = num_stages(config.resolution)
-  widths = list(listed)
   while len(widths) < count:
+    group_size = max(1, EXPANSION * widths[-1] // groups[-1])
     widths.append(max(16, widths[-1] // 2))
     blocks.append(blocks[-1])
-    group_sizes.append(group_sizes[-1])
-  widths, blocks = widths[:count], blocks[:count]
-  groups = [max(1, EXPANSION * w // max(1, size)) for w, size in zip(widths, group_sizes)]
-  if config.groups:  # as given for the listed stages
-    groups[:len(listed)] = numbers('groups', config.groups, len(listed))[:count]
-  return widths, blocks, groups
+    groups.append(max(1, EXPANSION * widths[-1] // group_size))
+  return widths[:count], blocks[:count], groups[:count]
 
 
 def num_stages(resolution):
