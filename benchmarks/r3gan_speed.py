@@ -46,11 +46,11 @@ def ours(args):
   images = np.random.default_rng(0).integers(0, 256, (4 * args.batch, resolution, resolution, 3),
                                              dtype=np.uint8)
   inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
-  state, _ = step_fn(state, inputs(0), 1)  # compile
+  state, _ = step_fn(state, inputs(0), 1, 0)  # compile
   times = []
   for i in range(1, args.steps + 1):
     start = time.perf_counter()
-    state, _ = step_fn(state, inputs(i), 1)
+    state, _ = step_fn(state, inputs(i), 1, i)
     jax.block_until_ready(state)
     times.append(time.perf_counter() - start)
   return args.batch / min(times)

@@ -35,9 +35,11 @@ def example_keys(key, num_local):
   return jax.vmap(jax.random.fold_in, (None, 0))(key, first + jnp.arange(num_local))
 
 
-def train_step(state, real, rng, *, config):
+def train_step(state, real, rng, *, config, penalty_due=None):
   """--d_steps D updates then one G update on this device's slice `real` of the step's
   batches (d_steps global batches, this device's rows of each in turn: pipeline.batch_indices).
+  `penalty_due`: whether the last D update takes the lazy penalties, where the compilation
+  knows it (TrainFn); None: decided from the step.
   """
   rng = jax.random.fold_in(rng, state.step)
   if config.augment_p is not None:  # p set by its schedule, not adapted
@@ -65,7 +67,7 @@ def train_step(state, real, rng, *, config):
   fake, g_vjp, g_stats = jax.vjp(lambda p: generate(state, p, g_sn, keys.z), g_params,
                                  has_aux=True)
   state, d_out = d_update(state, reals[-1], fake, keys,
-                          state.step * config.d_steps + config.d_steps - 1, config)
+                          state.step * config.d_steps + config.d_steps - 1, config, penalty_due)
 
   d = critic(state, state.d_params, state.d_sn, config, real=(keys.drop_real, keys.aug_real),
              fake=(keys.drop_g, keys.aug_g))
@@ -125,7 +127,7 @@ def critic(state, d_params, d_sn, config, *, real, fake):
                 graph=state.d_graph, config=config)
 
 
-def d_update(state, real, fake, keys, d_step, config):
+def d_update(state, real, fake, keys, d_step, config, penalty_due=None):
   """One D update by --loss's objective on this device's `real` and `fake` (G's output, not
   differentiated here); D's spectral-norm vectors take one power iteration and ADA's p one
   adjustment.
@@ -141,7 +143,7 @@ def d_update(state, real, fake, keys, d_step, config):
     d = critic(state, d_params, d_sn, config, real=(keys.drop_real, keys.aug_real),
                fake=(keys.drop_fake, keys.aug_fake))
     loss, d, out = objective.d_loss(d, real, fake, config, d_step=d_step,
-                                    example_keys=keys.objective)
+                                    example_keys=keys.objective, penalty_due=penalty_due)
     return loss, dict(out, d_stats=d.stats)
 
   d_params = jax.lax.pcast(state.d_params, DATA_AXIS, to='varying')
@@ -237,41 +239,58 @@ def global_norm(tree):
   return jnp.sqrt(sum(channel_sums(jnp.square(x))[0].sum() for x in jax.tree.leaves(tree)))
 
 
-class OneOrMore:
-  """A train function of two compilations: calls of one step run `one`, compiled without a
-  loop; longer calls run `more`, the loop whose trip count is an argument. XLA compiles code
-  inside a loop less well on CPU: a loop's body keeps its convolutions' derivatives in XLA's
-  untransposed forms, which R1 and R2 make the bulk of a step (R3GAN's step ran 3.4x faster
-  without the loop: benchmarks/RESULTS.md, "R3GAN on CPU")."""
+class TrainFn:
+  """The compiled call: `fn(state, inputs, num_steps, step)` -> (state, metrics of its last
+  step), `step` being the first step of the call. Two compilations at most: calls of one step
+  run `one`, compiled without a loop, and longer calls `more` (None where every call is one
+  step). XLA compiles code inside control flow less well on CPU: a loop's body, or a lax.cond
+  branch, keeps its convolutions' derivatives in XLA's untransposed forms, which R1 and R2 make
+  the bulk of a step (R3GAN's step ran 3.4x faster without the loop, and its lazily penalised
+  step 18x slower under a lax.cond: benchmarks/RESULTS.md, "R3GAN on CPU"). So a call of one
+  step also compiles in whether its lazy penalties are due (`penalty_due`): one compilation
+  with them and one without where --r1_every > 1."""
 
-  def __init__(self, one, more):
-    self.one, self.more = one, more
+  def __init__(self, config, one, more=None):
+    self.config, self.one, self.more = config, one, more
 
-  def __call__(self, state, inputs, num_steps):
-    return self.one(state, inputs) if num_steps == 1 else self.more(state, inputs, num_steps)
+  def __call__(self, state, inputs, num_steps, step=None):
+    if num_steps == 1:
+      return self.one(state, inputs, penalty_due(self.config, step))
+    return self.more(state, inputs, num_steps)
 
-  def lower(self, state, inputs, num_steps):
-    return (self.one.lower(state, inputs) if num_steps == 1 else
-            self.more.lower(state, inputs, num_steps))
+  def lower(self, state, inputs, num_steps, step=None):
+    if num_steps == 1:
+      return self.one.lower(state, inputs, penalty_due(self.config, step))
+    return self.more.lower(state, inputs, num_steps)
+
+
+def penalty_due(config, step):
+  """Whether the lazy penalties (--r1_every=k > 1: R1, and R2 where the objective takes it,
+  every k D updates) fall on the last D update of train step `step`; None where every D
+  update takes them, or where `step` is unknown (the compiled step then decides itself)."""
+  if config.r1_every == 1 or step is None:
+    return None
+  return (step * config.d_steps + config.d_steps - 1) % config.r1_every == 0
 
 
 def make_train_fn(config, mesh, on_host=False, static_steps=None):
-  """The jitted call over the mesh: (state, inputs, n) -> (state, metrics of the last step)
-  after n steps, `inputs` being data/pipeline.Input's for the call.
+  """The jitted call over the mesh, a TrainFn: (state, inputs, n, first step) -> (state,
+  metrics of the last step) after n steps, `inputs` being data/pipeline.Input's for the call.
 
   On the devices, inputs are (dataset shard, orders of this epoch and the next), n at most an
   epoch; the n steps are a loop whose trip count is an argument, so every n > 1 runs the same
-  compiled step, and a call of one step its own compilation without the loop (OneOrMore); K
-  steps per call are bit for bit K calls of one (tests/test_main.py). On GPUs (`static_steps`
-  None: by backend) n is static, a compilation per n (a few per run): XLA on GPU reads a
-  loop's condition back to the host every iteration unless it knows the trip count, so the
-  host would wait every step. `on_host`: inputs are one uint8 global batch and n is 1.
+  compiled step, and a call of one step its own compilation without the loop; K steps per
+  call are bit for bit K calls of one (tests/test_main.py). On GPUs (`static_steps` None: by
+  backend) n is static, a compilation per n (a few per run): XLA on GPU reads a loop's
+  condition back to the host every iteration unless it knows the trip count, so the host
+  would wait every step. `on_host`: inputs are one uint8 global batch and n is 1.
   """
 
-  def one_step(state, real):
-    return train_step(state, real, jax.random.split(state.rng)[1], config=config)
+  def one_step(state, real, due=None):
+    return train_step(state, real, jax.random.split(state.rng)[1], config=config,
+                      penalty_due=due)
 
-  def steps_on_device(state, inputs, num_steps):
+  def steps_on_device(state, inputs, num_steps, due=None):
     dataset, orders = inputs
     steps_per_epoch = pipeline.steps_per_epoch(orders.shape[1], pipeline.images_per_step(config))
     first_epoch = state.step // steps_per_epoch
@@ -283,7 +302,7 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
       order = orders[state.step // steps_per_epoch - first_epoch]
       return one_step(state, pipeline.local_batch(
           dataset, pipeline.batch_indices(order, state.step, config.batch_size, config.d_steps,
-                                          jax.lax.axis_size(DATA_AXIS))))
+                                          jax.lax.axis_size(DATA_AXIS))), due)
 
     if isinstance(num_steps, int) and num_steps == 1:  # a call of one step: no loop
       return next_step(state)
@@ -294,20 +313,23 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
 
   on_mesh = functools.partial(jax.shard_map, mesh=mesh, out_specs=(P(), P()))
   if on_host:  # n is 1
-    call = on_mesh(lambda state, batch: one_step(state, pipeline.to_float(batch)),
-                   in_specs=(P(), P(DATA_AXIS)))
-    return jax.jit(lambda state, batch, num_steps: call(state, batch), donate_argnums=0,
-                   static_argnums=2)
+    def host_call(state, batch, due):
+      return on_mesh(lambda state, batch: one_step(state, pipeline.to_float(batch), due),
+                     in_specs=(P(), P(DATA_AXIS)))(state, batch)
+    return TrainFn(config, jax.jit(host_call, donate_argnums=0, static_argnums=2))
   if static_steps is None:
     static_steps = jax.default_backend() == 'gpu'
   in_specs = (P(), (P(DATA_AXIS), P()))
+
+  def one(state, inputs, due):
+    return on_mesh(functools.partial(steps_on_device, num_steps=1, due=due),
+                   in_specs=in_specs)(state, inputs)
+  one = jax.jit(one, donate_argnums=0, static_argnums=2)
   if not static_steps:
-    return OneOrMore(
-        jax.jit(on_mesh(functools.partial(steps_on_device, num_steps=1), in_specs=in_specs),
-                donate_argnums=0),
-        jax.jit(on_mesh(steps_on_device, in_specs=in_specs + (P(),)), donate_argnums=0))
+    return TrainFn(config, one, jax.jit(on_mesh(steps_on_device, in_specs=in_specs + (P(),)),
+                                        donate_argnums=0))
 
   def static_call(state, inputs, num_steps):
     return on_mesh(functools.partial(steps_on_device, num_steps=num_steps),
                    in_specs=in_specs)(state, inputs)
-  return jax.jit(static_call, donate_argnums=0, static_argnums=2)
+  return TrainFn(config, one, jax.jit(static_call, donate_argnums=0, static_argnums=2))

@@ -85,7 +85,7 @@ def _start(config, workdir, mesh, num_devices, images, ckpts):
     train_fn = step_lib.make_train_fn(config, mesh, inputs.on_host)
     # Compiled now, to check its memory before training (the first call reuses it).
     memory.check(train_fn.lower(state, inputs.spec(step), call_length(
-        config, step, inputs.max_steps_per_call)).compile(), config)
+        config, step, inputs.max_steps_per_call), step).compile(), config)
   # Its real side prepared now (feature networks trained, real features read): its errors too.
   periodic = (PeriodicEval(config, workdir, os.path.join(workdir, 'metrics.jsonl'), step)
               if config.eval_every else None)
@@ -202,7 +202,7 @@ def _train(config, workdir, mesh, num_devices, stop):
       evaluate(state, step)
     while step < config.num_steps:
       num_steps = call_length(config, step, inputs.max_steps_per_call)
-      state, metrics = train_fn(state, inputs(step), num_steps)
+      state, metrics = train_fn(state, inputs(step), num_steps, step)
       step += num_steps
       stopping = stop.agreed()
       # At most two calls queued ahead of the devices: a stop request waits for one call,

@@ -33,9 +33,10 @@ def start(config):
   return mesh, state
 
 
-def run(num_devices, steps, images, static_steps=None, ada_p=None, **overrides):
+def run(num_devices, steps, images, static_steps=None, ada_p=None, tell_step=True, **overrides):
   """(final state on the host, each call's metrics) of `steps` steps on `images`, from ADA's
-  p = `ada_p` if given."""
+  p = `ada_p` if given; each call told its first step unless not `tell_step` (lazy penalties
+  then decided inside the compiled step)."""
   config = tiny_config(num_devices=num_devices, **overrides)
   mesh, state = start(config)
   if ada_p is not None:
@@ -45,7 +46,8 @@ def run(num_devices, steps, images, static_steps=None, ada_p=None, **overrides):
   inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
   history = []
   for step in range(0, steps, config.steps_per_call):
-    state, metrics = step_fn(state, inputs(step), config.steps_per_call)
+    state, metrics = step_fn(state, inputs(step), config.steps_per_call,
+                             step if tell_step else None)
     history.append({k: float(v) for k, v in metrics.items()})
   return jax.device_get(state), history
 
@@ -353,6 +355,10 @@ def test_r1_is_the_penalty_on_ds_input_gradient_and_lazily_scaled():
   _, lazy = run(1, 4, images, r1_gamma=10.0, r1_every=2)
   assert lazy[0]['r1'] == pytest.approx(2 * history[0]['r1'], rel=1e-5)
   assert lazy[1]['r1'] == 0 and lazy[2]['r1'] > 0
+  # The same decided inside the compiled step (a lax.cond) as compiled in for each call.
+  _, in_step = run(1, 4, images, r1_gamma=10.0, r1_every=2, tell_step=False)
+  for told, untold in zip(lazy, in_step, strict=True):
+    assert told == pytest.approx(untold, rel=1e-5)
   _, off = run(1, 4, images)
   assert 'r1' not in off[0] and off[0]['d_loss'] == pytest.approx(lazy[0]['d_loss'], rel=1e-6)
   assert off[1]['d_loss'] != lazy[1]['d_loss']  # the penalty reached D's update

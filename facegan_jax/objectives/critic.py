@@ -64,11 +64,13 @@ def mean_squared_norm(x_grads):
   return jax.lax.pmean(per_example.mean(), DATA_AXIS)
 
 
-def penalised_pass(d, images, role, d_step, gamma, every=1):
+def penalised_pass(d, images, role, d_step, gamma, every=1, due=None):
   """D on `images` with the zero-centred gradient penalty γ/2 · E‖∇ₓD(x)‖² (R1 on reals,
   Mescheder et al. 2018; R2 on fakes, R3GAN), the gradient of the summed logits in the images
   before any augmentation. Lazily, as StyleGAN2's R1: every `every` D steps, scaled by that
-  interval, and 0 between.
+  interval, and 0 between. `due`: whether they are taken at this step, where the compilation
+  knows it (step.TrainFn: XLA on CPU differentiates convolutions inside a lax.cond in slow
+  forms); None: a lax.cond on `d_step`.
 
   Returns (logits, d after the call, the penalty added to D's loss).
   """
@@ -82,4 +84,6 @@ def penalised_pass(d, images, role, d_step, gamma, every=1):
 
   if every == 1:
     return with_penalty(images)
+  if due is not None:
+    return with_penalty(images) if due else without(images)
   return jax.lax.cond(d_step % every == 0, with_penalty, without, images)
