@@ -69,6 +69,17 @@ RECIPES = dict(
         '--model=resnet', '--conv_dim=32', '--spectral_norm=d', '--loss=hinge',
         '--label_smoothing=1.0', '--lr_d=1e-3', '--num_steps=600', '--lr_decay_start=300'),
         ('domain_fd', 'swd', 'attr_tv'), 150, FACES_FLOORS),
+    # The quickstart's DCGAN with R3GAN's objective: RpGAN with R1 and R2 (its BatchNorm D,
+    # no spectral norm, no smoothing).
+    quickstart_rpgan=Recipe('quickstart.flags', (
+        '--loss=rpgan', '--r1_gamma=0.5', '--spectral_norm=none', '--label_smoothing=1.0'),
+        ('domain_fd', 'swd', 'attr_tv'), 500, FACES_FLOORS),
+    # The same as a flagfile: 3,000 steps, the rates decayed over the last 1,000.
+    dcgan_rpgan_faces=Recipe('dcgan_rpgan_faces.flags', (), ('domain_fd', 'swd', 'attr_tv'),
+                             500, FACES_FLOORS),
+    # R3GAN's networks and objective sized for the CPU (about 30 minutes).
+    r3gan_faces32=Recipe('r3gan_faces32.flags', (), ('domain_fd', 'swd', 'attr_tv'), 250,
+                         FACES_FLOORS),
     # Spectral norm on D and a two-timescale D at twice the quickstart's length.
     sn_dcgan_faces=Recipe('sn_dcgan_faces.flags', (), ('domain_fd', 'swd', 'attr_tv'), 1000,
                           FACES_FLOORS),

@@ -364,6 +364,18 @@ def test_r1_is_the_penalty_on_ds_input_gradient_and_lazily_scaled():
   assert off[1]['d_loss'] != lazy[1]['d_loss']  # the penalty reached D's update
 
 
+def test_a_one_step_call_knows_whether_its_last_d_update_is_penalised():
+  """The lazy penalties fall on every k-th D update, counted over all of them: with 3 D
+  updates a step and k = 2 the last update of steps 0, 2, ... (updates 2, 8, ...)."""
+  def due(step, **flags):
+    return step_lib.penalty_due(config_lib.Config(**flags), step)
+
+  assert [due(s, r1_gamma=1.0, r1_every=2, d_steps=3) for s in range(4)] == [
+      True, False, True, False]
+  assert [due(s, r1_gamma=1.0, r1_every=3) for s in range(4)] == [True, False, False, True]
+  assert due(5, r1_gamma=1.0) is None and due(None, r1_gamma=1.0, r1_every=2) is None
+
+
 @pytest.mark.parametrize('conv_impl', ['patches', 's2d', 'winograd'])
 def test_r1_gradient_through_our_layers_equals_xlas(conv_impl):
   """R1's gradient in D's parameters differentiates the layers' backward passes (and
