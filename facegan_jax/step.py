@@ -118,13 +118,13 @@ def generate(state, g_params, g_sn, z):
   return g(z, train=True), nnx.state(g, nnx.BatchStat)
 
 
-def critic(state, d_params, d_sn, config, *, real, fake):
+def critic(state, d_params, d_sn, config, *, real, fake, penalty_due=None):
   """D of `state` with `d_params` and spectral-norm vectors `d_sn`, as the objective sees it;
   `real` and `fake` are the (dropout, augmentation) keys of its 'real' and 'fake' calls."""
   return Critic(params=d_params, sn=d_sn, stats=state.d_stats,
                 dropout_keys=dict(real=real[0], fake=fake[0]),
                 augment_keys=dict(real=real[1], fake=fake[1]), ada_p=state.ada_p,
-                graph=state.d_graph, config=config)
+                graph=state.d_graph, config=config, penalty_due=penalty_due)
 
 
 def d_update(state, real, fake, keys, d_step, config, penalty_due=None):
@@ -141,9 +141,9 @@ def d_update(state, real, fake, keys, d_step, config, penalty_due=None):
 
   def d_loss(d_params):
     d = critic(state, d_params, d_sn, config, real=(keys.drop_real, keys.aug_real),
-               fake=(keys.drop_fake, keys.aug_fake))
+               fake=(keys.drop_fake, keys.aug_fake), penalty_due=penalty_due)
     loss, d, out = objective.d_loss(d, real, fake, config, d_step=d_step,
-                                    example_keys=keys.objective, penalty_due=penalty_due)
+                                    example_keys=keys.objective)
     return loss, dict(out, d_stats=d.stats)
 
   d_params = jax.lax.pcast(state.d_params, DATA_AXIS, to='varying')

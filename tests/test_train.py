@@ -59,10 +59,10 @@ def test_a_stop_on_an_evaluation_step_is_evaluated_on_resume(tmp_path, data_dir,
       class Stopping:
         lower = train_fn.lower
 
-        def __call__(self, state, inputs, num_steps):
-          if int(state.step) + num_steps == step:
+        def __call__(self, state, inputs, num_steps, first_step):
+          if first_step + num_steps == step:
             os.kill(os.getpid(), signal.SIGTERM)
-          return train_fn(state, inputs, num_steps)
+          return train_fn(state, inputs, num_steps, first_step)
       return Stopping()
     return make
 

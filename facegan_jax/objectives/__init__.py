@@ -2,10 +2,9 @@
 
 An objective module of this package defines:
 
-- `d_loss(d, real, fake, config, *, d_step, example_keys, penalty_due) -> (loss, d, out)`:
-  D's loss on this device's real and fake images (G's output, not differentiated),
-  differentiated in D's parameters by the step; `penalty_due` is passed on to
-  `critic.penalised_pass` (whether lazy penalties fall on this update, where known). `d` is a `critic.Critic`: D as a function of images that threads
+- `d_loss(d, real, fake, config, *, d_step, example_keys) -> (loss, d, out)`: D's loss on
+  this device's real and fake images (G's output, not differentiated), differentiated in D's
+  parameters by the step. `d` is a `critic.Critic`: D as a function of images that threads
   its BatchNorm statistics, so it returns itself after each call. `out` holds `real_logits`,
   `fake_logits`, `d_loss` (the loss without penalties) and `metrics` ({name: value} of the
   penalties that are on, logged as they are named).

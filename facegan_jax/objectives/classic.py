@@ -68,14 +68,13 @@ LOSSES = {'bce': (bce_d, bce_g), 'lsgan': (lsgan_d, lsgan_g), 'hinge': (hinge_d,
           'wgan': (wgan_d, wgan_g)}
 
 
-def d_loss(d, real, fake, config, *, d_step, example_keys, penalty_due=None):
+def d_loss(d, real, fake, config, *, d_step, example_keys):
   """--loss's D loss, plus R1 on the reals and the gradient penalty where they are on, their
   weights at this step by --schedule."""
   step = d_step // config.d_steps
   if config.r1_gamma:
     gamma = schedules.of(config, 'r1_gamma')(step)
-    real_logits, d, r1 = penalised_pass(d, real, 'real', d_step, gamma, config.r1_every,
-                                    penalty_due)
+    real_logits, d, r1 = penalised_pass(d, real, 'real', d_step, gamma, config.r1_every)
   else:
     (real_logits, d), r1 = d(real, 'real'), 0.0
   fake_logits, d = d(fake, 'fake')

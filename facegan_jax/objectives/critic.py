@@ -30,6 +30,9 @@ class Critic:
   ada_p: jax.Array
   graph: Any = flax.struct.field(pytree_node=False)
   config: Any = flax.struct.field(pytree_node=False)
+  # Whether lazy penalties fall on this D update, where the compilation knows it (None: the
+  # step decides; penalised_pass).
+  penalty_due: bool | None = flax.struct.field(pytree_node=False, default=None)
 
   def __call__(self, images, role, augment=True):
     d = nnx.merge(self.graph, spectral_norm.normalize(self.params, self.sn), self.stats,
@@ -64,13 +67,13 @@ def mean_squared_norm(x_grads):
   return jax.lax.pmean(per_example.mean(), DATA_AXIS)
 
 
-def penalised_pass(d, images, role, d_step, gamma, every=1, due=None):
+def penalised_pass(d, images, role, d_step, gamma, every=1):
   """D on `images` with the zero-centred gradient penalty γ/2 · E‖∇ₓD(x)‖² (R1 on reals,
   Mescheder et al. 2018; R2 on fakes, R3GAN), the gradient of the summed logits in the images
   before any augmentation. Lazily, as StyleGAN2's R1: every `every` D steps, scaled by that
-  interval, and 0 between. `due`: whether they are taken at this step, where the compilation
-  knows it (step.TrainFn: XLA on CPU differentiates convolutions inside a lax.cond in slow
-  forms); None: a lax.cond on `d_step`.
+  interval, and 0 between: as `d.penalty_due` says where the compilation knows it
+  (step.TrainFn: XLA on CPU differentiates convolutions inside a lax.cond in slow forms),
+  else by a lax.cond on `d_step`.
 
   Returns (logits, d after the call, the penalty added to D's loss).
   """
@@ -84,6 +87,6 @@ def penalised_pass(d, images, role, d_step, gamma, every=1, due=None):
 
   if every == 1:
     return with_penalty(images)
-  if due is not None:
-    return with_penalty(images) if due else without(images)
+  if d.penalty_due is not None:
+    return with_penalty(images) if d.penalty_due else without(images)
   return jax.lax.cond(d_step % every == 0, with_penalty, without, images)

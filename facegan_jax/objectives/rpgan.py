@@ -17,14 +17,12 @@ from facegan_jax.errors import UsageError
 from facegan_jax.objectives.critic import penalised_pass
 
 
-def d_loss(d, real, fake, config, *, d_step, example_keys, penalty_due=None):
+def d_loss(d, real, fake, config, *, d_step, example_keys):
   """RpGAN's D loss with R1 on the reals and R2 on the fakes, γ at this step by --schedule."""
   del example_keys
   gamma = schedules.of(config, 'r1_gamma')(d_step // config.d_steps)
-  real_logits, d, r1 = penalised_pass(d, real, 'real', d_step, gamma, config.r1_every,
-                                    penalty_due)
-  fake_logits, d, r2 = penalised_pass(d, fake, 'fake', d_step, gamma, config.r1_every,
-                                    penalty_due)
+  real_logits, d, r1 = penalised_pass(d, real, 'real', d_step, gamma, config.r1_every)
+  fake_logits, d, r2 = penalised_pass(d, fake, 'fake', d_step, gamma, config.r1_every)
   if config.label_smoothing != 1:
     logging.log_first_n(logging.WARNING, '--label_smoothing=%s does not apply to --loss=rpgan '
                         '(no targets to smooth)', 1, config.label_smoothing)
