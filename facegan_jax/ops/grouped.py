@@ -78,7 +78,7 @@ FORMS = dict(xla=xla, dense=dense, taps=taps, taps_dense=taps_dense)
 
 
 def cpu_form(groups):
-  """The fastest exact form on CPU in a train step's one-step call (step.OneOrMore): the
+  """The fastest exact form on CPU in a train step's one-step call (step.TrainFn): the
   block-diagonal dense kernel up to DENSE_MAX_GROUPS groups (at most that many times the
   multiplies, at dense speed), the per-tap matmuls above."""
   return 'dense' if groups <= DENSE_MAX_GROUPS else 'taps'
