@@ -254,14 +254,18 @@ class TrainFn:
     self.config, self.one, self.more = config, one, more
 
   def __call__(self, state, inputs, num_steps, step=None):
-    if num_steps == 1:
-      return self.one(state, inputs, penalty_due(self.config, step))
-    return self.more(state, inputs, num_steps)
+    fn, static = self._compiled(num_steps, step)
+    return fn(state, inputs, static)
 
   def lower(self, state, inputs, num_steps, step=None):
+    fn, static = self._compiled(num_steps, step)
+    return fn.lower(state, inputs, static)
+
+  def _compiled(self, num_steps, step):
+    """(the jitted function for a call of `num_steps` from `step`, its last argument)."""
     if num_steps == 1:
-      return self.one.lower(state, inputs, penalty_due(self.config, step))
-    return self.more.lower(state, inputs, num_steps)
+      return self.one, penalty_due(self.config, step)
+    return self.more, num_steps
 
 
 def penalty_due(config, step):
