@@ -45,6 +45,9 @@ class Config:
       '~/tensorflow_datasets)')
   data_manual_dir: str | None = field(None, 'where downloaded archives are looked for first, e.g. '
       'processed-celeba-small.zip (default: DATA_DIR/downloads/manual)')
+  max_images: int = field(0, 'train on N images of the dataset (0 = all), the same N for every '
+      'run: small-data runs on any dataset. Metrics compare with these N, their floor with as '
+      'many of the rest')
   max_bad_fraction: float = field(0.01, 'largest fraction of unreadable image files that are '
       'skipped (counted and reported) before preparing a dataset stops with an error')
   data_may_change: bool = field(False, 'resume even though the training images differ from '
@@ -336,6 +339,8 @@ def validate(config, num_devices=None):
                      'use one')
   if not 0 <= config.d_dropout < 1:
     raise UsageError(f'--d_dropout={config.d_dropout}: must be in [0, 1)')
+  if config.max_images < 0:
+    raise UsageError(f'--max_images={config.max_images}: must be 0 (all) or positive')
   if not 0 <= config.max_bad_fraction <= 1:
     raise UsageError(f'--max_bad_fraction={config.max_bad_fraction}: must be in [0, 1]')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',

@@ -1,6 +1,7 @@
 """The class metrics: the classifier learns real digits, is cached, and its metrics are ~0 for
 real vs real and see a generator that never draws one class."""
 
+import dataclasses
 import json
 import os
 import re
@@ -127,3 +128,27 @@ def test_class_metric_on_an_unlabelled_dataset_is_a_usage_error(tmp_path, data_d
   with pytest.raises(UsageError, match=f'^{message}$'):
     train.train_and_evaluate(config, workdir)
   assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def test_max_images_trains_and_measures_on_a_fixed_draw_with_a_held_out_floor(
+    digits, class_net_cache, monkeypatch):
+  """--max_images=100 of the 1,797 digits: the same 100 for training and for every run, drawn
+  across the classes (the folder lists them class by class), and the metrics compare with all
+  100 (fewer than --eval_samples) and their floor with 100 digits the run never saw."""
+  config, images, labels = digits[:3]
+  small = dataclasses.replace(config, max_images=100, eval_samples=200)
+  trained_on = sources.training_indices(small, len(images))
+  np.testing.assert_array_equal(sources.load_training_images(small), images[trained_on])
+  np.testing.assert_array_equal(trained_on, sources.training_indices(small, len(images)))
+  assert len(set(trained_on)) == 100 and len(set(labels[trained_on])) == 10
+  monkeypatch.setenv('XDG_CACHE_HOME', class_net_cache)
+  evaluator = evaluate.Evaluator(small)
+  assert evaluator.provenance['n_real'] == evaluator.provenance['train_images'] == 100
+  np.testing.assert_array_equal(evaluator.real, images[trained_on])
+  # G drawing the training digits themselves (a copy) scores 0, under the floor.
+  record = evaluator(7, lambda z: images[trained_on][:len(z)])
+  fd = record['metrics']['class_fd']
+  assert fd['n_floor'] == 100 and fd['value'] < 1e-6 < fd['floor']
+  with pytest.raises(UsageError, match=r'^--max_images=1798 but folder:.* has only 1797 '
+                                       'training images$'):
+    sources.load_training_images(dataclasses.replace(small, max_images=1798))

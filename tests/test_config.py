@@ -70,6 +70,7 @@ def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
     (dict(augment='ada', ada_target=1.0), '--ada_target=1.0: must be in (0, 1)'),
     (dict(augment='ada', ada_kimg=0.0), '--ada_kimg=0.0: must be positive'),
     (dict(d_steps=0), '--d_steps=0: must be at least 1'),
+    (dict(max_images=-1), '--max_images=-1: must be 0 (all) or positive'),
     (dict(model='mlp', mbstd_group=4), '--mbstd_group=4: needs --model=dcgan and a group of at '
      'least 2'),
     (dict(mbstd_group=1), '--mbstd_group=1: needs --model=dcgan'),

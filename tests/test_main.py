@@ -177,6 +177,10 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, tiny_
   for name in ('domain_fd', 'attr_w1', 'attr_tv'):  # synthetic_faces' attribute network
     value = record['metrics'][name]
     assert value['value'] > 0 and len(value['weights_sha256']) == 64, name
+  # Its floor: 16 other training faces against the 16 reals, under the 25-step G's distance.
+  domain = record['metrics']['domain_fd']
+  assert domain['n_floor'] == 16 and 0 < domain['floor'] < domain['value']
+  assert 'real-vs-real floor (16 other reals)' in evaluated.stdout
   for name in ('SWD', 'domainFD', 'attr W1', 'attr TV', 'FID', 'KID', 'IS', 'P / R'):
     assert name in evaluated.stdout
 

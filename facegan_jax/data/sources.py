@@ -135,10 +135,27 @@ def version(config):
   return str(synthetic_faces_builder.SyntheticFaces.VERSION)
 
 
+def training_indices(config, count):
+  """Which of a train split's `count` images a run trains on: all, or --max_images of them,
+  the same for every run (a fixed draw, in the split's order: the first N of a folder sorted
+  into class subfolders would all be of its first classes)."""
+  if not config.max_images:
+    return np.arange(count)
+  if config.max_images > count:
+    raise UsageError(f'--max_images={config.max_images} but {config.dataset} has only {count} '
+                     'training images')
+  return np.sort(np.random.default_rng(0).permutation(count)[:config.max_images])
+
+
 def load_training_images(config):
   """The training images; in a multi-process run process 0 prepares them first (once, into
   the data dir) while the others wait, then they read the prepared files. When process 0
   fails, every process stops with an error (none waits for it forever)."""
+  images = _load_train_split(config)
+  return images[training_indices(config, len(images))] if config.max_images else images
+
+
+def _load_train_split(config):
   if jax.process_count() == 1:
     return load_images(config, 'train')
   ready = True

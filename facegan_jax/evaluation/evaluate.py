@@ -47,8 +47,12 @@ class Evaluator:
 
   def __init__(self, config):
     self.config = config
-    real = sources.load_images(config, 'train')
+    split = sources.load_images(config, 'train')
+    trained_on = sources.training_indices(config, len(split))
+    real = split[trained_on] if config.max_images else split
     n = config.eval_samples
+    if config.max_images and len(real) < n:
+      n = len(real)  # small-data runs (DiffAugment's 100-shot protocol): against all of them
     if len(real) < n:
       raise UsageError(f'--eval_samples={n} but {config.dataset} has only {len(real)} training '
                        'images')
@@ -59,28 +63,33 @@ class Evaluator:
     self.z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (n, config.z_dim))
     self.provenance = dict(
         dataset=config.dataset, dataset_version=sources.version(config),
-        resolution=config.resolution, n_real=n, n_fake=n,
+        train_images=len(real), resolution=config.resolution, n_real=n, n_fake=n,
         generator='ema' if schedules.uses_ema(config) else 'raw', sample_seed=config.sample_seed)
+    # The floor: as many other images of the split as there are fakes (all others if fewer);
+    # with --max_images, images the run never trained on.
+    others = np.setdiff1d(np.arange(len(split)),
+                          trained_on if config.max_images else self.subset)
+    others = np.asarray(split[np.sort(np.random.default_rng(config.sample_seed + 1).permutation(
+        others)[:n])])
     # Labels first: a --best_metric they cannot give fails before any network trains.
     labelled = sources.load_labels(config, 'train')
     if config.best_metric.startswith('class_') and labelled is None:
       raise UsageError(f'--best_metric={config.best_metric} needs a labelled dataset (a folder '
                        f'with class subfolders, or a TFDS dataset with a label feature); '
                        f'{config.dataset} has no labels')
-    self.attributes = None
+    self.attributes = self.domain_floor = None
     if has_domain_metric(config):
       net, quality = face_attributes.load_or_train(config)
       self.attributes = (net, quality, face_attributes.read_images(net, self.real,
                                                                    config.channels))
+      self.domain_floor = dict(n_floor=len(others), floor=None if len(others) < 2 else (
+          face_attributes.metrics(*self.attributes, others, config.channels)['domain_fd']['value']))
     self.classes = None
     if labelled is not None:
       labels, names = labelled
-      net, quality = classifier.load_or_train(config, real, labels, names)
-      # The floor: as many other training images as there are fakes (all others if fewer).
-      others = np.setdiff1d(np.arange(len(real)), self.subset)
-      others = np.sort(np.random.default_rng(config.sample_seed + 1).permutation(others)[:n])
+      net, quality = classifier.load_or_train(config, split, labels, names)
       self.classes = classifier.ClassMetrics.prepare(net, quality, config.channels, self.real,
-                                                     np.asarray(real[others]))
+                                                     others)
     self.inception = None
     if config.inception_weights:
       model, fc, digest = fid.load_network(config.inception_weights)
@@ -103,6 +112,7 @@ class Evaluator:
     seconds['swd'] = time.perf_counter() - started - sum(seconds.values())
     if self.attributes is not None:
       metrics.update(face_attributes.metrics(*self.attributes, fake, config.channels))
+      metrics['domain_fd'].update(self.domain_floor)
       seconds['domain'] = time.perf_counter() - started - sum(seconds.values())
     if self.classes is not None:
       metrics.update(self.classes(fake))
@@ -151,8 +161,9 @@ def table(record):
   metrics = record['metrics']
   if 'domain_fd' in metrics:
     w1, tv = metrics['attr_w1'], metrics['attr_tv']
-    lines.append(f'{"domainFD":<8} {metrics["domain_fd"]["value"]:>9.2f}  attribute net, test '
-                 f'R^2 {metrics["domain_fd"]["test_mean_r2"]:.2f}')
+    fd = metrics['domain_fd']
+    lines.append(f'{"domainFD":<8} {fd["value"]:>9.2f}  real-vs-real floor ({fd["n_floor"]} other '
+                 f'reals) {_floor(fd, ".2f")}; attribute net, test R^2 {fd["test_mean_r2"]:.2f}')
     worst = sorted(w1['per_attribute'].items(), key=lambda kv: -kv[1])[:3]
     lines.append(f'{"attr W1":<8} {w1["value"]:>9.3f}  std units; worst '
                  + ', '.join(f'{k} {v:.2f}' for k, v in worst))
