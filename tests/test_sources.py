@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -474,3 +475,15 @@ def test_check_dataset_accepts(name):
 def test_check_dataset_rejects(name):
   message = _usage_error(sources.check_dataset, name)
   assert message.startswith(f'unknown --dataset={name}; available: synthetic_faces, ')
+
+
+def test_building_an_unprepared_dataset_leaves_no_temporary_directory(tmp_path, monkeypatch):
+  """TFDS makes a temporary directory for every builder of a dataset not yet prepared and
+  leaves it (a test session left hundreds in /tmp); ours are removed."""
+  scratch = tmp_path / 'tmp'
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(scratch))
+  monkeypatch.setattr(tfds_prepare, '_prepare', lambda builder, **kwargs: None)  # no rendering
+  builder = tfds_prepare.synthetic_faces_builder('synthetic_faces/small', str(tmp_path / 'data'))
+  assert not tfds_prepare._is_prepared(builder)
+  assert os.listdir(scratch) == [] and tempfile.gettempdir() == str(scratch)

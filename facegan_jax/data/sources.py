@@ -129,7 +129,8 @@ def version(config):
   if kind == 'folder':
     return 'files-' + folder.content_key(os.path.expanduser(rest))
   if kind == 'tfds':
-    return str(tfds.builder(rest.partition(':')[0], data_dir=config.data_dir).version)
+    with tfds_prepare.no_stray_tempdirs():
+      return str(tfds.builder(rest.partition(':')[0], data_dir=config.data_dir).version)
   if config.dataset == 'celeba_small':
     return str(celeba_small_builder.CelebaSmall.VERSION)
   return str(synthetic_faces_builder.SyntheticFaces.VERSION)

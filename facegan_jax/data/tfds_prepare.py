@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import socket
+import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -112,10 +113,24 @@ def _manual_dir(config):
                             os.path.join(data_root(config), 'downloads', 'manual'))
 
 
+@contextlib.contextmanager
+def no_stray_tempdirs():
+  """TFDS makes an empty temporary directory each time it builds a builder of a dataset not
+  yet prepared (DatasetInfo.initialize_from_bucket) and never removes it; inside this they go
+  into one that is removed."""
+  with tempfile.TemporaryDirectory(prefix='facegan_tfds_') as scratch:
+    previous, tempfile.tempdir = tempfile.tempdir, scratch
+    try:
+      yield
+    finally:
+      tempfile.tempdir = previous
+
+
 def synthetic_faces_builder(name, data_dir):
   config_name = name.partition('/')[2] or None
-  builder = synthetic_faces_module.SyntheticFaces(
-      config=config_name, data_dir=data_dir, file_format='array_record')
+  with no_stray_tempdirs():
+    builder = synthetic_faces_module.SyntheticFaces(
+        config=config_name, data_dir=data_dir, file_format='array_record')
   if not _is_prepared(builder):
     logging.info('Rendering %s into %s (once; ~1 min for the full set on 2 cores)',
                  name, builder.data_dir)
@@ -128,9 +143,10 @@ def celeba_small_builder(config):
   manual = _manual_dir(config)
   found = [os.path.join(manual, f) for f in module.FILENAMES
            if os.path.exists(os.path.join(manual, f))]
-  builder = module.CelebaSmall(data_dir=config.data_dir, file_format='array_record',
-                               source=found[0] if found else None,
-                               max_bad_fraction=config.max_bad_fraction)
+  with no_stray_tempdirs():
+    builder = module.CelebaSmall(data_dir=config.data_dir, file_format='array_record',
+                                 source=found[0] if found else None,
+                                 max_bad_fraction=config.max_bad_fraction)
   if not _is_prepared(builder):
     if not found and not _reachable(module.URL):  # TFDS would retry for minutes
       raise UsageError(f'celeba_small is not prepared and {module.URL.split("/")[2]} is not '
@@ -162,7 +178,8 @@ def _reachable(url):
 def _prepared_builder(name, split, config):
   """(builder, its image feature's key, our cache dir) of tfds:NAME, prepared once."""
   try:
-    builder = tfds.builder(name, data_dir=config.data_dir, file_format='array_record')
+    with no_stray_tempdirs():
+      builder = tfds.builder(name, data_dir=config.data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError:
     raise UsageError(f'--dataset=tfds:{name}: TFDS has no dataset {name!r}') from None
   except ValueError as e:  # e.g. tfds:NAME/CONFIG with a config NAME does not have
