@@ -7,11 +7,10 @@ those of images of the same split that G never saw.
 The run's flags.txt says which images it trained on: its dataset's train split, or the
 --max_images of it that sources.training_indices draws, the others being the held-out ones
 (synthetic_faces/small, 1,024 faces, is the first part of synthetic_faces, whose other faces
-are its held-out ones). A G
-that memorised its set puts its samples closer to their nearest training image than held-out
-images are (a metric computed against training images, as ours are, cannot tell a copy from a
-good sample: a copying G scores at or below the real-vs-real floor). Distances are L2 over
-the pixels in [0, 1].
+are its held-out ones). A G that memorised its set puts its samples closer to their nearest
+training image than held-out images are (a metric computed against training images, as ours
+are, cannot tell a copy from a good sample: a copying G scores at or below the real-vs-real
+floor). Distances are L2 over the pixels in [0, 1].
 """
 
 import dataclasses
@@ -49,7 +48,7 @@ def train_and_held_out(config, n):
   train, held_out = split[trained_on], split[held_out]
   if not len(held_out):
     raise SystemExit(f'{config.dataset} has no images beyond the {len(train)} the run trained '
-                     'on: train on the first --max_images to keep some held out')
+                     'on: train on --max_images of them to keep some held out')
   return train, held_out
 
 
