@@ -148,12 +148,18 @@ def training_indices(config, count):
   return np.sort(np.random.default_rng(0).permutation(count)[:config.max_images])
 
 
+def training_part(config, split):
+  """(training_indices, the images of the train split `split` at them): `split` itself where
+  the run trains on all of it (no copy of a memory-mapped cache)."""
+  indices = training_indices(config, len(split))
+  return indices, split[indices] if config.max_images else split
+
+
 def load_training_images(config):
   """The training images; in a multi-process run process 0 prepares them first (once, into
   the data dir) while the others wait, then they read the prepared files. When process 0
   fails, every process stops with an error (none waits for it forever)."""
-  images = _load_train_split(config)
-  return images[training_indices(config, len(images))] if config.max_images else images
+  return training_part(config, _load_train_split(config))[1]
 
 
 def _load_train_split(config):

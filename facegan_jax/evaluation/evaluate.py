@@ -48,8 +48,7 @@ class Evaluator:
   def __init__(self, config):
     self.config = config
     split = sources.load_images(config, 'train')
-    trained_on = sources.training_indices(config, len(split))
-    real = split[trained_on] if config.max_images else split
+    trained_on, real = sources.training_part(config, split)
     n = config.eval_samples
     if config.max_images and len(real) < n:
       n = len(real)  # small-data runs (DiffAugment's 100-shot protocol): against all of them
