@@ -32,12 +32,22 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 # LLVM's optimisations of XLA's CPU code take half of a cold compile. Tests check what is
 # computed, not how fast, and without them the same HLO computes the same numbers (a tiny run's
 # losses are unchanged); the suite's cold compiles take half the time.
-TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
+EXACT_XLA_FLAGS = '--xla_backend_optimization_level=0'
+# XLA's older elemental emitters for CPU fusions compile in half the time of the MLIR fusion
+# emitters (tests/test_step.py's R1 test: 8.8 s of compiles against 17.5 s) and compute the
+# same values to float rounding (their exp and log round differently). Without LLVM's
+# optimisations, though, a step inside a while loop and the same step outside one then differ
+# in their last bits: the tests that compare two such programs bit for bit run in a process
+# of their own under EXACT_XLA_FLAGS.
+TEST_XLA_FLAGS = (f'{EXACT_XLA_FLAGS} --xla_cpu_use_fusion_emitters=false '
+                  '--xla_cpu_enable_concurrency_optimized_scheduler=false')
 # The test processes themselves have two CPU devices, as the multi-device runs they start:
 # one- and two-device computations are compared in process, without a subprocess's ~3 s of
 # start-up. Tests that need one device make a one-device mesh.
-os.environ['XLA_FLAGS'] = (f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS} '
-                           '--xla_force_host_platform_device_count=2').strip()
+# A test's subprocess that imports this module keeps the flags it was given.
+if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS} '
+                             '--xla_force_host_platform_device_count=2').strip()
 
 
 # The modules whose tests run main.py or train for seconds (most of the suite's time). They
@@ -79,9 +89,9 @@ def pytest_xdist_make_scheduler(config, log):
   return None
 
 
-def xla_flags(devices):
+def xla_flags(devices, flags=TEST_XLA_FLAGS):
   """XLA_FLAGS for a test subprocess with `devices` CPU devices."""
-  return f'{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}'
+  return f'{flags} --xla_force_host_platform_device_count={devices}'
 
 
 def run_python(code, devices=1, timeout=240, **env):

@@ -31,8 +31,9 @@ from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import distances
 from facegan_jax.run import workdir as workdir_lib
 from tests import conftest
-from tests.conftest import (TINY, assert_only_our_info_lines, copy_run, info_lines, main_config,
-                            metrics, read_checkpoint, run_python, tensorboard_events)
+from tests.conftest import (EXACT_XLA_FLAGS, TINY, assert_only_our_info_lines, copy_run,
+                            info_lines, main_config, metrics, read_checkpoint, run_python,
+                            tensorboard_events, xla_flags)
 from tests.test_inception import random_inception_npz
 from tests.test_visualize import D_COLOUR, G_COLOUR, curve_pixels
 
@@ -338,25 +339,29 @@ def test_a_second_run_on_a_workdir_in_use_stops_before_touching_it(tmp_path, dat
   assert os.listdir(tmp_path) == ['run.lock']
 
 
-def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir, caplog):
-  # Batch 256 of 1,024 images: epochs turn over every 4 steps, inside both halves. In
-  # process, on one device.
+def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):
+  """Batch 256 of 1,024 images: epochs turn over every 4 steps, inside both halves. On one
+  device, in a process of its own: the two inputs are two programs, which agree bit for bit
+  under EXACT_XLA_FLAGS, not the suite's faster-compiling flags (tests/conftest.py)."""
   args = TINY + [f'--data_dir={data_dir}', '--batch_size=256', '--log_every=3',
                  '--tensorboard=false', '--num_devices=1']
-  caplog.set_level('INFO')
-  host = str(tmp_path / 'host')
-  for num_steps in (6, 12):
-    caplog.clear()
-    train.train_and_evaluate(*main_config(*args, f'--workdir={host}', '--input=host',
-                                          f'--num_steps={num_steps}'))
-  assert 'Input: host' in caplog.text and 'Resuming at step 6' in caplog.text
-  device = str(tmp_path / 'device')
-  caplog.clear()
-  # auto: small data, on device
-  train.train_and_evaluate(*main_config(*args, f'--workdir={device}', '--num_steps=12'))
-  assert 'Input: the whole dataset on the devices' in caplog.text
+  host, device = str(tmp_path / 'host'), str(tmp_path / 'device')
+  runs = [main_config(*args, f'--workdir={host}', '--input=host', f'--num_steps={num_steps}')
+          for num_steps in (6, 12)]
+  runs.append(main_config(*args, f'--workdir={device}', '--num_steps=12'))  # auto: on device
+  out = run_python(f'''
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s')
+from facegan_jax import config as config_lib, train
+for fields, workdir in {[(dataclasses.asdict(config), workdir) for config, workdir in runs]!r}:
+  print('RUN', workdir, flush=True)
+  train.train_and_evaluate(config_lib.Config(**fields), workdir)
+''', XLA_FLAGS=xla_flags(1, EXACT_XLA_FLAGS))
+  _, first, second, third = out.split('RUN ')
+  assert 'Input: host' in first and 'Resuming at step 6' in second
+  assert 'Input: the whole dataset on the devices' in third
   assert [r['step'] for r in metrics(host)] == [3, 6, 9, 12]
-  for ours, theirs in zip(metrics(host), metrics(device)):
+  for ours, theirs in zip(metrics(host), metrics(device), strict=True):
     for key in ('d_loss', 'g_loss', 'd_real', 'd_fake'):
       assert ours[key] == theirs[key], (ours['step'], key)
 

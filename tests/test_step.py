@@ -18,6 +18,7 @@ from facegan_jax.data import pipeline, synthetic_faces
 from facegan_jax.logs import health
 from facegan_jax.models import spectral_norm
 from facegan_jax.schedules import Schedule
+from tests.conftest import EXACT_XLA_FLAGS, run_python, xla_flags
 
 
 def tiny_config(**overrides):
@@ -170,16 +171,22 @@ def test_bf16_training_stays_finite_and_tracks_fp32(overrides):
 def test_several_steps_per_call_give_the_one_step_run():
   """Three steps per call (crossing an epoch inside a call) are the same run as one step per
   call, bit for bit, on 2 devices: the same state and the same metrics at every third step
-  (tests/test_main.py checks main.py's calls on 1 device under XLA's default flags)."""
-  images = random_images(64)  # 8 steps per epoch
-  s1, m1 = run(2, 12, images, steps_per_call=1)
-  for static_steps in (False, True):  # the count as an argument (CPU, TPU) or static (GPU)
-    s3, m3 = run(2, 12, images, static_steps, steps_per_call=3)
-    assert len(m3) == 4
-    for a, b in zip(m1[2::3], m3):
-      assert a == b, (static_steps, a, b)
-    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s3), strict=True):
-      np.testing.assert_array_equal(a, b)
+  (tests/test_main.py checks main.py's calls on 1 device under XLA's default flags). In a
+  process of its own: a loop and straight code agree bit for bit under EXACT_XLA_FLAGS, not
+  the suite's faster-compiling flags (tests/conftest.py)."""
+  run_python('''
+import jax, numpy as np
+from tests.test_step import random_images, run
+images = random_images(64)  # 8 steps per epoch
+s1, m1 = run(2, 12, images, steps_per_call=1)
+for static_steps in (False, True):  # the count as an argument (CPU, TPU) or static (GPU)
+  s3, m3 = run(2, 12, images, static_steps, steps_per_call=3)
+  assert len(m3) == 4
+  for a, b in zip(m1[2::3], m3):
+    assert a == b, (static_steps, a, b)
+  for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s3), strict=True):
+    np.testing.assert_array_equal(a, b)
+''', devices=2, XLA_FLAGS=xla_flags(2, EXACT_XLA_FLAGS))
 
 
 @pytest.mark.parametrize('ema_decay', [0.5, 0.0])
