@@ -61,26 +61,30 @@ RECIPES = dict(
     # The flagfile's own length: its learning rates decay to 0 at its --num_steps.
     quickstart=Recipe('quickstart.flags', (),
                       ('domain_fd', 'swd', 'attr_tv'), 500, FACES_FLOORS),
+    # The quickstart until 2026-12-06, and the base of the two recipes after it.
+    sn_dcgan_quickstart=Recipe('sn_dcgan_quickstart.flags', (),
+                               ('domain_fd', 'swd', 'attr_tv'), 500, FACES_FLOORS),
     # SNGAN's ResNets (width 32: G 64 channels, D 32) with spectral norm on D and hinge, at
     # Adam at 1e-3 for both (the earlier quickstart's rates), the quickstart's EMA and its
     # earlier budget; its 600 steps (the decay over the last 300) are what the 2-core CPU
     # runs in that time.
-    quickstart_resnet=Recipe('quickstart.flags', (
+    quickstart_resnet=Recipe('sn_dcgan_quickstart.flags', (
         '--model=resnet', '--conv_dim=32', '--spectral_norm=d', '--loss=hinge',
         '--label_smoothing=1.0', '--lr_d=1e-3', '--num_steps=600', '--lr_decay_start=300'),
         ('domain_fd', 'swd', 'attr_tv'), 150, FACES_FLOORS),
-    # The quickstart's DCGAN with R3GAN's objective: RpGAN with R1 and R2 (its BatchNorm D,
-    # no spectral norm, no smoothing).
-    quickstart_rpgan=Recipe('quickstart.flags', (
+    # Its DCGAN with R3GAN's objective: RpGAN with R1 and R2 every step (BatchNorm D, no
+    # spectral norm, no smoothing), without the decay.
+    quickstart_rpgan=Recipe('sn_dcgan_quickstart.flags', (
         '--loss=rpgan', '--r1_gamma=0.5', '--spectral_norm=none', '--label_smoothing=1.0'),
         ('domain_fd', 'swd', 'attr_tv'), 500, FACES_FLOORS),
-    # The same as a flagfile: 3,000 steps, the rates decayed over the last 1,000.
+    # The quickstart (since 2026-12-06) with the penalties every step, 6,000 steps, the rates
+    # decayed over the last 2,000 (until then 3,000 and 1,000).
     dcgan_rpgan_faces=Recipe('dcgan_rpgan_faces.flags', (), ('domain_fd', 'swd', 'attr_tv'),
                              500, FACES_FLOORS),
     # R3GAN's networks and objective sized for the CPU (about 30 minutes).
     r3gan_faces32=Recipe('r3gan_faces32.flags', (), ('domain_fd', 'swd', 'attr_tv'), 250,
                          FACES_FLOORS),
-    # Spectral norm on D and a two-timescale D at twice the quickstart's length.
+    # Spectral norm on D and a two-timescale D, 6,000 steps.
     sn_dcgan_faces=Recipe('sn_dcgan_faces.flags', (), ('domain_fd', 'swd', 'attr_tv'), 1000,
                           FACES_FLOORS),
     # Keeping D from overfitting 1,024 images: one recipe, three augmentations.

@@ -1,6 +1,6 @@
 """The PyTorch reference models trained with a flagfile's recipe, scored by our evaluator.
 
-  python benchmarks/torch_train.py --flagfile=experiments/quickstart.flags \
+  python benchmarks/torch_train.py --flagfile=experiments/sn_dcgan_quickstart.flags \
       [--model=resnet --conv_dim=16 ...] [--eval_every=500]
 
 Whether our models learn as the textbook ones do: benchmarks/torch_reference.py's DCGAN

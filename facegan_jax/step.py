@@ -21,7 +21,7 @@ from facegan_jax.augment import ada
 from facegan_jax.data import pipeline
 from facegan_jax.mesh import DATA_AXIS
 from facegan_jax.models import spectral_norm
-from facegan_jax.objectives.critic import Critic
+from facegan_jax.objectives.critic import Critic, lazily_due
 from facegan_jax.ops import channel_sums
 
 
@@ -270,11 +270,12 @@ class TrainFn:
 
 def penalty_due(config, step):
   """Whether the lazy penalties (--r1_every=k > 1: R1, and R2 where the objective takes it,
-  every k D updates) fall on the last D update of train step `step`; None where every D
-  update takes them, or where `step` is unknown (the compiled step then decides itself)."""
+  on the last of every k D updates) fall on the last D update of train step `step`; None
+  where every D update takes them, or where `step` is unknown (the compiled step then decides
+  itself)."""
   if config.r1_every == 1 or step is None:
     return None
-  return (step * config.d_steps + config.d_steps - 1) % config.r1_every == 0
+  return lazily_due(step * config.d_steps + config.d_steps - 1, config.r1_every)
 
 
 def make_train_fn(config, mesh, on_host=False, static_steps=None):

@@ -68,9 +68,10 @@ def tanh_d():
   return graph, params, real, fake
 
 
-@pytest.mark.parametrize('every, d_step, scale', [(1, 5, 1), (3, 6, 3), (3, 7, 0)])
+@pytest.mark.parametrize('every, d_step, scale', [(1, 5, 1), (3, 5, 3), (3, 6, 0)])
 def test_losses_and_penalties_are_the_hand_computed_ones(tanh_d, every, d_step, scale):
-  """Every step; lazily every 3 D steps, at a penalised step (scaled by 3) and between (0)."""
+  """Every step; lazily every 3 D steps, at a penalised step (the third of three, scaled by 3)
+  and between (0)."""
   graph, params, real, fake = tanh_d
   config = config_lib.Config(loss='rpgan', r1_gamma=0.7, r1_every=every)
   total, out, g_loss = objective_on_one_device(config, params, real, fake, d_step, graph)

@@ -126,10 +126,12 @@ def test_a_learning_rate_has_one_schedule():
 
 
 def test_the_decay_window_counts_from_the_end_so_a_shorter_run_is_a_valid_run():
-  """The quickstart flagfile decays over its last 1,500 steps: with --num_steps=100 over the
-  whole run (and that variant validates), at 5,000 from step 3,500 as it always did; an
-  absolute --lr_decay_start above 0 places the decay itself."""
-  values = config_lib.read_flagfile(os.path.join(ROOT, 'experiments', 'quickstart.flags'))
+  """The SN-DCGAN quickstart's flagfile decays over its last 1,500 steps: with --num_steps=100
+  over the whole run (and that variant validates, as do losses its label smoothing does not
+  apply to), at 5,000 from step 3,500 as it always did; an absolute --lr_decay_start above 0
+  places the decay itself."""
+  values = config_lib.read_flagfile(os.path.join(ROOT, 'experiments',
+                                                 'sn_dcgan_quickstart.flags'))
   quickstart = config_lib.Config(**values)
   assert schedules.lr(quickstart, 'g') == Schedule(1e-3, 'linear', 0.0, 3500, 5000)
   for overrides in (dict(num_steps=100), dict(loss='hinge'), dict(num_steps=40, loss='lsgan')):

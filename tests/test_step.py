@@ -336,10 +336,11 @@ def test_d_has_its_own_adam_betas_when_given():
   assert (state.adam_g.beta1, state.adam_g.beta2.start) == (0.5, 0.999)
 
 
-def _r1_of_fresh_d(config, real):
-  """γ/2 · E‖∇ₓ Σ D(x)‖² of the fresh D of `config` on `real`, and its gradient in D's
-  parameters, computed with plain jax.grad (train-mode BatchNorm, one device)."""
-  state = state_lib.init_state(config)
+def _r1_of_d(config, real, state=None):
+  """γ/2 · E‖∇ₓ Σ D(x)‖² of the D of `state` (default: the fresh D of `config`) on `real`, and
+  its gradient in D's parameters, computed with plain jax.grad (train-mode BatchNorm, one
+  device)."""
+  state = state or state_lib.init_state(config)
 
   def r1(d_params):
     def summed(x):
@@ -354,32 +355,38 @@ def test_r1_is_the_penalty_on_ds_input_gradient_and_lazily_scaled():
   config = tiny_config(r1_gamma=10.0)
   state = state_lib.init_state(config)
   order = np.asarray(pipeline.epoch_order(state_lib.data_key(state), 0, len(images)))
-  value, _ = _r1_of_fresh_d(tiny_config(r1_gamma=10.0, conv_impl='xla'),
+  value, _ = _r1_of_d(tiny_config(r1_gamma=10.0, conv_impl='xla'),
                             pipeline.to_float(images[order[:8]]))
   _, history = run(2, 4, images, r1_gamma=10.0)  # the step's own, on 2 devices
   assert history[0]['r1'] == pytest.approx(float(value), rel=1e-5)
-  # Lazily: k times the penalty every k steps, 0 between, and the run differs from none.
+  # Lazily: k times the penalty on the k-th, 2k-th, ... steps (those logged with log_every a
+  # multiple of k), 0 between, and the run differs from none.
   _, lazy = run(1, 4, images, r1_gamma=10.0, r1_every=2)
-  assert lazy[0]['r1'] == pytest.approx(2 * history[0]['r1'], rel=1e-5)
-  assert lazy[1]['r1'] == 0 and lazy[2]['r1'] > 0
+  _, off = run(1, 4, images)
+  after_one, _ = run(1, 1, images)  # D after a step without the penalty, as the lazy run's
+  value, _ = _r1_of_d(tiny_config(r1_gamma=10.0, conv_impl='xla'),
+                      pipeline.to_float(images[order[8:16]]), jax.device_put(after_one))
+  assert lazy[0]['r1'] == 0 and lazy[2]['r1'] == 0
+  assert lazy[1]['r1'] == pytest.approx(2 * float(value), rel=1e-5) and lazy[3]['r1'] > 0
   # The same decided inside the compiled step (a lax.cond) as compiled in for each call.
   _, in_step = run(1, 4, images, r1_gamma=10.0, r1_every=2, tell_step=False)
   for told, untold in zip(lazy, in_step, strict=True):
     assert told == pytest.approx(untold, rel=1e-5)
-  _, off = run(1, 4, images)
   assert 'r1' not in off[0] and off[0]['d_loss'] == pytest.approx(lazy[0]['d_loss'], rel=1e-6)
-  assert off[1]['d_loss'] != lazy[1]['d_loss']  # the penalty reached D's update
+  assert off[2]['d_loss'] != lazy[2]['d_loss']  # the penalty reached D's update
 
 
 def test_a_one_step_call_knows_whether_its_last_d_update_is_penalised():
-  """The lazy penalties fall on every k-th D update, counted over all of them: with 3 D
-  updates a step and k = 2 the last update of steps 0, 2, ... (updates 2, 8, ...)."""
+  """The lazy penalties fall on every k-th D update, counted over all of them from 1: with 3
+  D updates a step and k = 2 the last update of steps 1, 3, ... (updates 6, 12, ... from 1);
+  with one a step, steps k, 2k, ... counted from 1 (steps k-1, 2k-1, ... from 0)."""
   def due(step, **flags):
     return step_lib.penalty_due(config_lib.Config(**flags), step)
 
   assert [due(s, r1_gamma=1.0, r1_every=2, d_steps=3) for s in range(4)] == [
-      True, False, True, False]
-  assert [due(s, r1_gamma=1.0, r1_every=3) for s in range(4)] == [True, False, False, True]
+      False, True, False, True]
+  assert [due(s, r1_gamma=1.0, r1_every=3) for s in range(6)] == [
+      False, False, True, False, False, True]
   assert due(5, r1_gamma=1.0) is None and due(None, r1_gamma=1.0, r1_every=2) is None
 
 
@@ -388,8 +395,8 @@ def test_r1_gradient_through_our_layers_equals_xlas(conv_impl):
   """R1's gradient in D's parameters differentiates the layers' backward passes (and
   BatchNorm's): with each stride-2 form it equals the one of XLA's own convolutions."""
   real = pipeline.to_float(random_images(8))
-  _, ours = _r1_of_fresh_d(tiny_config(r1_gamma=1.0, conv_impl=conv_impl), real)
-  _, xlas = _r1_of_fresh_d(tiny_config(r1_gamma=1.0, conv_impl='xla'), real)
+  _, ours = _r1_of_d(tiny_config(r1_gamma=1.0, conv_impl=conv_impl), real)
+  _, xlas = _r1_of_d(tiny_config(r1_gamma=1.0, conv_impl='xla'), real)
   for name, a, b in zip(jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(ours),
                         jax.tree.leaves(xlas), strict=True):
     scale = float(jnp.abs(b).max())

@@ -70,9 +70,9 @@ def mean_squared_norm(x_grads):
 def penalised_pass(d, images, role, d_step, gamma, every=1):
   """D on `images` with the zero-centred gradient penalty γ/2 · E‖∇ₓD(x)‖² (R1 on reals,
   Mescheder et al. 2018; R2 on fakes, R3GAN), the gradient of the summed logits in the images
-  before any augmentation. Lazily, as StyleGAN2's R1: every `every` D steps, scaled by that
-  interval, and 0 between: as `d.penalty_due` says where the compilation knows it
-  (step.TrainFn: XLA on CPU differentiates convolutions inside a lax.cond in slow forms),
+  before any augmentation. Lazily, as StyleGAN2's R1: every `every` D steps (`lazily_due`),
+  scaled by that interval, and 0 between: as `d.penalty_due` says where the compilation knows
+  it (step.TrainFn: XLA on CPU differentiates convolutions inside a lax.cond in slow forms),
   else by a lax.cond on `d_step`.
 
   Returns (logits, d after the call, the penalty added to D's loss).
@@ -89,4 +89,11 @@ def penalised_pass(d, images, role, d_step, gamma, every=1):
     return with_penalty(images)
   if d.penalty_due is not None:
     return with_penalty(images) if d.penalty_due else without(images)
-  return jax.lax.cond(d_step % every == 0, with_penalty, without, images)
+  return jax.lax.cond(lazily_due(d_step, every), with_penalty, without, images)
+
+
+def lazily_due(d_step, every):
+  """Whether D update `d_step` (from 0) takes the lazy penalties: the last of each `every`
+  updates, so that a run's k-th, 2k-th, ... steps (with one D update a step) take them and
+  the metrics logged at those steps show them."""
+  return (d_step + 1) % every == 0
