@@ -3,6 +3,7 @@ the background that a test waits on by their log lines."""
 
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import glob
 import json
@@ -132,6 +133,22 @@ def main_config(*args):
   flag_values = copy.deepcopy(main.FLAGS)
   flag_values(['main.py', *args])
   return config_lib.from_flags(flag_values), flag_values.workdir
+
+
+def train_in_a_process(runs, xla_flags_value, main_py_flags=False):
+  """Trains each (Config, workdir) of `runs` in turn, as main.py would, in one fresh Python
+  whose XLA_FLAGS are `xla_flags_value` (and main.py's own CPU flags too if
+  `main_py_flags`); returns its stdout: each run's INFO lines after a line `RUN workdir`."""
+  configure = 'from facegan_jax.run import runtime\nruntime.configure()' if main_py_flags else ''
+  return run_python(f'''
+{configure}
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s')
+from facegan_jax import config as config_lib, train
+for fields, workdir in {[(dataclasses.asdict(config), workdir) for config, workdir in runs]!r}:
+  print('RUN', workdir, flush=True)
+  train.train_and_evaluate(config_lib.Config(**fields), workdir)
+''', XLA_FLAGS=xla_flags_value)
 
 
 class Deadline:

@@ -33,7 +33,7 @@ from facegan_jax.run import workdir as workdir_lib
 from tests import conftest
 from tests.conftest import (EXACT_XLA_FLAGS, TINY, assert_only_our_info_lines, copy_run,
                             info_lines, main_config, metrics, read_checkpoint, run_python,
-                            tensorboard_events, xla_flags)
+                            tensorboard_events, train_in_a_process, xla_flags)
 from tests.test_inception import random_inception_npz
 from tests.test_visualize import D_COLOUR, G_COLOUR, curve_pixels
 
@@ -349,14 +349,7 @@ def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):
   runs = [main_config(*args, f'--workdir={host}', '--input=host', f'--num_steps={num_steps}')
           for num_steps in (6, 12)]
   runs.append(main_config(*args, f'--workdir={device}', '--num_steps=12'))  # auto: on device
-  out = run_python(f'''
-import logging, sys
-logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s')
-from facegan_jax import config as config_lib, train
-for fields, workdir in {[(dataclasses.asdict(config), workdir) for config, workdir in runs]!r}:
-  print('RUN', workdir, flush=True)
-  train.train_and_evaluate(config_lib.Config(**fields), workdir)
-''', XLA_FLAGS=xla_flags(1, EXACT_XLA_FLAGS))
+  out = train_in_a_process(runs, xla_flags(1, EXACT_XLA_FLAGS))
   _, first, second, third = out.split('RUN ')
   assert 'Input: host' in first and 'Resuming at step 6' in second
   assert 'Input: the whole dataset on the devices' in third
@@ -376,13 +369,7 @@ def test_steps_per_call_gives_the_one_step_run_at_full_optimisation(tmp_path, da
   runs = [main_config(*args, f'--workdir={one}')] + [
       main_config(*args, f'--workdir={four}', '--steps_per_call=4', f'--num_steps={num_steps}')
       for num_steps in (10, 20)]
-  run_python(f'''
-from facegan_jax.run import runtime
-runtime.configure()  # main.py's XLA flags
-from facegan_jax import config as config_lib, train
-for fields, workdir in {[(dataclasses.asdict(config), workdir) for config, workdir in runs]!r}:
-  train.train_and_evaluate(config_lib.Config(**fields), workdir)
-''', XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  train_in_a_process(runs, xla_flags(1, ''), main_py_flags=True)
   timing = ('images_per_sec', 'steps_per_sec')
   rows = [[{k: v for k, v in row.items() if k not in timing} for row in metrics(workdir)]
           for workdir in (one, four)]
