@@ -1,5 +1,6 @@
 """D as an objective sees it: a function of images that threads its BatchNorm statistics."""
 
+import functools
 from typing import Any
 
 import flax
@@ -35,12 +36,23 @@ class Critic:
   penalty_due: bool | None = flax.struct.field(pytree_node=False, default=None)
 
   def __call__(self, images, role, augment=True):
-    d = nnx.merge(self.graph, spectral_norm.normalize(self.params, self.sn), self.stats,
-                  copy=True)
-    if augment:
-      images = augmented(self.config, images, self.augment_keys[role], self.ada_p)
-    logits = d(images, train=True, dropout_keys=self.dropout_keys[role])
-    return logits, self.replace(stats=nnx.state(d, nnx.BatchStat))
+    logits, stats = _forward(self.graph, self.config, augment, self.params, self.sn,
+                             self.stats, images, self.augment_keys[role], self.ada_p,
+                             self.dropout_keys[role])
+    return logits, self.replace(stats=stats)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _forward(graph, config, augment, params, sn, stats, images, augment_keys, ada_p,
+             dropout_keys):
+  """(D's logits, its new BatchNorm statistics). Jitted: a step calls D several times on
+  the same shapes (reals and fakes, D's update and G's, R1 differentiating it twice), and a
+  jitted function is traced once for all of them; XLA inlines the calls."""
+  d = nnx.merge(graph, spectral_norm.normalize(params, sn), stats, copy=True)
+  if augment:
+    images = augmented(config, images, augment_keys, ada_p)
+  logits = d(images, train=True, dropout_keys=dropout_keys)
+  return logits, nnx.state(d, nnx.BatchStat)
 
 
 def augmented(config, images, keys, ada_p):
