@@ -48,7 +48,7 @@ def test_resampling_gradients_are_the_convolutions():
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('form', ['xla', 'dense', 'taps', 'taps_dense', 'auto'])
+@pytest.mark.parametrize('form', ['xla', 'dense', 'split', 'taps', 'taps_dense', 'auto'])
 def test_grouped_conv_is_a_conv_per_group(form):
   x = jax.random.normal(jax.random.key(3), (2, 5, 5, 8))
   kernel = jax.random.normal(jax.random.key(4), (3, 3, 2, 8))  # 4 groups of 2 -> 2
@@ -60,7 +60,7 @@ def test_grouped_conv_is_a_conv_per_group(form):
     np.testing.assert_allclose(out[..., 2 * g:2 * g + 2], one, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('form', ['dense', 'taps', 'taps_dense'])
+@pytest.mark.parametrize('form', ['dense', 'split', 'taps', 'taps_dense'])
 @pytest.mark.parametrize('groups', [1, 8])
 def test_grouped_forms_have_xlas_first_and_second_derivatives(form, groups):
   """Gradients in the input and the kernel, and the kernel gradient of the input gradient's
