@@ -52,5 +52,10 @@ def downsample_lowpass(x):
 
 
 def conv_1x1(x, kernel):
-  """A 1x1 convolution: NHWC `x`, kernel (1, 1, I, O)."""
-  return jnp.einsum('bhwi,io->bhwo', x, kernel[0, 0])
+  """A 1x1 convolution: NHWC `x`, kernel (1, 1, I, O), as one (B·H·W, I) x (I, O) matmul.
+  The 2-D form, not an einsum over (b, h, w): XLA on CPU lays the einsum's derivatives out
+  channel-major, with a copy of each activation, and R1's double backward of an R3GAN block
+  (two 1x1 convolutions and a leaky ReLU, 64x32x32x64 -> 128) took 190-197 ms that way
+  against 94-114 ms in this form (the same values)."""
+  rows = x.reshape(-1, x.shape[-1]) @ kernel[0, 0]
+  return rows.reshape(*x.shape[:-1], kernel.shape[-1])
