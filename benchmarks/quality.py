@@ -120,10 +120,24 @@ flags.DEFINE_integer('budget_s', 240, 'wall-clock seconds of training per recipe
 flags.DEFINE_string('workdir', '', 'where the runs go (default: a temporary directory)')
 flags.DEFINE_bool('write', False, 'append the table to benchmarks/RESULTS.md and write the '
                   'curves to benchmarks/quality_RECIPE.png')
-flags.DEFINE_list('extra_flags', [], 'more main.py flags for every recipe, e.g. --lr_d=4e-4')
+flags.DEFINE_list('extra_flags', [], 'more main.py flags for every recipe, comma-separated, e.g. '
+                  '--lr_d=4e-4,--schedule=lr_g:cosine:1e-4,lr_d:cosine:1e-4 (a value with '
+                  'commas stays whole)')
 
 HEALTH_FLAGS = ('collapse', 'd_wins')  # health.py's, counted in each recipe's table
 EVAL_LINE = re.compile(r'eval at step (\d+) \((\d+) s\)')
+
+
+def main_flags(pieces):
+  """--extra_flags as main.py's flags: a list flag splits at every comma, so a piece that does
+  not start with '-' is the rest of the value before it (--schedule=a,b)."""
+  flags_ = []
+  for piece in pieces:
+    if flags_ and not piece.startswith('-'):
+      flags_[-1] += ',' + piece
+    else:
+      flags_.append(piece)
+  return flags_
 
 
 def run_recipe(name, recipe, workdir, digits, budget_s):
@@ -131,7 +145,8 @@ def run_recipe(name, recipe, workdir, digits, budget_s):
   args = [a.replace(DIGITS, digits) for a in recipe.flags]
   command = [sys.executable, os.path.join(ROOT, 'main.py'),
              f'--flagfile={os.path.join(ROOT, "experiments", recipe.flagfile)}', *args,
-             f'--eval_every={recipe.eval_every}', f'--workdir={workdir}', *FLAGS.extra_flags]
+             f'--eval_every={recipe.eval_every}', f'--workdir={workdir}',
+             *main_flags(FLAGS.extra_flags)]
   print(f'{name}: {" ".join(command[1:])}', flush=True)
   started = time.monotonic()
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -163,6 +178,9 @@ def run_recipe(name, recipe, workdir, digits, budget_s):
   if process.returncode not in (0, 130) and not evals:
     sys.exit(f'{name} failed:\n{"".join(lines[-30:])}')
   records, flagged = {}, {}
+  if not os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
+    sys.exit(f'{name}: the budget of {budget_s} s ended before its first logged step; give it '
+             'a longer --budget_s')
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     for line in f:
       row = json.loads(line)
