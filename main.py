@@ -43,7 +43,7 @@ def main(argv):
   except UsageError as e:
     sys.exit(f'error: {e}')
   runtime.initialize_distributed(config)
-  from facegan_jax import explore, sample, train  # noqa: PLC0415
+  from facegan_jax import explore, project, sample, train  # noqa: PLC0415
   from facegan_jax.evaluation import evaluate  # noqa: PLC0415
   try:
     if config.mode == 'train':
@@ -52,6 +52,8 @@ def main(argv):
       sample.sample(config, FLAGS.workdir)
     elif config.mode == 'explore':
       explore.explore(config, FLAGS.workdir)
+    elif config.mode == 'project':
+      project.project(config, FLAGS.workdir)
     else:
       evaluate.evaluate(config, FLAGS.workdir)
   except (UsageError, FloatingPointError, CheckpointError) as e:

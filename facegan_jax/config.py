@@ -36,7 +36,8 @@ class Config:
   their help is each field's `help` (`python main.py --helpfull`)."""
   mode: str = field('train', "train: train (resuming from the workdir's latest checkpoint); "
       'sample: write samples.npz and samples.png from the latest checkpoint; eval: metrics of the '
-      'latest checkpoint into eval.json; explore: latent-space figures into workdir/explore/')
+      'latest checkpoint into eval.json; explore: latent-space figures into workdir/explore/; '
+      'project: the latents of real images (--project_images) into workdir/project/')
   dataset: str = field('synthetic_faces', 'synthetic_faces (embedded, no download), '
       'synthetic_faces/small (1,024 images, for smoke runs), celeba_small (the Udacity zip), '
       'tfds:NAME[:SPLIT] (a TFDS image dataset, e.g. tfds:celeb_a, tfds:mnist) or folder:PATH (a '
@@ -167,6 +168,19 @@ class Config:
       'one kept highest; fid, kid with --inception_weights)')
   interpolate: int = field(8, '--mode=explore: frames per row of the latent interpolation '
                            'figure')
+  project_images: str | None = field(None, '--mode=project: a folder or .zip of images to '
+      'project into the latent space (default: --project_split of the training dataset)')
+  project_split: str = field('test', '--mode=project without --project_images: the split of '
+      '--dataset whose first --project_count images are projected')
+  project_count: int = field(16, '--mode=project: how many images to project')
+  project_steps: int = field(500, '--mode=project: Adam steps on the latents')
+  project_lr: float = field(0.05, "--mode=project: Adam's learning rate, decayed to 0 on a "
+      'cosine over the steps')
+  project_starts: int = field(16, '--mode=project: random latents tried per image; the one '
+      'whose image is nearest starts the optimisation')
+  project_perceptual: float = field(1.0, '--mode=project: weight of the perceptual distance '
+      "(in the features of synthetic_faces' attribute network or a labelled dataset's class "
+      'network) beside the pixel distance; 0 for pixels only')
   tensorboard: bool = field(True, 'write TensorBoard event files to workdir/tensorboard/ '
                             '(`tensorboard --logdir workdirs/`)')
   sample_seed: int = field(0, 'seed of the latents of samples (training grids and --mode=sample)')
@@ -198,7 +212,9 @@ RESUME_MAY_CHANGE = ('mode', 'data_dir', 'data_manual_dir', 'max_bad_fraction',
                      'process_id', 'steps_per_call', 'num_steps', 'log_every', 'sample_every',
                      'checkpoint_every', 'keep_checkpoints', 'num_samples', 'sample_seed',
                      'eval_every', 'inception_weights', 'lr_g', 'lr_d', 'lr_decay_start',
-                     'lr_decay_steps', 'tensorboard', 'interpolate')
+                     'lr_decay_steps', 'tensorboard', 'interpolate', 'project_images',
+                     'project_split', 'project_count', 'project_steps', 'project_lr',
+                     'project_starts', 'project_perceptual')
 
 
 def fixed_on_resume():
@@ -222,7 +238,7 @@ CONV_IMPLS = ('auto', 'xla')
 def choices():
   """{flag: its choices}, the registries' as they are now (a family or an objective added
   to its registry is a choice at once)."""
-  return dict(mode=('train', 'sample', 'eval', 'explore'), input=('auto', 'device', 'host'),
+  return dict(mode=('train', 'sample', 'eval', 'explore', 'project'), input=('auto', 'device', 'host'),
               precision=tuple(models.PRECISIONS), model=tuple(models.FAMILIES),
               lr_decay=('none',) + SCHEDULE_KINDS, loss=tuple(objectives.OBJECTIVES),
               spectral_norm=('none', 'd', 'gd'), augment=augment.AUGMENTS,
@@ -345,9 +361,12 @@ def validate(config, num_devices=None):
     raise UsageError(f'--max_bad_fraction={config.max_bad_fraction}: must be in [0, 1]')
   for name in ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'z_dim',
                'conv_dim', 'hidden_dim', 'keep_checkpoints', 'num_samples', 'eval_samples',
-               'interpolate'):
+               'interpolate', 'project_count', 'project_steps', 'project_starts'):
     if getattr(config, name) < 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be at least 1')
+  for name in ('project_lr', 'project_perceptual'):
+    if not 0 <= getattr(config, name) < float('inf'):
+      raise UsageError(f'--{name}={getattr(config, name)}: must be finite and at least 0')
   for name in ('seed', 'sample_seed'):  # keys are made from seed + 1, NumPy's rngs need >= 0
     if not 0 <= getattr(config, name) < 2**63 - 1:
       raise UsageError(f'--{name}={getattr(config, name)}: must be in [0, 2**63 - 1)')

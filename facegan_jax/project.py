@@ -1,0 +1,208 @@
+"""--mode=project: the latents whose images are given real images, and how near they come.
+
+For each target image, --project_starts random latents are drawn and the one whose image is
+nearest (by the loss below) starts; then --project_steps of Adam on the latent (learning rate
+--project_lr, decayed to 0 on a cosine) minimise
+
+    mean squared pixel difference, in [-1, 1]
+    + --project_perceptual * mean squared difference of a feature network's features, over
+      the targets' mean squared feature norm (synthetic_faces' attribute network, a labelled
+      dataset's class network: the networks the metrics use, trained here without downloads)
+    + PRIOR_WEIGHT * (|z|^2 / z_dim - 1)^2, which keeps z near the sphere where Gaussian
+      latents of z_dim lie: the latents G was trained on.
+
+Our families take one latent z (no per-layer latents, no noise inputs), so z is what is
+optimised. StyleGAN2's projector starts from the mean latent, which in w is a typical face;
+in z the mean of random starts is the origin, near no latent G was trained on, so the
+nearest of the starts is taken instead.
+
+Writes WORKDIR/project/: pairs.png (each target beside its reconstruction), timelapse.gif
+(the reconstructions over the optimisation), latents.npz (z, targets, reconstructions) and
+project.json (per-image distances, with two baselines that need no generator: each target's
+nearest training image and the training images' mean, both in pixels).
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from PIL import Image
+
+from facegan_jax import state as state_lib
+from facegan_jax.data import folder, pipeline, sources
+from facegan_jax.errors import UsageError
+from facegan_jax.evaluation import classifier, evaluate, face_attributes
+from facegan_jax.logs import visualize
+from facegan_jax.run import files
+from facegan_jax.sample import load_latest
+
+PRIOR_WEIGHT = 0.1
+TIMELAPSE_FRAMES = 16
+TIMELAPSE_IMAGES = 8
+
+
+def project(config, workdir):
+  """Writes WORKDIR/project/ (see the module docstring); returns project.json's record."""
+  state, _ = load_latest(config, workdir)
+  targets, where = load_targets(config)
+  features = feature_network(config)
+  g = nnx.merge(state.g_graph, state_lib.sample_params(config, state), state.g_stats)
+  result = optimise(config, g, targets, features[1] if features else None)
+
+  out = os.path.join(workdir, 'project')
+  os.makedirs(out, exist_ok=True)
+  reconstructions = pipeline.to_uint8(result['images'])
+  pairs = np.stack([targets, reconstructions], axis=1).reshape((-1,) + targets.shape[1:])
+  visualize.save_grid(pairs, os.path.join(out, 'pairs.png'), columns=2 * min(4, len(targets)))
+  _save_timelapse(targets, result['frames'], os.path.join(out, 'timelapse.gif'))
+  with files.atomic_path(os.path.join(out, 'latents.npz')) as tmp, open(tmp, 'wb') as f:
+    np.savez(f, z=result['z'], targets=targets, reconstructions=reconstructions)
+
+  training = sources.load_training_images(config)
+  nearest, mean = baselines(targets, training)
+  pixel = result['pixel'].tolist()
+  record = dict(
+      step=int(state.step), targets=where, count=len(targets), steps=config.project_steps,
+      lr=config.project_lr, starts=config.project_starts, prior_weight=PRIOR_WEIGHT,
+      perceptual_weight=config.project_perceptual if features else 0.0,
+      perceptual_network=features[0] if features else None,
+      pixel_mse=pixel, perceptual=result['perceptual'].tolist() if features else None,
+      nearest_training_mse=nearest.tolist(), mean_image_mse=mean.tolist(),
+      summary=dict(pixel_mse=float(np.mean(pixel)),
+                   nearest_training_mse=float(nearest.mean()),
+                   mean_image_mse=float(mean.mean())))
+  with files.atomic_path(os.path.join(out, 'project.json')) as tmp, open(tmp, 'w') as f:
+    json.dump(record, f, indent=1)
+  logging.info('Projected %d images (%s) with the generator of step %d: pixel MSE %.4f, '
+               'against %.4f for the nearest training image and %.4f for the mean image '
+               '(in [-1, 1]); wrote %s', len(targets), where, int(state.step),
+               record['summary']['pixel_mse'], record['summary']['nearest_training_mse'],
+               record['summary']['mean_image_mse'], out)
+  return record
+
+
+def load_targets(config):
+  """(uint8 images (N, R, R, C) to project, where they came from)."""
+  shape = (config.resolution, config.resolution, config.channels)
+  if config.project_images:
+    if not os.path.exists(config.project_images):
+      raise UsageError(f'--project_images={config.project_images}: no such folder or file')
+    images = folder.load(config.project_images, shape, config)
+    where = config.project_images
+  elif config.dataset.startswith('folder:'):
+    raise UsageError(f'{config.dataset} has no --project_split={config.project_split}: pass '
+                     'the images to project with --project_images')
+  else:
+    images = sources.load_images(config, config.project_split)
+    where = f'{config.dataset} {config.project_split} split'
+  if not len(images):
+    raise UsageError(f'no images to project in {where}')
+  return np.asarray(images[:config.project_count]), where
+
+
+def feature_network(config):
+  """(name, images in [-1, 1] (B, R, R, C) -> features (B, F)) of the perceptual distance, or
+  None (pixels only) where --project_perceptual is 0 or the dataset has no such network."""
+  if not config.project_perceptual:
+    return None
+  if evaluate.has_domain_metric(config):
+    model, _ = face_attributes.load_or_train(config)
+    return 'attribute net', lambda x: model(_as_net_input(x))[0]
+  labelled = sources.load_labels(config, 'train')
+  if labelled is None:
+    logging.info('%s has neither an attribute network nor labels: projecting on pixels alone',
+                 config.dataset)
+    return None
+  model, _ = classifier.load_or_train(config, sources.load_images(config, 'train'), *labelled)
+  return 'class net', lambda x: model(_as_net_input(x))[0]
+
+
+def _as_net_input(images):
+  """Images in [-1, 1] as the feature networks read them (uint8's scale, 32x32), kept
+  differentiable."""
+  if images.shape[1] != face_attributes.RESOLUTION:
+    size = face_attributes.RESOLUTION
+    images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), 'linear',
+                              antialias=True)
+  return (images + 1) * 127.5
+
+
+def optimise(config, g, targets, features=None):
+  """The projection of uint8 `targets` with generator `g` (an NNX module, z -> [-1, 1]):
+  {z, images, pixel, perceptual, frames}, the last the images of the first TIMELAPSE_IMAGES
+  targets at TIMELAPSE_FRAMES points of the optimisation."""
+  target = pipeline.to_float(jnp.asarray(targets))
+  n, z_dim = len(targets), config.z_dim
+  weight = config.project_perceptual if features is not None else 0.0
+  if features is not None:
+    target_features = features(target)
+    feature_scale = jnp.mean(jnp.square(target_features)) + 1e-8
+
+  def losses(z):
+    """Per image: (the loss, pixel MSE, perceptual distance), and the images."""
+    images = g(z, train=False)
+    pixel = jnp.mean(jnp.square(images - target), axis=(1, 2, 3))
+    perceptual = (jnp.mean(jnp.square(features(images) - target_features), axis=-1)
+                  / feature_scale if features is not None else jnp.zeros(n))
+    prior = jnp.square(jnp.mean(jnp.square(z), axis=-1) - 1)
+    return pixel + weight * perceptual + PRIOR_WEIGHT * prior, pixel, perceptual, images
+
+  # The nearest of the random starts: each start's losses for all targets at once.
+  starts = jax.random.normal(jax.random.PRNGKey(config.sample_seed),
+                             (config.project_starts, n, z_dim))
+  start_losses = jnp.stack([jax.jit(lambda z: losses(z)[0])(s) for s in starts])
+  z = starts[jnp.argmin(start_losses, axis=0), jnp.arange(n)]
+
+  tx = optax.adam(optax.cosine_decay_schedule(config.project_lr, config.project_steps))
+  opt_state = tx.init(z)
+
+  @jax.jit
+  def step(z, opt_state):
+    grads = jax.grad(lambda z: losses(z)[0].sum())(z)
+    updates, opt_state = tx.update(grads, opt_state, z)
+    return optax.apply_updates(z, updates), opt_state
+
+  evaluate_z = jax.jit(losses)
+  at = set(np.linspace(0, config.project_steps, TIMELAPSE_FRAMES).round().astype(int).tolist())
+  frames = []
+  for i in range(config.project_steps + 1):
+    if i in at:
+      frames.append(pipeline.to_uint8(evaluate_z(z)[3][:TIMELAPSE_IMAGES]))
+    if i < config.project_steps:
+      z, opt_state = step(z, opt_state)
+  _, pixel, perceptual, images = evaluate_z(z)
+  return dict(z=np.asarray(z), images=np.asarray(images), pixel=np.asarray(pixel),
+              perceptual=np.asarray(perceptual), frames=frames)
+
+
+def baselines(targets, training, batch=4096):
+  """Per target, the pixel MSE (in [-1, 1]) of its nearest training image and of the training
+  images' mean: what a generator that only memorised, or only averaged, would score."""
+  t = targets.reshape(len(targets), -1).astype(np.float64) / 127.5 - 1
+  nearest = np.full(len(t), np.inf)
+  total = np.zeros(t.shape[1])
+  for i in range(0, len(training), batch):
+    x = np.asarray(training[i:i + batch]).reshape(-1, t.shape[1]).astype(np.float64) / 127.5 - 1
+    total += x.sum(axis=0)
+    squared = (t**2).sum(1)[:, None] + (x**2).sum(1)[None] - 2 * t @ x.T
+    nearest = np.minimum(nearest, np.maximum(squared, 0).min(axis=1))
+  mean = total / len(training)
+  return nearest / t.shape[1], ((t - mean)**2).mean(axis=1)
+
+
+def _save_timelapse(targets, frames, path, scale=2):
+  """An animated GIF: each frame the first targets (top row) over their reconstructions."""
+  k = min(TIMELAPSE_IMAGES, len(targets))
+  pictures = []
+  for frame in frames:
+    picture = visualize.grid(np.concatenate([targets[:k], frame[:k]]), columns=k)
+    image = Image.fromarray(picture.squeeze())
+    pictures.append(image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST))
+  with files.atomic_path(path) as tmp:
+    pictures[0].save(tmp, format='GIF', save_all=True, append_images=pictures[1:],
+                     duration=200, loop=0)
