@@ -168,6 +168,7 @@ def optimise(config, g, targets, features=None):
     return optax.apply_updates(z, updates), opt_state
 
   evaluate_z = jax.jit(losses)
+  # TIMELAPSE_FRAMES points (all of them, for fewer steps), the first and the last among them.
   at = set(np.linspace(0, config.project_steps, TIMELAPSE_FRAMES).round().astype(int).tolist())
   frames = []
   for i in range(config.project_steps + 1):

@@ -1,0 +1,115 @@
+"""--mode=project: a generator's own images project back to them; the outputs, the baselines
+against a direct computation, and one-line errors for bad inputs."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from facegan_jax import config as config_lib, project, state as state_lib
+from facegan_jax.data import pipeline
+from facegan_jax.errors import UsageError
+from facegan_jax.sample import load_latest
+from tests.conftest import TINY, copy_run, main_config
+
+
+def _generator(config):
+  """A freshly initialised generator of `config`, its weights 5x DCGAN's N(0, 0.02) draws:
+  at their own scale every z draws nearly the same image (pixels 3e-4 apart), at 5x they
+  differ (0.16 apart) without saturating tanh."""
+  state = state_lib.init_state(config)
+  return nnx.merge(state.g_graph, jax.tree.map(lambda p: 5 * p, state.g_params), state.g_stats)
+
+
+def test_a_generators_own_images_project_back_to_them():
+  config = config_lib.Config(resolution=16, conv_dim=8, z_dim=8, project_steps=200,
+                             project_lr=0.1, project_starts=4, project_perceptual=0.0)
+  g = _generator(config)
+  z_true = jax.random.normal(jax.random.PRNGKey(7), (6, config.z_dim))
+  targets = pipeline.to_uint8(g(z_true, train=False))
+  result = project.optimise(config, g, targets)
+  assert result['z'].shape == (6, 8) and result['images'].shape == (6, 16, 16, 3)
+  # The nearest start is the first frame; the optimisation takes the error far below it and
+  # below what the targets' mean image scores (the generator-free baseline).
+  first = np.mean((result['frames'][0] / 127.5 - 1.0 - targets / 127.5 + 1.0)**2, axis=(1, 2, 3))
+  _, mean = project.baselines(targets, targets)
+  assert np.all(result['pixel'] < 0.2 * first), (result['pixel'], first)
+  assert np.all(result['pixel'] < 0.25 * mean), (result['pixel'], mean)
+  assert result['pixel'].mean() < 0.1 * mean.mean(), (result['pixel'], mean)
+  assert len(result['frames']) == project.TIMELAPSE_FRAMES
+  # The images returned are the generator's for the latents returned.
+  np.testing.assert_allclose(result['images'], g(result['z'], train=False), atol=1e-5)
+
+
+def test_baselines_are_the_nearest_and_the_mean_images_squared_errors():
+  rng = np.random.default_rng(0)
+  targets = rng.integers(0, 256, (3, 4, 4, 3), dtype=np.uint8)
+  training = rng.integers(0, 256, (10, 4, 4, 3), dtype=np.uint8)
+  nearest, mean = project.baselines(targets, training, batch=4)  # three batches, one partial
+  t = targets.reshape(3, -1) / 127.5 - 1
+  x = training.reshape(10, -1) / 127.5 - 1
+  errors = ((t[:, None] - x[None])**2).mean(axis=-1)
+  np.testing.assert_allclose(nearest, errors.min(axis=1), rtol=1e-9)
+  np.testing.assert_allclose(mean, ((t - x.mean(axis=0))**2).mean(axis=-1), rtol=1e-9)
+  # A target that is a training image has its nearest at 0.
+  assert project.baselines(training[:1], training)[0][0] == pytest.approx(0, abs=1e-12)
+
+
+def test_project_mode_writes_pairs_timelapse_latents_and_distances(tmp_path, data_dir, tiny_run):
+  workdir = copy_run(tiny_run[0], str(tmp_path / 'run'))  # TINY, 10 steps
+  folder = tmp_path / 'faces'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(folder / f'{i}.png')
+  config, _ = main_config(*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}',
+                          '--mode=project', f'--project_images={folder}', '--project_steps=20',
+                          '--project_starts=2', '--project_perceptual=0', '--num_devices=1')
+  record = project.project(config, workdir)
+  out = os.path.join(workdir, 'project')
+  with open(os.path.join(out, 'project.json')) as f:
+    assert json.load(f) == record
+  assert record['count'] == 3 and record['targets'] == str(folder) and record['step'] == 10
+  assert record['perceptual_network'] is None and record['perceptual_weight'] == 0
+  saved = np.load(os.path.join(out, 'latents.npz'))
+  assert saved['z'].shape == (3, 8) and saved['targets'].shape == (3, 16, 16, 3)
+  # Each reconstruction is the sampling generator's image of its saved latent, and its
+  # recorded error is the one between the two images saved.
+  state, generate = load_latest(config, workdir)
+  np.testing.assert_array_equal(saved['reconstructions'], generate(saved['z']))
+  errors = ((saved['reconstructions'] / 127.5 - saved['targets'] / 127.5)**2).mean(axis=(1, 2, 3))
+  np.testing.assert_allclose(record['pixel_mse'], errors, atol=2e-2)
+  for name in ('nearest_training_mse', 'mean_image_mse'):
+    assert len(record[name]) == 3 and all(v > 0 for v in record[name])
+  with Image.open(os.path.join(out, 'pairs.png')) as pairs:  # 3 pairs in a row, 2x
+    assert pairs.size == (2 * (6 * 18 + 2), 2 * (18 + 2))
+  with Image.open(os.path.join(out, 'timelapse.gif')) as timelapse:
+    assert timelapse.n_frames > 1  # 16 points of 20 steps (PIL merges frames that repeat)
+
+
+def test_bad_projection_inputs_are_one_line_errors(tmp_path, data_dir, tiny_run):
+  workdir = copy_run(tiny_run[0], str(tmp_path / 'run'))
+  args = [*TINY, f'--data_dir={data_dir}', f'--workdir={workdir}', '--mode=project',
+          '--num_devices=1']
+  missing = str(tmp_path / 'nowhere')
+  with pytest.raises(UsageError, match=f'^--project_images={missing}: no such folder or file$'):
+    project.project(main_config(*args, f'--project_images={missing}')[0], workdir)
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(UsageError, match='empty'):
+    project.project(main_config(*args, f'--project_images={empty}')[0], workdir)
+  with pytest.raises(UsageError, match='^no checkpoints in '):
+    project.project(main_config(*args)[0], str(tmp_path / 'untrained'))
+  with pytest.raises(UsageError, match=r'^folder:\S+ has no --project_split=test: pass the '
+                                       'images to project with --project_images$'):
+    project.load_targets(config_lib.Config(dataset=f'folder:{tmp_path}'))
+  for flag, message in (('--project_count=0', '--project_count=0: must be at least 1'),
+                        ('--project_lr=-1', '--project_lr=-1.0: must be finite and at least 0'),
+                        ('--project_perceptual=inf',
+                         '--project_perceptual=inf: must be finite and at least 0')):
+    with pytest.raises(UsageError, match='^' + message.replace('.', r'\.') + '$'):
+      config_lib.validate(main_config(*args, flag)[0])
