@@ -10,6 +10,10 @@
   of other faces without it, once, twice and three times. Top row before, then a row per
   multiple; explore.json gives the share of faces the network reads as having the attribute
   at each.
+- edit_ATTRIBUTE.png (synthetic_faces, after --mode=project with the same checkpoint): the
+  same directions added to the latents of projected real faces. Rows: the real faces, their
+  reconstructions, then a row per multiple; explore.json gives the share the attribute
+  network reads as having the attribute in each row.
 - latents.npz: every latent drawn (interpolation ends and frames, the arithmetic's pools,
   directions, befores and afters), so each figure can be redrawn.
 """
@@ -57,8 +61,10 @@ def interpolation_latents(key, z_dim, rows, frames):
   return slerp(ends[0], ends[1], t).reshape(rows * frames, z_dim).astype(np.float32), ends
 
 
-def attribute_arithmetic(config, generate, key, latents):
-  """{attribute: read-out} and the figures' images; `latents` collects what was drawn."""
+def attribute_arithmetic(config, generate, key, latents, projected=None):
+  """{attribute: read-out} and the figures' images ({name: images}, with `edit_NAME` for the
+  edits of `projected` real faces: (their latents, the uint8 faces)); `latents` collects what
+  was drawn."""
   model, _ = face_attributes.load_or_train(config)
   pool = np.asarray(jax.random.normal(key, (config.eval_samples, config.z_dim)), np.float32)
   _, _, classes = face_attributes.read_images(model, generate(pool), config.channels)
@@ -88,7 +94,34 @@ def attribute_arithmetic(config, generate, key, latents):
     latents.update({f'{name}_direction': direction, f'{name}_before': before,
                     f'{name}_after': after})
     figures[name] = images
+    if projected is not None:
+      z, faces = projected[0][:ROWS], projected[1][:ROWS]
+      edited = generate(np.concatenate([z] + [z + k * direction for k in MULTIPLES]))
+      rows = [faces] + np.split(edited, 1 + len(MULTIPLES))
+      shares = [np.isin(face_attributes.read_images(model, row, config.channels)[2][
+          list(face_attributes.CATEGORICAL).index(output)], classes_with).mean() for row in rows]
+      readouts[name]['real_faces'] = dict(
+          count=len(z), share_real=round(float(shares[0]), 4),
+          share_reconstructed=round(float(shares[1]), 4),
+          share_after={f'{k}x': round(float(v), 4) for k, v in zip(MULTIPLES, shares[2:])})
+      figures[f'edit_{name}'] = np.concatenate(rows)
   return readouts, figures
+
+
+def projected_faces(workdir, step):
+  """(latents, uint8 faces) of WORKDIR/project/ (--mode=project) when projected with the
+  generator of `step`, else None (logged when they are of another step)."""
+  path = os.path.join(workdir, 'project')
+  if not os.path.exists(os.path.join(path, 'project.json')):
+    return None
+  with open(os.path.join(path, 'project.json')) as f:
+    projected_at = json.load(f)['step']
+  if projected_at != step:
+    logging.warning('%s holds projections by the generator of step %d, not %d: rerun '
+                    '--mode=project to edit real faces', path, projected_at, step)
+    return None
+  with np.load(os.path.join(path, 'latents.npz')) as saved:
+    return saved['z'], saved['targets']
 
 
 def explore(config, workdir):
@@ -103,9 +136,14 @@ def explore(config, workdir):
                       columns=config.interpolate)
   readouts = {}
   if config_lib.is_synthetic_faces(config.dataset):
-    readouts, figures = attribute_arithmetic(config, generate, arithmetic_key, latents)
+    projected = projected_faces(workdir, int(state.step))
+    readouts, figures = attribute_arithmetic(config, generate, arithmetic_key, latents,
+                                             projected)
     for name, images in figures.items():
-      visualize.save_grid(images, os.path.join(out, f'arithmetic_{name}.png'), columns=ROWS)
+      columns = min(ROWS, len(projected[0])) if name.startswith('edit_') else ROWS
+      visualize.save_grid(images, os.path.join(
+          out, name + '.png' if name.startswith('edit_') else f'arithmetic_{name}.png'),
+          columns=columns)
   with files.atomic_path(os.path.join(out, 'latents.npz')) as tmp, open(tmp, 'wb') as f:
     np.savez(f, **latents)
   summary = dict(step=int(state.step), sample_seed=config.sample_seed,
@@ -120,5 +158,12 @@ def explore(config, workdir):
                    'it %s times', name.replace('_', ' '), ROWS,
                    ', '.join(f'{100 * v:.0f}%' for v in readout['share_after'].values()),
                    ', '.join(str(k) for k in MULTIPLES))
+      if 'real_faces' in readout:
+        real = readout['real_faces']
+        logging.info('  on %d projected real faces: %.0f%% read as having it, %.0f%% of their '
+                     'reconstructions, %s after adding it %s times', real['count'],
+                     100 * real['share_real'], 100 * real['share_reconstructed'],
+                     ', '.join(f'{100 * v:.0f}%' for v in real['share_after'].values()),
+                     ', '.join(str(k) for k in MULTIPLES))
   logging.info('Wrote the latent-space figures of step %d to %s', int(state.step), out)
   return summary

@@ -28,7 +28,7 @@ def test_interpolation_rows_run_from_one_latent_to_another():
   assert not np.allclose(rows[:, 2], rows[:, 0])
 
 
-def _arithmetic(monkeypatch, never_glasses=False):
+def _arithmetic(monkeypatch, never_glasses=False, projected=None):
   """explore.attribute_arithmetic's (read-outs, figures, latents drawn) on 64 latents, with a
   generator that draws its latents as they are and an attribute reader for which latent
   coordinate 0, 1, 2 above 0 is glasses, a beard, long hair (glasses never, if asked)."""
@@ -49,7 +49,7 @@ def _arithmetic(monkeypatch, never_glasses=False):
   monkeypatch.setattr(face_attributes, 'read_images', read_images)
   latents = {}
   readouts, figures = explore.attribute_arithmetic(Config(eval_samples=64, z_dim=8), np.asarray,
-                                                   jax.random.PRNGKey(0), latents)
+                                                   jax.random.PRNGKey(0), latents, projected)
   return readouts, figures, latents
 
 
@@ -88,3 +88,38 @@ def test_latent_arithmetic_skips_an_attribute_too_few_faces_have(monkeypatch):
                                              'too few on one side for a mean latent')
   assert 'glasses' not in figures and 'glasses_direction' not in latents
   assert set(figures) == {'beard', 'long_hair'}
+
+
+def test_projected_real_faces_are_edited_along_each_direction(monkeypatch):
+  """The edits of projected faces (--mode=project's latents): with a generator that draws its
+  latents as they are, a real face is its latent, read as the arithmetic's pool is."""
+  z = np.random.default_rng(1).normal(size=(5, 8)).astype(np.float32)
+  z[:, :3] = -np.abs(z[:, :3])  # none has glasses, a beard or long hair
+  faces = z.copy()
+  faces[0, 0] = 1.0  # the first real face has glasses its reconstruction lost
+  readouts, figures, latents = _arithmetic(monkeypatch, projected=(z, faces))
+  for i, name in enumerate(('glasses', 'beard', 'long_hair')):
+    direction = latents[f'{name}_direction']
+    rows = [faces, z] + [z + k * direction for k in (1, 2, 3)]
+    np.testing.assert_allclose(figures[f'edit_{name}'], np.concatenate(rows), atol=1e-6)
+    real = readouts[name]['real_faces']
+    assert real['count'] == 5 and real['share_reconstructed'] == 0
+    assert real['share_real'] == (0.2 if name == 'glasses' else 0)
+    assert real['share_after'] == {f'{k}x': pytest.approx(np.mean(rows[1 + k][:, i] > 0),
+                                                          abs=1e-4) for k in (1, 2, 3)}
+    assert real['share_after']['3x'] == 1
+
+
+def test_explore_edits_only_projections_of_its_own_step(tmp_path, caplog):
+  project = tmp_path / 'project'
+  assert explore.projected_faces(str(tmp_path), 10) is None  # never projected
+  project.mkdir()
+  (project / 'project.json').write_text('{"step": 5}')
+  np.savez(project / 'latents.npz', z=np.ones((2, 3)), targets=np.zeros((2, 4, 4, 3), np.uint8))
+  caplog.set_level('WARNING')
+  assert explore.projected_faces(str(tmp_path), 10) is None
+  assert 'holds projections by the generator of step 5, not 10: rerun --mode=project' in (
+      caplog.text)
+  z, targets = explore.projected_faces(str(tmp_path), 5)
+  np.testing.assert_array_equal(z, np.ones((2, 3)))
+  assert targets.shape == (2, 4, 4, 3)
