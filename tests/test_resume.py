@@ -164,10 +164,13 @@ def test_sigkill_during_an_async_save_resumes_from_the_last_finished(tmp_path, d
 
 def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path, data_dir,
                                                                         caplog):
+  """In process, as main.py calls train.train_and_evaluate (one device): what is checked is
+  the runs' files and log lines, which need no process of their own."""
   workdir = str(tmp_path / 'run')
   args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--num_steps=40',
-                 '--checkpoint_every=5', '--keep_checkpoints=4']
-  assert main_py(*args).returncode == 0
+                 '--checkpoint_every=5', '--keep_checkpoints=4', '--num_devices=1']
+  caplog.set_level('INFO')
+  train.train_and_evaluate(*main_config(*args))
   checkpoints = os.path.join(workdir, 'checkpoints')
   assert sorted(os.listdir(checkpoints), key=int) == ['25', '30', '35', '40']  # 8 saves
 
@@ -187,17 +190,18 @@ def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path,
   log_path = os.path.join(workdir, 'metrics.jsonl')
   os.truncate(log_path, os.path.getsize(log_path) - 40)
   torn = open(log_path).read().splitlines()[-1]
-  rerun = main_py(*args)
-  assert rerun.returncode == 0, rerun.stderr[-2000:]
-  assert f'{log_path}: 1 damaged line(s) (line 8)' in log(rerun)
+  caplog.clear()
+  train.train_and_evaluate(*main_config(*args))
+  rerun = caplog.text
+  assert f'{log_path}: 1 damaged line(s) (line 8)' in rerun
   # Set aside with the lines logged after checkpoint 25, not deleted.
   aside = open(os.path.join(workdir, 'metrics_set_aside.txt')).read().splitlines()
   assert aside[-1] == torn and [json.loads(line)['step'] for line in aside[:-1]] == [30, 35]
   for step in (40, 35, 30):
-    assert f'Checkpoint {checkpoints}/{step} is damaged' in log(rerun), step
+    assert f'Checkpoint {checkpoints}/{step} is damaged' in rerun, step
     # Set aside, not deleted.
     assert os.path.isdir(os.path.join(workdir, 'damaged_checkpoints', str(step)))
-  assert 'Resuming at step 25' in log(rerun)
+  assert 'Resuming at step 25' in rerun
   assert sorted(os.listdir(checkpoints), key=int) == ['25', '30', '35', '40']
   rows = metrics(workdir)
   assert [r['step'] for r in rows] == list(range(5, 41, 5))  # no duplicated lines
@@ -205,13 +209,13 @@ def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path,
   # Another run starts from this one's weights (fresh optimizers and step)...
   target = str(tmp_path / 'target')
   init = [f'--workdir={target}', f'--init_checkpoint={workdir}', '--num_steps=5']
-  run = main_py(*args, *init)
-  assert run.returncode == 0, run.stderr[-2000:]
-  assert f'Starting at step 0 from the weights of step 40 in {checkpoints}' in log(run)
+  caplog.clear()
+  train.train_and_evaluate(*main_config(*args, *init))
+  assert f'Starting at step 0 from the weights of step 40 in {checkpoints}' in caplog.text
   assert int(saved_state(target, 5)['g_opt'][0]['count']) == 5
   # ...but not with other shapes, nor from a directory of damaged checkpoints only (each is
   # named, none is moved): the UsageErrors main.py prints as one line (tests/test_main.py),
-  # raised as the run starts; in process (this one has 2 devices), as main.py calls it.
+  # raised as the run starts; in process, as main.py calls it.
   other = str(tmp_path / 'other')
   message = (f'--init_checkpoint 25 in {checkpoints} was trained with --conv_dim=8, this run '
              'has --conv_dim=16; use another --workdir or the same flags')
@@ -230,13 +234,14 @@ def test_damaged_checkpoints_fall_back_keep_the_last_n_and_init_others(tmp_path,
 
 
 def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, data_dir,
-                                                                          deadline):
+                                                                          deadline, caplog):
   workdir = str(tmp_path / 'run')
   # At --conv_dim=16 G's second kernel alone is 131 kB, so whichever files orbax packs the
   # arrays into (their sizes vary with the timing of its writes), one is over the limit set
   # below; the run's other files (logs, pictures) stay under it.
   args = TINY + [f'--data_dir={data_dir}', f'--workdir={workdir}', '--conv_dim=16']
-  assert main_py(*args, '--num_steps=10').returncode == 0
+  # The run to go on from and the rerun that goes on: in process, as main.py calls them.
+  train.train_and_evaluate(*main_config(*args, '--num_steps=10', '--num_devices=1'))
 
   # main.py with a 30 kB limit on file sizes: a write past it fails with EFBIG (SIGXFSZ
   # ignored), as a full disk fails with ENOSPC.
@@ -253,8 +258,9 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_pa
       f'error: saving checkpoint 20 to {workdir}/checkpoints failed: file too large for the '
       'file system; checkpoint 10 is intact')
   assert 'Traceback' not in full.stderr
-  rerun = main_py(*args, '--num_steps=20')
-  assert rerun.returncode == 0 and 'Resuming at step 10' in log(rerun)
+  caplog.set_level('INFO')
+  train.train_and_evaluate(*main_config(*args, '--num_steps=20', '--num_devices=1'))
+  assert 'Resuming at step 10' in caplog.text
   # Any other file that cannot be written (here real_batch.png, ~10 kB) is one line too.
   tiny = small_files_only.replace('30_000', '3_000')
   full = subprocess.run([sys.executable, '-c', tiny, os.path.join(ROOT, 'main.py'), *args,
