@@ -285,38 +285,38 @@ def test_progress_lines_give_the_runs_elapsed_time_across_checkpoints(tmp_path, 
 
 
 def test_resume_keeps_the_runs_flags_and_records_the_ones_it_may_change(tmp_path, data_dir,
-                                                                        tiny_run):
+                                                                        tiny_run, caplog):
   """Flags that fix what the run computes cannot change on resume (one line names each);
   those that may (the length, schedules, learning rates) apply and are logged, and flags.txt
-  keeps their history while still rerunning the run as a --flagfile."""
+  keeps their history while still rerunning the run as a --flagfile. The runs in process, as
+  main.py calls them (on this process's two devices, the tiny run's one being 0: all) (it prints a UsageError as its `error:` line: test_bad_flags_...)."""
   workdir = copy_run(tiny_run[0], str(tmp_path / 'run'))  # TINY, 10 steps, checkpoint_every=5
   args = TINY + ['--checkpoint_every=5', f'--data_dir={data_dir}', f'--workdir={workdir}']
   flags_before = (tmp_path / 'run' / 'flags.txt').read_text()
-  result = main_py(*args, '--num_steps=10', '--conv_dim=16', '--seed=5')
-  assert result.returncode == 1
-  assert result.stderr.strip().splitlines()[-1] == (
-      f'error: checkpoint 10 in {workdir}/checkpoints was trained with --conv_dim=8 --seed=0, '
-      'this run has --conv_dim=16 --seed=5; use another --workdir or the same flags')
+  message = (f'checkpoint 10 in {workdir}/checkpoints was trained with --conv_dim=8 --seed=0, '
+             'this run has --conv_dim=16 --seed=5; use another --workdir or the same flags')
+  with pytest.raises(UsageError, match='^' + re.escape(message) + '$'):
+    train.train_and_evaluate(*main_config(*args, '--num_steps=10', '--conv_dim=16', '--seed=5'))
   assert (tmp_path / 'run' / 'flags.txt').read_text() == flags_before
   assert os.path.exists(tmp_path / 'run' / 'checkpoints' / '10')
 
-  changed = main_py(*args, '--num_steps=20', '--lr_g=1e-4')
-  assert changed.returncode == 0, changed.stderr[-2000:]
+  caplog.set_level('INFO')
+  train.train_and_evaluate(*main_config(*args, '--num_steps=20', '--lr_g=1e-4'))
   assert 'Changed on resume: --num_steps=20 (was 10), --lr_g=0.0001 (was 0.0002)' in (
-      changed.stdout)
+      caplog.text)
   history = (tmp_path / 'run' / 'flags.txt').read_text()
   assert history == flags_before + '# Resumed at step 10 with:\n--num_steps=20\n--lr_g=0.0001\n'
   flagfile = config_lib.read_flagfile(str(tmp_path / 'run' / 'flags.txt'))
   assert (flagfile['num_steps'], flagfile['lr_g'], flagfile['seed']) == (20, 1e-4, 0)
   # The checkpoint now holds the new rate: the same command again has nothing to train.
-  done = main_py(f'--flagfile={workdir}/flags.txt')
-  assert done.returncode == 0 and 'The run has reached --num_steps=20: nothing to train' in (
-      done.stdout)
+  caplog.clear()
+  train.train_and_evaluate(*main_config(f'--flagfile={workdir}/flags.txt'))
+  assert 'The run has reached --num_steps=20: nothing to train' in caplog.text
   assert (tmp_path / 'run' / 'flags.txt').read_text() == history
-  shorter = main_py(*args, '--num_steps=5', '--lr_g=1e-4')
-  assert shorter.returncode == 1 and shorter.stderr.strip().splitlines()[-1] == (
-      'error: --num_steps=5 is below the step this run has reached (20); pass --num_steps=20 '
-      'or more to go on, or another --workdir')
+  message = ('--num_steps=5 is below the step this run has reached (20); pass --num_steps=20 '
+             'or more to go on, or another --workdir')
+  with pytest.raises(UsageError, match='^' + re.escape(message) + '$'):
+    train.train_and_evaluate(*main_config(*args, '--num_steps=5', '--lr_g=1e-4'))
 
   # A file the run cannot write is one line naming it.
   os.makedirs(tmp_path / 'run' / 'samples.npz')
