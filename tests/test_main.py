@@ -289,7 +289,8 @@ def test_resume_keeps_the_runs_flags_and_records_the_ones_it_may_change(tmp_path
   """Flags that fix what the run computes cannot change on resume (one line names each);
   those that may (the length, schedules, learning rates) apply and are logged, and flags.txt
   keeps their history while still rerunning the run as a --flagfile. The runs in process, as
-  main.py calls them (on this process's two devices, the tiny run's one being 0: all) (it prints a UsageError as its `error:` line: test_bad_flags_...)."""
+  main.py calls them, on this process's two devices (--num_devices=0, all, as the tiny run's
+  was); main.py prints their UsageErrors as one `error:` line (test_bad_flags_...)."""
   workdir = copy_run(tiny_run[0], str(tmp_path / 'run'))  # TINY, 10 steps, checkpoint_every=5
   args = TINY + ['--checkpoint_every=5', f'--data_dir={data_dir}', f'--workdir={workdir}']
   flags_before = (tmp_path / 'run' / 'flags.txt').read_text()
