@@ -19,7 +19,8 @@ nearest of the starts is taken instead.
 Writes WORKDIR/project/: pairs.png (each target beside its reconstruction), timelapse.gif
 (the reconstructions over the optimisation), latents.npz (z, targets, reconstructions) and
 project.json (per-image distances, with two baselines that need no generator: each target's
-nearest training image and the training images' mean, both in pixels).
+nearest training image and the training images' mean, both in pixels; and how the dataset's
+network reads the reconstructions against the targets).
 """
 
 import json
@@ -65,6 +66,7 @@ def project(config, workdir):
 
   training = sources.load_training_images(config)
   nearest, mean = baselines(targets, training)
+  readout = read_out(config, targets, reconstructions)
   pixel = result['pixel'].tolist()
   record = dict(
       step=int(state.step), targets=where, count=len(targets), steps=config.project_steps,
@@ -72,7 +74,7 @@ def project(config, workdir):
       perceptual_weight=config.project_perceptual if features else 0.0,
       perceptual_network=features[0] if features else None,
       pixel_mse=pixel, perceptual=result['perceptual'].tolist() if features else None,
-      nearest_training_mse=nearest.tolist(), mean_image_mse=mean.tolist(),
+      nearest_training_mse=nearest.tolist(), mean_image_mse=mean.tolist(), readout=readout,
       summary=dict(pixel_mse=float(np.mean(pixel)),
                    nearest_training_mse=float(nearest.mean()),
                    mean_image_mse=float(mean.mean())))
@@ -122,12 +124,36 @@ def feature_network(config):
   return 'class net', lambda x: model(_as_net_input(x))[0]
 
 
+def read_out(config, targets, reconstructions):
+  """How the dataset's network reads the reconstructions against their targets, or None:
+  for synthetic_faces the share of each categorical attribute read the same and the mean
+  squared difference of the continuous ones (standardised units); for a labelled dataset the
+  share read as the same class."""
+  if evaluate.has_domain_metric(config):
+    model, _ = face_attributes.load_or_train(config)
+    _, continuous_t, classes_t = face_attributes.read_images(model, targets, config.channels)
+    _, continuous_r, classes_r = face_attributes.read_images(model, reconstructions,
+                                                             config.channels)
+    return dict(network='attribute net', same_class={
+        name: float(np.mean(np.asarray(a) == np.asarray(b)))
+        for name, a, b in zip(face_attributes.CATEGORICAL, classes_t, classes_r)},
+        continuous_mse=float(np.mean(np.square(np.asarray(continuous_t)
+                                               - np.asarray(continuous_r)))))
+  labelled = sources.load_labels(config, 'train')
+  if labelled is None:
+    return None
+  model, _ = classifier.load_or_train(config, sources.load_images(config, 'train'), *labelled)
+  read = [classifier.read(model, face_attributes.to_input(x, config.channels))[1]
+          for x in (targets, reconstructions)]
+  return dict(network='class net', same_class=float(np.mean(read[0] == read[1])))
+
+
 def _as_net_input(images):
-  """Images in [-1, 1] as the feature networks read them (uint8's scale, 32x32), kept
-  differentiable."""
+  """Images in [-1, 1] as the feature networks read them (uint8's scale, 32x32, resized
+  bicubic as data/preprocess.py resizes them for the metrics), kept differentiable."""
   if images.shape[1] != face_attributes.RESOLUTION:
     size = face_attributes.RESOLUTION
-    images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), 'linear',
+    images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), 'cubic',
                               antialias=True)
   return (images + 1) * 127.5
 

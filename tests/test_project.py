@@ -5,6 +5,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -13,6 +14,7 @@ from PIL import Image
 from facegan_jax import config as config_lib, project, state as state_lib
 from facegan_jax.data import pipeline
 from facegan_jax.errors import UsageError
+from facegan_jax.evaluation import face_attributes
 from facegan_jax.sample import load_latest
 from tests.conftest import TINY, copy_run, main_config
 
@@ -59,7 +61,10 @@ def test_baselines_are_the_nearest_and_the_mean_images_squared_errors():
   assert project.baselines(training[:1], training)[0][0] == pytest.approx(0, abs=1e-12)
 
 
-def test_project_mode_writes_pairs_timelapse_latents_and_distances(tmp_path, data_dir, tiny_run):
+def test_project_mode_writes_pairs_timelapse_latents_and_distances(tmp_path, data_dir, tiny_run,
+                                                                   attribute_net_cache,
+                                                                   monkeypatch):
+  monkeypatch.setenv('XDG_CACHE_HOME', attribute_net_cache)  # the session's attribute net
   workdir = copy_run(tiny_run[0], str(tmp_path / 'run'))  # TINY, 10 steps
   folder = tmp_path / 'faces'
   folder.mkdir()
@@ -83,6 +88,16 @@ def test_project_mode_writes_pairs_timelapse_latents_and_distances(tmp_path, dat
   np.testing.assert_array_equal(saved['reconstructions'], generate(saved['z']))
   errors = ((saved['reconstructions'] / 127.5 - saved['targets'] / 127.5)**2).mean(axis=(1, 2, 3))
   np.testing.assert_allclose(record['pixel_mse'], errors, atol=2e-2)
+  # The attribute network's read-out: targets against reconstructions, as read directly.
+  model, _ = face_attributes.load_or_train(config)
+  _, continuous_t, classes_t = face_attributes.read_images(model, saved['targets'], 3)
+  _, continuous_r, classes_r = face_attributes.read_images(model, saved['reconstructions'], 3)
+  assert record['readout'] == dict(
+      network='attribute net',
+      same_class={name: pytest.approx(np.mean(np.asarray(a) == np.asarray(b)))
+                  for name, a, b in zip(face_attributes.CATEGORICAL, classes_t, classes_r)},
+      continuous_mse=pytest.approx(np.mean((np.asarray(continuous_t)
+                                            - np.asarray(continuous_r))**2), rel=1e-5))
   for name in ('nearest_training_mse', 'mean_image_mse'):
     assert len(record[name]) == 3 and all(v > 0 for v in record[name])
   with Image.open(os.path.join(out, 'pairs.png')) as pairs:  # 3 pairs in a row, 2x
@@ -113,3 +128,34 @@ def test_bad_projection_inputs_are_one_line_errors(tmp_path, data_dir, tiny_run)
                          '--project_perceptual=inf: must be finite and at least 0')):
     with pytest.raises(UsageError, match='^' + message.replace('.', r'\.') + '$'):
       config_lib.validate(main_config(*args, flag)[0])
+
+
+def test_a_labelled_datasets_class_net_reads_and_guides_projections(data_dir, digits_dir,
+                                                                     class_net_cache,
+                                                                     monkeypatch):
+  """On a labelled folder (scikit-learn's digits): the class network's read-out, against a
+  direct reading, and its features as a differentiable perceptual distance."""
+  from facegan_jax.data import sources  # noqa: PLC0415
+  from facegan_jax.evaluation import classifier  # noqa: PLC0415
+  from tests.conftest import CLASS_NET_TRAIN  # noqa: PLC0415
+  monkeypatch.setenv('XDG_CACHE_HOME', class_net_cache)
+  for name, value in CLASS_NET_TRAIN.items():  # the session's network (its cache key)
+    monkeypatch.setitem(classifier.TRAIN, name, value)
+  config = config_lib.Config(dataset=f'folder:{digits_dir}', data_dir=data_dir, resolution=28,
+                             channels=1)
+  images, (labels, _) = np.asarray(sources.load_images(config)), sources.load_labels(config)
+  targets = images[:12]
+  model, _ = classifier.load_or_train(config, images, labels, sources.load_labels(config)[1])
+  assert project.read_out(config, targets, targets) == dict(network='class net', same_class=1)
+  others = images[100:112]
+  read = [classifier.read(model, classifier.to_input(x, 1))[1] for x in (targets, others)]
+  assert project.read_out(config, targets, others)['same_class'] == pytest.approx(
+      np.mean(read[0] == read[1]))
+  name, features = project.feature_network(config)
+  x = pipeline.to_float(jnp.asarray(targets[:2]))
+  # The features of the 28x28 digits resized on the devices, bicubic as the metrics' host
+  # resize (data/preprocess.py), but for its rounding to uint8 and the edges.
+  read_features = classifier.read(model, classifier.to_input(targets[:2], 1))[0]
+  np.testing.assert_allclose(features(x), read_features, atol=0.05 * np.abs(read_features).max())
+  grads = jax.grad(lambda x: jnp.sum(features(x)**2))(x)
+  assert name == 'class net' and grads.shape == x.shape and np.abs(grads).max() > 0
