@@ -182,7 +182,7 @@ def block_table():
   benchmarks/mfu.py comes from."""
   import torch  # noqa: PLC0415  (optional: the benchmarks' extra)
   from benchmarks import torch_reference  # noqa: PLC0415
-  from facegan_jax import config as config_lib  # noqa: PLC0415
+  from facegan_jax import presets  # noqa: PLC0415
   from facegan_jax.models import resnet  # noqa: PLC0415
   from flax import nnx  # noqa: PLC0415
   torch.set_num_threads(os.cpu_count())
@@ -190,7 +190,7 @@ def block_table():
         'PyTorch eager')
   print(f'{"block":>28} {"ours":>9} {"pytorch":>9} {"speedup":>8}')
   for preset in FLAGS.block_presets:
-    config = config_lib.preset(preset)
+    config = presets.preset(preset)
     g_widths, d_layout = resnet.LAYOUTS[config.resolution]
     g_widths = [config.conv_dim * m for m in g_widths]
     d_widths = [config.channels] + [config.conv_dim * m for m, _ in d_layout]

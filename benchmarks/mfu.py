@@ -30,11 +30,11 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
-from facegan_jax import config as config_lib, mesh as mesh_lib, state as state_lib  # noqa: E402
+from facegan_jax import mesh as mesh_lib, presets, state as state_lib  # noqa: E402
 from facegan_jax import step as step_lib  # noqa: E402
 from facegan_jax.data import pipeline  # noqa: E402
 
-flags.DEFINE_list('presets', ['udacity32', 'dcgan64'], 'presets from facegan_jax/config.py')
+flags.DEFINE_list('presets', ['udacity32', 'dcgan64'], 'presets from facegan_jax/presets.py')
 flags.DEFINE_list('batch_sizes', ['64'], 'global batch sizes')
 flags.DEFINE_list('precisions', ['fp32'], 'fp32 and/or bf16')
 flags.DEFINE_integer('steps_per_call', 1, 'training steps per compiled call')
@@ -87,7 +87,7 @@ def _timed(fn):
 
 def jax_speed(preset, batch_size, precision):
   """(real images/s, steps/s, TFLOP per step) of main.py's compiled step on all devices."""
-  config = config_lib.preset(preset, batch_size=batch_size, precision=precision,
+  config = presets.preset(preset, batch_size=batch_size, precision=precision,
                              steps_per_call=FLAGS.steps_per_call)
   mesh = mesh_lib.make_mesh(config.num_devices)
   shape = (max(4 * pipeline.images_per_step(config), 1024), config.resolution,

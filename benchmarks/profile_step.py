@@ -27,6 +27,7 @@ from absl import app, flags  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from facegan_jax import config as config_lib  # noqa: E402
+from facegan_jax import presets  # noqa: E402
 from facegan_jax import mesh as mesh_lib, state as state_lib, step as step_lib  # noqa: E402
 from facegan_jax.data import pipeline  # noqa: E402
 
@@ -57,7 +58,7 @@ def overrides(items):
 
 def main(argv):
   del argv
-  config = config_lib.preset(FLAGS.preset, batch_size=FLAGS.batch_size,
+  config = presets.preset(FLAGS.preset, batch_size=FLAGS.batch_size,
                              conv_impl=FLAGS.conv_impl, precision=FLAGS.precision,
                              **overrides(FLAGS.set))
   mesh = mesh_lib.make_mesh(config.num_devices)

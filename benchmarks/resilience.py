@@ -30,7 +30,7 @@ from absl import app, flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from facegan_jax import config as config_lib  # noqa: E402
+from facegan_jax import presets  # noqa: E402
 
 flags.DEFINE_integer('kill_points', 10, 'random SIGKILL points to try (0 = skip)')
 flags.DEFINE_string('preset', 'dcgan64', 'preset for the save and SIGTERM timings ("" = skip)')
@@ -126,7 +126,7 @@ def kill_points(root, count, seed, tear):
 
 def preset_timings(root, preset):
   workdir = os.path.join(root, preset)
-  config = config_lib.preset(preset)
+  config = presets.preset(preset)
   args = config.to_flags().split() + [f'--workdir={workdir}', '--num_steps=1000000',
                                       '--checkpoint_every=3',
                                       '--sample_every=1000000']

@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from facegan_jax import config as config_lib  # noqa: E402
+from facegan_jax import presets  # noqa: E402
 from facegan_jax.models.dcgan import num_stages  # noqa: E402
 
 
 def preset(name, **overrides):
   """The architecture of facegan_jax's preset `name` (config.preset), with `overrides` of its
   Config fields."""
-  c = config_lib.preset(name, **overrides)
+  c = presets.preset(name, **overrides)
   return dict(model=c.model, resolution=c.resolution, conv_dim=c.conv_dim, z_dim=c.z_dim,
               channels=c.channels, g_first_bn=c.g_first_bn, hidden_dim=c.hidden_dim,
               dropout=c.d_dropout, d_steps=c.d_steps)

@@ -21,8 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from facegan_jax import config as config_lib  # noqa: E402
+from facegan_jax import presets  # noqa: E402
 
-flags.DEFINE_list('presets', ['udacity32', 'dcgan64'], 'presets from facegan_jax/config.py')
+flags.DEFINE_list('presets', ['udacity32', 'dcgan64'], 'presets from facegan_jax/presets.py')
 flags.DEFINE_list('batch_sizes', ['64'], 'global batch sizes')
 flags.DEFINE_integer('steps', 40, 'steps per log interval; the second interval is reported')
 flags.DEFINE_integer('torch_steps', 20, 'timed PyTorch iterations (after 3 warm-up ones)')
@@ -37,7 +38,7 @@ FLAGS = flags.FLAGS
 
 def jax_images_per_sec(preset, batch_size):
   """main.py's steady-state images_per_sec for `preset` at `batch_size`."""
-  config = config_lib.preset(preset, batch_size=batch_size)
+  config = presets.preset(preset, batch_size=batch_size)
   with tempfile.TemporaryDirectory() as workdir:
     lines = config_lib.Config(**{**vars(config), 'dataset': FLAGS.dataset,
                                  'data_dir': FLAGS.data_dir}).to_flags().split()

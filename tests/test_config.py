@@ -6,19 +6,20 @@ import re
 import pytest
 
 from facegan_jax import config as config_lib
+from facegan_jax import presets
 from facegan_jax import objectives
 from facegan_jax.errors import UsageError
 from tests.conftest import TINY, main_config
 
 
 def test_presets_are_their_flagfiles_model_settings():
-  udacity = config_lib.preset('udacity32')
+  udacity = presets.preset('udacity32')
   assert (udacity.model, udacity.resolution, udacity.conv_dim, udacity.g_first_bn,
           udacity.label_smoothing) == ('dcgan', 32, 32, False, 0.9)
-  digits = config_lib.preset('mnist_mlp', batch_size=7)
+  digits = presets.preset('mnist_mlp', batch_size=7)
   assert (digits.model, digits.channels, digits.hidden_dim, digits.batch_size) == (
       'mlp', 1, 128, 7)
-  assert config_lib.preset('dcgan64').g_first_bn is True
+  assert presets.preset('dcgan64').g_first_bn is True
 
 
 def test_read_flagfile_types_its_values(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from facegan_jax import config as config_lib
+from facegan_jax import presets
 from facegan_jax import models
 from facegan_jax.models import dcgan
 from facegan_jax.models.batchnorm import BatchNorm
@@ -24,7 +25,7 @@ COUNTS = {
 
 @pytest.mark.parametrize('name', sorted(COUNTS))
 def test_preset_shapes_and_parameter_counts(name):
-  config = config_lib.preset(name)
+  config = presets.preset(name)
   g, d = nnx.eval_shape(lambda: models.build(config, nnx.Rngs(0)))
   g_count, d_count, resolution = COUNTS[name]
   assert (param_count(g), param_count(d)) == (g_count, d_count)
@@ -47,7 +48,7 @@ def test_small_dcgan_images_in_range(resolution, channels):
 
 
 def test_weights_are_dcgan_init():
-  g, _ = models.build(config_lib.preset('udacity32'), nnx.Rngs(0))
+  g, _ = models.build(presets.preset('udacity32'), nnx.Rngs(0))
   kernel = np.asarray(g.ups[0].kernel[...])
   assert abs(kernel.mean()) < 1e-3 and kernel.std() == pytest.approx(0.02, rel=0.02)
 
@@ -55,7 +56,7 @@ def test_weights_are_dcgan_init():
 def test_mlp_weights_are_pytorch_linear_init_and_samples_differ_at_init():
   """The MLP is initialised as its reference (nn.Linear: U(+-1/sqrt(fan_in)) for weights and
   biases), not with DCGAN's N(0, 0.02), under which G's output barely depends on z."""
-  config = config_lib.preset('mnist_mlp')
+  config = presets.preset('mnist_mlp')
   g, d = models.build(config, nnx.Rngs(0))
   for layer in [*g.layers, *d.layers]:
     kernel, bias = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
