@@ -181,7 +181,8 @@ def optimise(config, g, targets, features=None):
   # The nearest of the random starts: each start's losses for all targets at once.
   starts = jax.random.normal(jax.random.PRNGKey(config.sample_seed),
                              (config.project_starts, n, z_dim))
-  start_losses = jnp.stack([jax.jit(lambda z: losses(z)[0])(s) for s in starts])
+  loss_of = jax.jit(lambda z: losses(z)[0])
+  start_losses = jnp.stack([loss_of(s) for s in starts])
   z = starts[jnp.argmin(start_losses, axis=0), jnp.arange(n)]
 
   tx = optax.adam(optax.cosine_decay_schedule(config.project_lr, config.project_steps))
