@@ -51,7 +51,8 @@ def project(config, workdir):
   """Writes WORKDIR/project/ (see the module docstring); returns project.json's record."""
   state, _ = load_latest(config, workdir)
   targets, where = load_targets(config)
-  features = feature_network(config)
+  network = dataset_network(config)
+  features = feature_network(config, network)
   g = nnx.merge(state.g_graph, state_lib.sample_params(config, state), state.g_stats)
   result = optimise(config, g, targets, features[1] if features else None)
 
@@ -66,7 +67,7 @@ def project(config, workdir):
 
   training = sources.load_training_images(config)
   nearest, mean = baselines(targets, training)
-  readout = read_out(config, targets, reconstructions)
+  readout = read_out(network, targets, reconstructions, config.channels)
   pixel = result['pixel'].tolist()
   record = dict(
       step=int(state.step), targets=where, count=len(targets), steps=config.project_steps,
@@ -107,45 +108,51 @@ def load_targets(config):
   return np.asarray(images[:config.project_count]), where
 
 
-def feature_network(config):
-  """(name, images in [-1, 1] (B, R, R, C) -> features (B, F)) of the perceptual distance, or
-  None (pixels only) where --project_perceptual is 0 or the dataset has no such network."""
-  if not config.project_perceptual:
-    return None
+def dataset_network(config):
+  """(name, network) of the dataset's metrics, loaded (or trained) once: synthetic_faces'
+  attribute network, a labelled dataset's class network; None for other datasets."""
   if evaluate.has_domain_metric(config):
-    model, _ = face_attributes.load_or_train(config)
-    return 'attribute net', lambda x: model(_as_net_input(x))[0]
+    return 'attribute net', face_attributes.load_or_train(config)[0]
   labelled = sources.load_labels(config, 'train')
   if labelled is None:
+    return None
+  return 'class net', classifier.load_or_train(config, sources.load_images(config, 'train'),
+                                               *labelled)[0]
+
+
+def feature_network(config, network):
+  """(name, images in [-1, 1] (B, R, R, C) -> features (B, F)) of the perceptual distance in
+  `network` (dataset_network's), or None (pixels only) where --project_perceptual is 0 or
+  there is no network."""
+  if not config.project_perceptual:
+    return None
+  if network is None:
     logging.info('%s has neither an attribute network nor labels: projecting on pixels alone',
                  config.dataset)
     return None
-  model, _ = classifier.load_or_train(config, sources.load_images(config, 'train'), *labelled)
-  return 'class net', lambda x: model(_as_net_input(x))[0]
+  name, model = network
+  return name, lambda x: model(_as_net_input(x))[0]
 
 
-def read_out(config, targets, reconstructions):
-  """How the dataset's network reads the reconstructions against their targets, or None:
-  for synthetic_faces the share of each categorical attribute read the same and the mean
-  squared difference of the continuous ones (standardised units); for a labelled dataset the
+def read_out(network, targets, reconstructions, channels):
+  """How `network` (dataset_network's) reads the reconstructions against their targets, or
+  None: the attribute network's share of each categorical attribute read the same and the
+  mean squared difference of the continuous ones (standardised units); the class network's
   share read as the same class."""
-  if evaluate.has_domain_metric(config):
-    model, _ = face_attributes.load_or_train(config)
-    _, continuous_t, classes_t = face_attributes.read_images(model, targets, config.channels)
-    _, continuous_r, classes_r = face_attributes.read_images(model, reconstructions,
-                                                             config.channels)
-    return dict(network='attribute net', same_class={
-        name: float(np.mean(np.asarray(a) == np.asarray(b)))
-        for name, a, b in zip(face_attributes.CATEGORICAL, classes_t, classes_r)},
+  if network is None:
+    return None
+  name, model = network
+  if name == 'attribute net':
+    _, continuous_t, classes_t = face_attributes.read_images(model, targets, channels)
+    _, continuous_r, classes_r = face_attributes.read_images(model, reconstructions, channels)
+    return dict(network=name, same_class={
+        attribute: float(np.mean(np.asarray(a) == np.asarray(b)))
+        for attribute, a, b in zip(face_attributes.CATEGORICAL, classes_t, classes_r)},
         continuous_mse=float(np.mean(np.square(np.asarray(continuous_t)
                                                - np.asarray(continuous_r)))))
-  labelled = sources.load_labels(config, 'train')
-  if labelled is None:
-    return None
-  model, _ = classifier.load_or_train(config, sources.load_images(config, 'train'), *labelled)
-  read = [classifier.read(model, face_attributes.to_input(x, config.channels))[1]
+  read = [classifier.read(model, face_attributes.to_input(x, channels))[1]
           for x in (targets, reconstructions)]
-  return dict(network='class net', same_class=float(np.mean(read[0] == read[1])))
+  return dict(network=name, same_class=float(np.mean(read[0] == read[1])))
 
 
 def _as_net_input(images):

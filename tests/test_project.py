@@ -146,12 +146,14 @@ def test_a_labelled_datasets_class_net_reads_and_guides_projections(data_dir, di
   images, (labels, _) = np.asarray(sources.load_images(config)), sources.load_labels(config)
   targets = images[:12]
   model, _ = classifier.load_or_train(config, images, labels, sources.load_labels(config)[1])
-  assert project.read_out(config, targets, targets) == dict(network='class net', same_class=1)
+  network = project.dataset_network(config)
+  assert project.read_out(network, targets, targets, 1) == dict(network='class net',
+                                                                same_class=1)
   others = images[100:112]
   read = [classifier.read(model, classifier.to_input(x, 1))[1] for x in (targets, others)]
-  assert project.read_out(config, targets, others)['same_class'] == pytest.approx(
+  assert project.read_out(network, targets, others, 1)['same_class'] == pytest.approx(
       np.mean(read[0] == read[1]))
-  name, features = project.feature_network(config)
+  name, features = project.feature_network(config, network)
   x = pipeline.to_float(jnp.asarray(targets[:2]))
   # The features of the 28x28 digits resized on the devices, bicubic as the metrics' host
   # resize (data/preprocess.py), but for its rounding to uint8 and the edges.
