@@ -1,6 +1,7 @@
 """The CPU runtime settings main.py applies before JAX starts."""
 
 import json
+import os
 import logging
 
 from conftest import run_python
@@ -103,3 +104,29 @@ def test_console_shows_our_info_lines_and_every_librarys_warnings():
                                                    'a line', None, None))
   assert not runtime.ours_or_warning(logging.LogRecord('absl', logging.INFO, logging.__file__,
                                                        1, 'a line', None, None))
+
+
+def test_configure_keeps_compiled_programs_in_the_cache_folder_unless_told(tmp_path):
+  """JAX's compilation cache in XDG_CACHE_HOME/facegan_jax/xla, which a program compiled once
+  is then read from; a JAX_COMPILATION_CACHE_DIR given is kept; without a writable folder,
+  none (and no warning)."""
+  code = '''
+import os, warnings
+warnings.simplefilter('error')
+if os.environ['JAX_COMPILATION_CACHE_DIR'] == 'unset':  # the suite's own cache set aside
+  del os.environ['JAX_COMPILATION_CACHE_DIR']
+from facegan_jax.run import runtime
+runtime.configure()
+import jax
+print(os.environ.get('JAX_COMPILATION_CACHE_DIR'), jax.config.jax_compilation_cache_max_size)
+print(float(jax.jit(lambda x: jax.numpy.sin(x).sum())(jax.numpy.ones(1000))))
+'''
+  env = dict(JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  default = run_python(code, JAX_COMPILATION_CACHE_DIR='unset', XDG_CACHE_HOME=str(tmp_path), **env)
+  folder = str(tmp_path / 'facegan_jax' / 'xla')
+  assert default.splitlines()[0] == f'{folder} {2 << 30}'
+  assert any(name.startswith('jit__lambda') for name in os.listdir(folder))
+  given = run_python(code, JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'mine'), **env)
+  assert given.splitlines()[0].split()[0] == str(tmp_path / 'mine')
+  unwritable = run_python(code, JAX_COMPILATION_CACHE_DIR='unset', XDG_CACHE_HOME='/dev/null/x', **env)
+  assert unwritable.splitlines()[0].split()[0] == 'None'

@@ -85,8 +85,7 @@ def real_features_key(images, weights_digest, resize_mode):
 
 def cached_real_features(model, images, resize_mode, key):
   """features(model, images, resize_mode), read from or written to the cache under `key`."""
-  cache_dir = os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
-                           'facegan_jax', 'fid_features')
+  cache_dir = files.cache_dir('fid_features')
   name = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:24]
   path = os.path.join(cache_dir, f'{name}.npz')
   if os.path.exists(path):

@@ -25,8 +25,7 @@ def load_or_train(kind, key, build, train):
     (module, quality record with `cached` and the weight file's `sha256`).
   """
   name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-  cache_dir = os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
-                           'facegan_jax', kind)
+  cache_dir = files.cache_dir(kind)
   path = os.path.join(cache_dir, f'{name}.npz')
   graph, params = nnx.split(nnx.eval_shape(build))
   if os.path.exists(path):

@@ -1,4 +1,4 @@
-"""Files written whole or not at all, and their hashes."""
+"""Files written whole or not at all, their hashes, and where the project caches files."""
 
 import contextlib
 import hashlib
@@ -27,3 +27,9 @@ def sha256(path):
     while block := f.read(1 << 20):
       digest.update(block)
   return digest.hexdigest()
+
+
+def cache_dir(*parts):
+  """A folder of this project's cache: XDG_CACHE_HOME (default ~/.cache)/facegan_jax/*parts."""
+  return os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
+                      'facegan_jax', *parts)
