@@ -72,6 +72,7 @@ def attribute_arithmetic(config, generate, key, latents, projected=None):
   latents['arithmetic_pool'] = pool
   readouts, figures = {}, {}
   for name, (output, classes_with) in ARITHMETIC.items():
+    column = list(face_attributes.CATEGORICAL).index(output)  # of read_images' class codes
     has = np.isin(codes[output], classes_with)
     if has.sum() < MIN_GROUP or (~has).sum() < MIN_GROUP + ROWS:
       readouts[name] = dict(skipped=f'{int(has.sum())} of {len(has)} generated faces read as '
@@ -85,7 +86,7 @@ def attribute_arithmetic(config, generate, key, latents, projected=None):
     after = np.concatenate([before + k * direction for k in MULTIPLES])
     images = generate(np.concatenate([before, after]))
     _, _, read_after = face_attributes.read_images(model, images[ROWS:], config.channels)
-    read = np.isin(read_after[list(face_attributes.CATEGORICAL).index(output)], classes_with)
+    read = np.isin(read_after[column], classes_with)
     readouts[name] = dict(share_before=0.0,
                           share_after={f'{k}x': round(float(row.mean()), 4)
                                        for k, row in zip(MULTIPLES, read.reshape(-1, ROWS))},
@@ -98,8 +99,8 @@ def attribute_arithmetic(config, generate, key, latents, projected=None):
       z, faces = projected[0][:ROWS], projected[1][:ROWS]
       edited = generate(np.concatenate([z] + [z + k * direction for k in MULTIPLES]))
       rows = [faces] + np.split(edited, 1 + len(MULTIPLES))
-      shares = [np.isin(face_attributes.read_images(model, row, config.channels)[2][
-          list(face_attributes.CATEGORICAL).index(output)], classes_with).mean() for row in rows]
+      shares = [np.isin(face_attributes.read_images(model, row, config.channels)[2][column],
+                        classes_with).mean() for row in rows]
       readouts[name]['real_faces'] = dict(
           count=len(z), share_real=round(float(shares[0]), 4),
           share_reconstructed=round(float(shares[1]), 4),

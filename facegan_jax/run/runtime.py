@@ -40,9 +40,10 @@ def configure():
            if f'--{name}=' not in flags]
   os.environ['XLA_FLAGS'] = ' '.join([flags] + extra).strip()
   if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+    folder = files.cache_dir('xla')
     try:
-      os.makedirs(files.cache_dir('xla'), exist_ok=True)
-      os.environ['JAX_COMPILATION_CACHE_DIR'] = files.cache_dir('xla')
+      os.makedirs(folder, exist_ok=True)
+      os.environ['JAX_COMPILATION_CACHE_DIR'] = folder
     except OSError:  # no writable cache folder: each run compiles afresh, as without one
       pass
   os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(2 << 30))
