@@ -108,8 +108,8 @@ def test_console_shows_our_info_lines_and_every_librarys_warnings():
 
 def test_configure_keeps_compiled_programs_in_the_cache_folder_unless_told(tmp_path):
   """JAX's compilation cache in XDG_CACHE_HOME/facegan_jax/xla, which a program compiled once
-  is then read from; a JAX_COMPILATION_CACHE_DIR given is kept; without a writable folder,
-  none (and no warning)."""
+  is then read from, at most 2 GiB; a JAX_COMPILATION_CACHE_DIR given is kept as it is;
+  without a writable folder, none (and no warning)."""
   code = '''
 import os, warnings
 warnings.simplefilter('error')
@@ -126,7 +126,12 @@ print(float(jax.jit(lambda x: jax.numpy.sin(x).sum())(jax.numpy.ones(1000))))
   folder = str(tmp_path / 'facegan_jax' / 'xla')
   assert default.splitlines()[0] == f'{folder} {2 << 30}'
   assert any(name.startswith('jit__lambda') for name in os.listdir(folder))
-  given = run_python(code, JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'mine'), **env)
-  assert given.splitlines()[0].split()[0] == str(tmp_path / 'mine')
+  # A folder of the user's, where a JAX program without a size limit wrote first: it is used
+  # as it is, and the run's programs are written to it too.
+  mine = str(tmp_path / 'mine')
+  run_python('import jax; jax.jit(lambda x: x * 3)(1.0)', JAX_COMPILATION_CACHE_DIR=mine, **env)
+  given = run_python(code, JAX_COMPILATION_CACHE_DIR=mine, **env)
+  assert given.splitlines()[0] == f'{mine} -1'
+  assert sum(name.startswith('jit__lambda') for name in os.listdir(mine)) == 2
   unwritable = run_python(code, JAX_COMPILATION_CACHE_DIR='unset', XDG_CACHE_HOME='/dev/null/x', **env)
   assert unwritable.splitlines()[0].split()[0] == 'None'

@@ -11,7 +11,8 @@ Why each one (the measurements: benchmarks/RESULTS.md, "CPU runtime settings"):
 - JAX's persistent compilation cache, unless JAX_COMPILATION_CACHE_DIR names another folder:
   a resumed run, and --mode=sample, eval, explore or project, reuse the programs an earlier
   run compiled (the quickstart resumed for 100 steps: 16.5 s instead of 31-33 s), in
-  XDG_CACHE_HOME/facegan_jax/xla, at most 2 GiB (least recently used entries go first).
+  XDG_CACHE_HOME/facegan_jax/xla, at most 2 GiB (least recently used entries go first); a
+  JAX_COMPILATION_CACHE_DIR of the user's is used as it is, without a limit of ours.
 
 Neither changes results beyond float reassociation, and neither affects GPU or TPU backends.
 Also the console filter main.py installs (`ours_or_warning`).
@@ -43,10 +44,14 @@ def configure():
     folder = files.cache_dir('xla')
     try:
       os.makedirs(folder, exist_ok=True)
-      os.environ['JAX_COMPILATION_CACHE_DIR'] = folder
     except OSError:  # no writable cache folder: each run compiles afresh, as without one
       pass
-  os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(2 << 30))
+    else:
+      os.environ['JAX_COMPILATION_CACHE_DIR'] = folder
+      # The size limit only in our own folder: JAX's limit needs an access-time file beside
+      # every entry, and in a folder where a process without the limit wrote one it stores
+      # nothing more (each write fails on the missing file).
+      os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(2 << 30))
   _keep_freed_memory()
 
 
