@@ -99,8 +99,7 @@ def jax_speed(preset, batch_size, precision):
 
   def compiled(config):
     train_fn = step_lib.make_train_fn(config, mesh)
-    state = jax.jit(lambda: state_lib.init_state(config),
-                    out_shardings=NamedSharding(mesh, P()))()
+    state = state_lib.fresh_state(config, NamedSharding(mesh, P()))
     return train_fn, state
 
   def cost(d_steps):

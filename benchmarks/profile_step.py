@@ -71,8 +71,7 @@ def main(argv):
       NamedSharding(mesh, P()))
   step_fn = step_lib.make_train_fn(config, mesh)
   one = 1
-  state = jax.jit(lambda: state_lib.init_state(config),
-                  out_shardings=NamedSharding(mesh, P()))()
+  state = state_lib.fresh_state(config, NamedSharding(mesh, P()))
   for _ in range(3):  # compile, and let the allocator settle
     state, _ = step_fn(state, (dataset, order), one)
   jax.block_until_ready(state)

@@ -40,8 +40,7 @@ def ours(args):
                              beta2=0.99, conv_impl=args.conv_impl, num_devices=1)
   ops.set_forms(config.conv_impl)
   mesh = mesh_lib.make_mesh(1)
-  state = jax.jit(lambda: state_lib.init_state(config),
-                  out_shardings=mesh_lib.replicated(mesh))()
+  state = state_lib.fresh_state(config, mesh_lib.replicated(mesh))
   step_fn = step_lib.make_train_fn(config, mesh)
   images = np.random.default_rng(0).integers(0, 256, (4 * args.batch, resolution, resolution, 3),
                                              dtype=np.uint8)

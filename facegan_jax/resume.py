@@ -2,8 +2,6 @@
 
 import os
 
-import jax
-
 from facegan_jax import config as config_lib
 from facegan_jax import mesh as mesh_lib
 from facegan_jax import state as state_lib
@@ -24,7 +22,7 @@ def restore_or_init(config, ckpts, mesh):
   state = ckpts.restore(abstract, fixed=config_lib.fixed_on_resume())
   if state is not None:
     return state, f'Resuming at step {int(state.step)}'
-  fresh = jax.jit(lambda: state_lib.init_state(config), out_shardings=replicated)()
+  fresh = state_lib.fresh_state(config, replicated)
   if not config.init_checkpoint:
     return fresh, 'Starting at step 0'
   directory, step = checkpoint_location(config.init_checkpoint)

@@ -29,8 +29,7 @@ def tiny_config(**overrides):
 def start(config):
   """(mesh, initial state) of a run on config.num_devices devices."""
   mesh = mesh_lib.make_mesh(config.num_devices)
-  state = jax.jit(lambda: state_lib.init_state(config),
-                  out_shardings=mesh_lib.replicated(mesh))()
+  state = state_lib.fresh_state(config, mesh_lib.replicated(mesh))
   return mesh, state
 
 
