@@ -23,6 +23,12 @@ sys.path.insert(0, ROOT)
 # so that both see the running test's deadline.
 sys.modules.setdefault('tests.conftest', sys.modules[__name__])
 
+# Python's bytecode cached for the suite's ~70 processes even where PYTHONDONTWRITEBYTECODE is
+# set (the README installs with --no-compile, which halves the install): each module is then
+# compiled by the first process that imports it, not by every one.
+sys.dont_write_bytecode = False
+os.environ.pop('PYTHONDONTWRITEBYTECODE', None)
+
 # One persistent XLA compilation cache for the test processes and the runs they start: most
 # tests compile the same tiny models, and a cached executable is the same code (a tiny main.py
 # run takes ~5 s instead of ~18 s). Set before any test imports JAX.
