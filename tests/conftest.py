@@ -19,6 +19,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from facegan_jax.run.runtime import XLA_CPU_FLAGS  # noqa: E402  (imports no JAX)
 # pytest loads this file as `conftest`; the tests import it as `tests.conftest`. One module,
 # so that both see the running test's deadline.
 sys.modules.setdefault('tests.conftest', sys.modules[__name__])
@@ -46,8 +47,12 @@ EXACT_XLA_FLAGS = '--xla_backend_optimization_level=0'
 # optimisations, though, a step inside a while loop and the same step outside one then differ
 # in their last bits: the tests that compare two such programs bit for bit run in a process
 # of their own under EXACT_XLA_FLAGS.
+# And main.py's own CPU flags (runtime.configure), so that a program this process compiles and
+# the same program a main.py run of the suite compiles are one entry of the compilation cache
+# (the flags are part of its key).
 TEST_XLA_FLAGS = (f'{EXACT_XLA_FLAGS} --xla_cpu_use_fusion_emitters=false '
-                  '--xla_cpu_enable_concurrency_optimized_scheduler=false')
+                  '--xla_cpu_enable_concurrency_optimized_scheduler=false ' +
+                  ' '.join(f'--{name}={value}' for name, value in XLA_CPU_FLAGS.items()))
 # The test processes themselves have two CPU devices, as the multi-device runs they start:
 # one- and two-device computations are compared in process, without a subprocess's ~3 s of
 # start-up. Tests that need one device make a one-device mesh.
