@@ -156,7 +156,8 @@ class Config:
       'real images to compare')
   inception_weights: str | None = field(None, "--mode=eval: pytorch-fid's "
       'pt_inception-2015-12-05-6726825d.pth (or an .npz of its arrays) for FID, KID and '
-      'precision/recall; read without running pickle code')
+      "precision/recall (--mode=project: the perceptual distance's features); read without "
+      'running pickle code')
   fid_resize: str = field('pytorch_fid', '--mode=eval: how images reach 299x299 for Inception: '
       'pytorch_fid (bilinear, its default) or clean_fid (PIL bicubic)')
   eval_every: int = field(0, 'steps between evaluations during training (0 = off): the '

@@ -6,8 +6,10 @@ nearest (by the loss below) starts; then --project_steps of Adam on the latent (
 
     mean squared pixel difference, in [-1, 1]
     + --project_perceptual * mean squared difference of a feature network's features, over
-      the targets' mean squared feature norm (synthetic_faces' attribute network, a labelled
-      dataset's class network: the networks the metrics use, trained here without downloads)
+      the targets' mean squared feature norm: Inception's pool features where
+      --inception_weights is given (the FID network, at 299x299: a GPU's work), else the
+      networks the metrics use, trained here without downloads (synthetic_faces' attribute
+      network, a labelled dataset's class network)
     + PRIOR_WEIGHT * (|z|^2 / z_dim - 1)^2, which keeps z near the sphere where Gaussian
       latents of z_dim lie: the latents G was trained on.
 
@@ -37,7 +39,7 @@ from PIL import Image
 from facegan_jax import state as state_lib
 from facegan_jax.data import folder, pipeline, sources
 from facegan_jax.errors import UsageError
-from facegan_jax.evaluation import classifier, evaluate, face_attributes
+from facegan_jax.evaluation import classifier, evaluate, face_attributes, fid, inception
 from facegan_jax.logs import visualize
 from facegan_jax.run import files
 from facegan_jax.sample import load_latest
@@ -121,11 +123,14 @@ def dataset_network(config):
 
 
 def feature_network(config, network):
-  """(name, images in [-1, 1] (B, R, R, C) -> features (B, F)) of the perceptual distance in
-  `network` (dataset_network's), or None (pixels only) where --project_perceptual is 0 or
-  there is no network."""
+  """(name, images in [-1, 1] (B, R, R, C) -> features (B, F)) of the perceptual distance:
+  Inception's with --inception_weights, else `network`'s (dataset_network's); None (pixels
+  only) where --project_perceptual is 0 or there is no network."""
   if not config.project_perceptual:
     return None
+  if config.inception_weights:
+    model = fid.load_network(config.inception_weights)[0]
+    return 'inception', lambda x: model(_as_inception_input(x))
   if network is None:
     logging.info('%s has neither an attribute network nor labels: projecting on pixels alone',
                  config.dataset)
@@ -153,6 +158,16 @@ def read_out(network, targets, reconstructions, channels):
   read = [classifier.read(model, face_attributes.to_input(x, channels))[1]
           for x in (targets, reconstructions)]
   return dict(network=name, same_class=float(np.mean(read[0] == read[1])))
+
+
+def _as_inception_input(images):
+  """Images in [-1, 1] as the FID's Inception reads them: 3 channels, resized to 299x299
+  bilinearly as fid's 'pytorch_fid' resize does (which, being linear, commutes with the
+  change of scale), kept differentiable."""
+  if images.shape[-1] == 1:
+    images = jnp.repeat(images, 3, axis=-1)
+  size = inception.SIZE
+  return jax.image.resize(images, (images.shape[0], size, size, 3), 'bilinear', antialias=False)
 
 
 def _as_net_input(images):

@@ -1,6 +1,7 @@
 """--mode=project: a generator's own images project back to them; the outputs, the baselines
 against a direct computation, and one-line errors for bad inputs."""
 
+import dataclasses
 import json
 import os
 
@@ -161,3 +162,25 @@ def test_a_labelled_datasets_class_net_reads_and_guides_projections(data_dir, di
   np.testing.assert_allclose(features(x), read_features, atol=0.05 * np.abs(read_features).max())
   grads = jax.grad(lambda x: jnp.sum(features(x)**2))(x)
   assert name == 'class net' and grads.shape == x.shape and np.abs(grads).max() > 0
+
+
+def test_inception_weights_give_the_perceptual_distance_inceptions_features(tmp_path):
+  """With --inception_weights (random weights here: tests/test_inception.py), the perceptual
+  features are the FID's pool features of the images (resized on the devices as fid's
+  'pytorch_fid' resize does), grey images as three equal channels, and differentiable in
+  them."""
+  from facegan_jax.evaluation import fid  # noqa: PLC0415
+  from tests.test_inception import random_inception_npz  # noqa: PLC0415
+  weights = random_inception_npz(str(tmp_path / 'inception.npz'))
+  config = config_lib.Config(resolution=16, channels=1, inception_weights=weights)
+  name, features = project.feature_network(config, network=None)
+  targets = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 1), dtype=np.uint8)
+  x = pipeline.to_float(jnp.asarray(targets))
+  expected = fid.features(fid.load_network(weights)[0], targets, 'pytorch_fid')
+  got = jax.jit(features)(x)
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+  # Differentiable: the input Inception reads is a linear, differentiable map of the images
+  # (no uint8 on the way), whose gradient reaches every pixel.
+  grads = jax.grad(lambda x: jnp.sum(project._as_inception_input(x)**2))(x)
+  assert name == 'inception' and grads.shape == x.shape and np.all(np.abs(grads) > 0)
+  assert project.feature_network(dataclasses.replace(config, project_perceptual=0), None) is None
