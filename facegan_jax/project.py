@@ -56,7 +56,7 @@ def project(config, workdir):
   network = dataset_network(config)
   features = feature_network(config, network)
   g = nnx.merge(state.g_graph, state_lib.sample_params(config, state), state.g_stats)
-  result = optimise(config, g, targets, features[1] if features else None)
+  result = optimise(config, g, targets, features[1:] if features else None)
 
   out = os.path.join(workdir, 'project')
   os.makedirs(out, exist_ok=True)
@@ -123,20 +123,21 @@ def dataset_network(config):
 
 
 def feature_network(config, network):
-  """(name, images in [-1, 1] (B, R, R, C) -> features (B, F)) of the perceptual distance:
-  Inception's with --inception_weights, else `network`'s (dataset_network's); None (pixels
-  only) where --project_perceptual is 0 or there is no network."""
+  """(name, module, read) of the perceptual distance, `read(module, images in [-1, 1] (B, R,
+  R, C))` the features (B, F): Inception's with --inception_weights, else `network`'s
+  (dataset_network's); None (pixels only) where --project_perceptual is 0 or there is no
+  network."""
   if not config.project_perceptual:
     return None
   if config.inception_weights:
     model = fid.load_network(config.inception_weights)[0]
-    return 'inception', lambda x: model(_as_inception_input(x))
+    return 'inception', model, lambda model, x: model(_as_inception_input(x))
   if network is None:
     logging.info('%s has neither an attribute network nor labels: projecting on pixels alone',
                  config.dataset)
     return None
   name, model = network
-  return name, lambda x: model(_as_net_input(x))[0]
+  return name, model, lambda model, x: model(_as_net_input(x))[0]
 
 
 def read_out(network, targets, reconstructions, channels):
@@ -181,38 +182,49 @@ def _as_net_input(images):
 
 
 def optimise(config, g, targets, features=None):
-  """The projection of uint8 `targets` with generator `g` (an NNX module, z -> [-1, 1]):
+  """The projection of uint8 `targets` with generator `g` (an NNX module, z -> [-1, 1]) and
+  the perceptual distance of `features` ((module, read) of feature_network, or None):
   {z, images, pixel, perceptual, frames}, the last the images of the first TIMELAPSE_IMAGES
-  targets at TIMELAPSE_FRAMES points of the optimisation."""
+  targets at TIMELAPSE_FRAMES points of the optimisation.
+
+  The networks' weights enter the compiled programs as arguments (`nets`), not as constants
+  baked into each of them (Inception's would be ~95 MB a program)."""
   target = pipeline.to_float(jnp.asarray(targets))
   n, z_dim = len(targets), config.z_dim
   weight = config.project_perceptual if features is not None else 0.0
+  g_graph, g_weights = nnx.split(g)
+  nets = dict(g=g_weights)
   if features is not None:
-    target_features = features(target)
-    feature_scale = jnp.mean(jnp.square(target_features)) + 1e-8
+    f_graph, nets['f'] = nnx.split(features[0])
 
-  def losses(z):
+    def features_of(f_weights, images):
+      return features[1](nnx.merge(f_graph, f_weights), images)
+
+    nets['target_f'] = jax.jit(features_of)(nets['f'], target)
+    nets['f_scale'] = jnp.mean(jnp.square(nets['target_f'])) + 1e-8
+
+  def losses(z, nets):
     """Per image: (the loss, pixel MSE, perceptual distance), and the images."""
-    images = g(z, train=False)
+    images = nnx.merge(g_graph, nets['g'])(z, train=False)
     pixel = jnp.mean(jnp.square(images - target), axis=(1, 2, 3))
-    perceptual = (jnp.mean(jnp.square(features(images) - target_features), axis=-1)
-                  / feature_scale if features is not None else jnp.zeros(n))
+    perceptual = (jnp.mean(jnp.square(features_of(nets['f'], images) - nets['target_f']),
+                           axis=-1) / nets['f_scale'] if features is not None else jnp.zeros(n))
     prior = jnp.square(jnp.mean(jnp.square(z), axis=-1) - 1)
     return pixel + weight * perceptual + PRIOR_WEIGHT * prior, pixel, perceptual, images
 
   # The nearest of the random starts: each start's losses for all targets at once.
   starts = jax.random.normal(jax.random.PRNGKey(config.sample_seed),
                              (config.project_starts, n, z_dim))
-  loss_of = jax.jit(lambda z: losses(z)[0])
-  start_losses = jnp.stack([loss_of(s) for s in starts])
+  loss_of = jax.jit(lambda z, nets: losses(z, nets)[0])
+  start_losses = jnp.stack([loss_of(s, nets) for s in starts])
   z = starts[jnp.argmin(start_losses, axis=0), jnp.arange(n)]
 
   tx = optax.adam(optax.cosine_decay_schedule(config.project_lr, config.project_steps))
   opt_state = tx.init(z)
 
   @jax.jit
-  def step(z, opt_state):
-    grads = jax.grad(lambda z: losses(z)[0].sum())(z)
+  def step(z, opt_state, nets):
+    grads = jax.grad(lambda z: losses(z, nets)[0].sum())(z)
     updates, opt_state = tx.update(grads, opt_state, z)
     return optax.apply_updates(z, updates), opt_state
 
@@ -222,10 +234,10 @@ def optimise(config, g, targets, features=None):
   frames = []
   for i in range(config.project_steps + 1):
     if i in at:
-      frames.append(pipeline.to_uint8(evaluate_z(z)[3][:TIMELAPSE_IMAGES]))
+      frames.append(pipeline.to_uint8(evaluate_z(z, nets)[3][:TIMELAPSE_IMAGES]))
     if i < config.project_steps:
-      z, opt_state = step(z, opt_state)
-  _, pixel, perceptual, images = evaluate_z(z)
+      z, opt_state = step(z, opt_state, nets)
+  _, pixel, perceptual, images = evaluate_z(z, nets)
   return dict(z=np.asarray(z), images=np.asarray(images), pixel=np.asarray(pixel),
               perceptual=np.asarray(perceptual), frames=frames)
 

@@ -2,6 +2,7 @@
 against a direct computation, and one-line errors for bad inputs."""
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -154,7 +155,8 @@ def test_a_labelled_datasets_class_net_reads_and_guides_projections(data_dir, di
   read = [classifier.read(model, classifier.to_input(x, 1))[1] for x in (targets, others)]
   assert project.read_out(network, targets, others, 1)['same_class'] == pytest.approx(
       np.mean(read[0] == read[1]))
-  name, features = project.feature_network(config, network)
+  name, module, read = project.feature_network(config, network)
+  features = functools.partial(read, module)
   x = pipeline.to_float(jnp.asarray(targets[:2]))
   # The features of the 28x28 digits resized on the devices, bicubic as the metrics' host
   # resize (data/preprocess.py), but for its rounding to uint8 and the edges.
@@ -173,11 +175,12 @@ def test_inception_weights_give_the_perceptual_distance_inceptions_features(tmp_
   from tests.test_inception import random_inception_npz  # noqa: PLC0415
   weights = random_inception_npz(str(tmp_path / 'inception.npz'))
   config = config_lib.Config(resolution=16, channels=1, inception_weights=weights)
-  name, features = project.feature_network(config, network=None)
+  name, module, read = project.feature_network(config, network=None)
+  features = functools.partial(read, module)
   targets = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 1), dtype=np.uint8)
   x = pipeline.to_float(jnp.asarray(targets))
   expected = fid.features(fid.load_network(weights)[0], targets, 'pytorch_fid')
-  got = jax.jit(features)(x)
+  got = jax.jit(read)(module, x)  # the weights an argument, as optimise passes them
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
   # Differentiable: the input Inception reads is a linear, differentiable map of the images
   # (no uint8 on the way), whose gradient reaches every pixel.
