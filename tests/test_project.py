@@ -176,7 +176,6 @@ def test_inception_weights_give_the_perceptual_distance_inceptions_features(tmp_
   weights = random_inception_npz(str(tmp_path / 'inception.npz'))
   config = config_lib.Config(resolution=16, channels=1, inception_weights=weights)
   name, module, read = project.feature_network(config, network=None)
-  features = functools.partial(read, module)
   targets = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 1), dtype=np.uint8)
   x = pipeline.to_float(jnp.asarray(targets))
   expected = fid.features(fid.load_network(weights)[0], targets, 'pytorch_fid')
