@@ -101,8 +101,8 @@ def init_state(config):
 
 
 # XLA's options for a program that runs once per run: on CPU, LLVM's optimisations of the
-# initialisation's code took 6-7 s of a fresh run's start (DCGAN, 16 px) for a program that
-# runs in milliseconds; without them it compiles in ~2 s.
+# initialisation's code took 5.6-6.1 s of a fresh run's start (the quickstart's DCGAN) for a
+# program that runs in milliseconds; without them it compiles in 1.4 s (docs/speed.md).
 _ONCE_ON_CPU = {'xla_backend_optimization_level': 0}
 
 
