@@ -4,7 +4,6 @@ This file is intentionally short: it turns flags into a Config and hands it to t
 Every flag is a Config field, with its help beside it (facegan_jax/config.py).
 """
 
-import dataclasses
 import sys
 
 from absl import app, flags, logging
@@ -16,7 +15,7 @@ from facegan_jax.run import workdir as workdir_lib
 
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            str: flags.DEFINE_string}
-for _field in dataclasses.fields(config_lib.Config):
+for _field in config_lib.flag_fields():
   _DEFINE[config_lib.flag_type(_field.type)](
       _field.name, _field.default, _field.metadata['help'])
 flags.DEFINE_string('workdir', None, 'directory for checkpoints, samples, metrics and plots')
@@ -44,8 +43,11 @@ def main(argv):
     sys.exit(f'error: {e}')
   runtime.initialize_distributed(config)
   from facegan_jax import explore, project, sample, train  # noqa: PLC0415
+  from facegan_jax.data import sources  # noqa: PLC0415
   from facegan_jax.evaluation import evaluate  # noqa: PLC0415
   try:
+    config = sources.with_classes(config)  # the data's classes under --condition
+    config_lib.validate(config)
     if config.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
     elif config.mode == 'sample':

@@ -26,8 +26,14 @@ SCHEDULED = dict(lr_g=float('inf'), lr_d=float('inf'), beta2=1.0, beta2_d=1.0,
 RISE_FROM_ZERO = ('ema_kimg', 'augment_p')
 
 
-def field(default, help):  # noqa: A002  (the flag's help, as absl calls it)
-  return dataclasses.field(default=default, metadata=dict(help=help))
+def field(default, help, derived=False):  # noqa: A002  (the flag's help, as absl calls it)
+  """A Config field; a `derived` one is no flag: the run sets it from the data."""
+  return dataclasses.field(default=default, metadata=dict(help=help, derived=derived))
+
+
+def flag_fields():
+  """The Config fields that are flags (all but the derived ones)."""
+  return [f for f in dataclasses.fields(Config) if not f.metadata['derived']]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +59,12 @@ class Config:
       'skipped (counted and reported) before preparing a dataset stops with an error')
   data_may_change: bool = field(False, 'resume even though the training images differ from '
       'those the checkpoint was trained on (a folder with images added, removed or changed)')
+  condition: str = field('', "class-conditional G and D (models/conditioning.py): '' (off), "
+      "label (the dataset's classes: a folder's class subfolders, a TFDS label feature) or a "
+      "synthetic_faces attribute, hair_style or glasses; samples, grids and metrics then take "
+      'the classes')
+  num_classes: int = field(0, 'the classes of --condition, from the data (not a flag)',
+                           derived=True)
   input: str = field('auto', 'where batches are drawn: device (the whole dataset on the devices), '
       'host (gathered on the host, a few steps ahead) or auto (device when the dataset takes at '
       "most half of the devices' memory)")
@@ -152,6 +164,9 @@ class Config:
       "weights (G, D, BatchNorm statistics, EMA) of this run's workdir, its checkpoints/ or one "
       'checkpoints/STEP; optimizers and step start afresh')
   num_samples: int = field(64, '--mode=sample: how many images to write')
+  sample_class: int = field(-1, '--mode=sample and explore under --condition: the class to '
+      'draw (its code: its place in the class names, as eval.json lists them); -1: every '
+      'class in turn, a row of the grid each')
   eval_samples: int = field(2048, '--mode=eval and --eval_every: how many generated and how many '
       'real images to compare')
   inception_weights: str | None = field(None, "--mode=eval: pytorch-fid's "
@@ -192,7 +207,7 @@ class Config:
 
   def to_flags(self):
     """The config as flagfile lines, e.g. `--batch_size=64`."""
-    return ''.join(flag(f.name, getattr(self, f.name)) + '\n' for f in dataclasses.fields(self)
+    return ''.join(flag(f.name, getattr(self, f.name)) + '\n' for f in flag_fields()
                    if getattr(self, f.name) is not None)
 
 
@@ -211,7 +226,8 @@ RESUME_MAY_CHANGE = ('mode', 'data_dir', 'data_manual_dir', 'max_bad_fraction',
                      'data_may_change', 'input',
                      'conv_impl', 'num_devices', 'coordinator_address', 'num_processes',
                      'process_id', 'steps_per_call', 'num_steps', 'log_every', 'sample_every',
-                     'checkpoint_every', 'keep_checkpoints', 'num_samples', 'sample_seed',
+                     'checkpoint_every', 'keep_checkpoints', 'num_samples', 'sample_class',
+                     'sample_seed',
                      'eval_every', 'inception_weights', 'lr_g', 'lr_d', 'lr_decay_start',
                      'lr_decay_steps', 'tensorboard', 'interpolate', 'project_images',
                      'project_split', 'project_count', 'project_steps', 'project_lr',
@@ -257,12 +273,12 @@ def flag_type(field_type):
 
 def from_flags(flag_values):
   """The Config of parsed absl flags (main.py's, which define one flag per field)."""
-  return Config(**{f.name: flag_values[f.name].value for f in dataclasses.fields(Config)})
+  return Config(**{f.name: flag_values[f.name].value for f in flag_fields()})
 
 
 def read_flagfile(path):
   """{field: value} of the `--name=value` lines of a flagfile that name Config fields."""
-  types = {f.name: f.type for f in dataclasses.fields(Config)}
+  types = {f.name: f.type for f in flag_fields()}
   values = {}
   with open(path) as f:
     for line in f:
@@ -301,6 +317,22 @@ def parse_schedule(text):
       raise UsageError(f'--schedule={text}: {item} ends at step {end}, not a positive integer')
     parsed[name] = (kind, final, int(end) if end else None)
   return parsed
+
+
+def _validate_condition(config):
+  from facegan_jax.data.synthetic_faces import CATEGORIES  # noqa: PLC0415  (imports PIL)
+  condition, dataset = config.condition, config.dataset
+  if condition not in ('', 'label', *CATEGORIES):
+    raise UsageError(f'--condition={condition} is not one of label, {", ".join(CATEGORIES)} '
+                     '(or empty: unconditional)')
+  if condition in CATEGORIES and not is_synthetic_faces(dataset):
+    raise UsageError(f'--condition={condition} is an attribute of synthetic_faces, not of '
+                     f'--dataset={dataset}; use --condition=label for a labelled dataset')
+  if condition == 'label' and dataset.partition(':')[0] not in ('folder', 'tfds'):
+    raise UsageError(f'--condition=label needs a labelled dataset (a folder with class '
+                     f'subfolders, or a TFDS dataset with a label feature); {dataset} has none'
+                     + (f' (its attributes: --condition={"|".join(CATEGORIES)})'
+                        if is_synthetic_faces(dataset) else ''))
 
 
 def validate(config, num_devices=None):
@@ -366,6 +398,12 @@ def validate(config, num_devices=None):
     raise UsageError(f'--inception_weights={config.inception_weights}: no such file')
   if config.eval_every < 0:
     raise UsageError(f'--eval_every={config.eval_every}: must be 0 (off) or positive')
+  _validate_condition(config)
+  if config.sample_class != -1 and not config.condition:
+    raise UsageError(f'--sample_class={config.sample_class} needs --condition')
+  if config.num_classes and not -1 <= config.sample_class < config.num_classes:
+    raise UsageError(f'--sample_class={config.sample_class}: must be -1 (every class) or in '
+                     f'[0, {config.num_classes}) (--condition={config.condition})')
   best = config.best_metric
   if best and not config.eval_every:
     raise UsageError(f'--best_metric={best} needs --eval_every')

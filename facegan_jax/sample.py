@@ -28,14 +28,31 @@ def load_latest(config, workdir):
   return state, state_lib.generator(config, state)
 
 
+def sample_classes(config, count, columns=8):
+  """The classes of `count` samples under --condition: --sample_class, or every class in
+  turn, `columns` of each (a grid's row), then again; None without --condition."""
+  if not config.num_classes:
+    return None
+  if config.sample_class >= 0:
+    return np.full(count, config.sample_class, np.int32)
+  return (np.arange(count, dtype=np.int32) // columns) % config.num_classes
+
+
 def sample(config, workdir):
-  """Writes workdir/samples.npz (key `images`, uint8 NHWC) and samples.png."""
+  """Writes workdir/samples.npz (key `images`, uint8 NHWC; `classes` under --condition) and
+  samples.png (under --condition, a row per class unless --sample_class)."""
   state, generate = load_latest(config, workdir)
   z = jax.random.normal(jax.random.PRNGKey(config.sample_seed),
                         (config.num_samples, config.z_dim))
-  images = generate(z)
-  np.savez(os.path.join(workdir, 'samples.npz'), images=images)
-  visualize.save_grid(images[:256], os.path.join(workdir, 'samples.png'))
+  classes = sample_classes(config, config.num_samples)
+  if classes is None:
+    images = generate(z)
+    np.savez(os.path.join(workdir, 'samples.npz'), images=images)
+  else:
+    images = generate(z, classes)
+    np.savez(os.path.join(workdir, 'samples.npz'), images=images, classes=classes)
+  visualize.save_grid(images[:256], os.path.join(workdir, 'samples.png'),
+                      columns=8 if classes is not None else None)
   logging.info('Wrote %d samples from step %d to %s/samples.npz and samples.png',
                len(images), int(state.step), workdir)
   return images

@@ -132,18 +132,37 @@ def sample_params(config, state):
 
 
 def make_sample_fn(state):
-  """Compiled G of `state`'s graph in inference mode: (params, stats, z) -> images in [-1, 1]."""
+  """Compiled G of `state`'s graph in inference mode: (params, stats, z, labels) -> images in
+  [-1, 1], `labels` the classes (B,) under --condition, else None."""
   g_graph = state.g_graph
-  return jax.jit(lambda params, stats, z: nnx.merge(g_graph, params, stats)(z, train=False))
+
+  def sample(params, stats, z, labels):
+    g = nnx.merge(g_graph, params, stats)
+    return g(z, train=False) if labels is None else g(z, train=False, labels=labels)
+  return jax.jit(sample)
 
 
-def generate_images(sample_fn, params, stats, z, batch_size=256):
-  """uint8 images of G (`make_sample_fn`) for latents z, in batches."""
-  return np.concatenate([to_uint8(sample_fn(params, stats, z[i:i + batch_size]))
-                         for i in range(0, len(z), batch_size)])
+def generate_images(sample_fn, params, stats, z, labels=None, batch_size=256):
+  """uint8 images of G (`make_sample_fn`) for latents z (of the classes `labels` under
+  --condition), in batches."""
+  return np.concatenate([to_uint8(sample_fn(
+      params, stats, z[i:i + batch_size], None if labels is None else labels[i:i + batch_size]))
+      for i in range(0, len(z), batch_size)])
+
+
+def class_grid(config, columns=8):
+  """(latents, classes) of a sample grid under --condition: a row per class (at most 64),
+  the same `columns` latents (of --sample_seed) in every row, so the rows differ by class
+  alone; (64 latents, None) without."""
+  if not config.num_classes:
+    return jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim)), None
+  rows = min(config.num_classes, 64)
+  z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (columns, config.z_dim))
+  return jnp.tile(z, (rows, 1)), jnp.repeat(jnp.arange(rows, dtype=jnp.int32), columns)
 
 
 def generator(config, state):
-  """z -> uint8 images from `state`'s sampling generator (see `sample_params`)."""
+  """(z, labels=None) -> uint8 images from `state`'s sampling generator (see
+  `sample_params`)."""
   return functools.partial(generate_images, make_sample_fn(state), sample_params(config, state),
                            state.g_stats)

@@ -35,28 +35,33 @@ def example_keys(key, num_local):
   return jax.vmap(jax.random.fold_in, (None, 0))(key, first + jnp.arange(num_local))
 
 
-def train_step(state, real, rng, *, config, penalty_due=None):
-  """--d_steps D updates then one G update on this device's slice `real` of the step's
-  batches (d_steps global batches, this device's rows of each in turn: pipeline.batch_indices).
+def train_step(state, batch, rng, *, config, penalty_due=None):
+  """--d_steps D updates then one G update on this device's slice `batch` of the step's
+  batches (d_steps global batches, this device's rows of each in turn: pipeline.batch_indices):
+  (images, their class codes or None). Under --condition the fakes are drawn for the reals'
+  classes, so G and D see the classes as often as the data has them.
   `penalty_due`: whether the last D update takes the lazy penalties, where the compilation
   knows it (TrainFn); None: decided from the step.
   """
+  real, labels = batch
   rng = jax.random.fold_in(rng, state.step)
   if config.augment_p is not None:  # p set by its schedule, not adapted
     state = state.replace(ada_p=jnp.float32(schedules.of(config, 'augment_p')(state.step)))
   reals = real.reshape((config.d_steps, -1) + real.shape[1:])
   n = reals.shape[1]
+  labels = None if labels is None else labels.reshape(config.d_steps, n)
   if config.d_steps > 1:
     # SNGAN's n_dis: the extra D updates, each on its own reals and fresh fakes of this G.
     def extra_update(state, xs):
-      real, i = xs
+      real, classes, i = xs
       keys = StepKeys(jax.random.fold_in(rng, 2 + i), n, config)
-      fake, g_stats = generate(state, state.g_params, state.g_sn, keys.z)
-      state, _ = d_update(state.replace(g_stats=g_stats), real, fake, keys,
+      fake, g_stats = generate(state, state.g_params, state.g_sn, keys.z, classes)
+      state, _ = d_update(state.replace(g_stats=g_stats), real, classes, fake, keys,
                           state.step * config.d_steps + i, config)
       return state, None
-    state, _ = jax.lax.scan(extra_update, state,
-                            (reals[:-1], jnp.arange(config.d_steps - 1)))
+    state, _ = jax.lax.scan(extra_update, state, (
+        reals[:-1], None if labels is None else labels[:-1], jnp.arange(config.d_steps - 1)))
+  labels = None if labels is None else labels[-1]
   keys = StepKeys(rng, n, config)
   objective = objectives.get(config.loss)
   # Per-device gradients, averaged explicitly below (pmap style).
@@ -64,13 +69,13 @@ def train_step(state, real, rng, *, config, penalty_due=None):
   g_sn = spectral_norm.power_iteration(state.g_params, state.g_sn)
 
   # G runs forward once: D's update sees the fakes, G's update pulls back through this vjp.
-  fake, g_vjp, g_stats = jax.vjp(lambda p: generate(state, p, g_sn, keys.z), g_params,
-                                 has_aux=True)
-  state, d_out = d_update(state, reals[-1], fake, keys,
+  fake, g_vjp, g_stats = jax.vjp(lambda p: generate(state, p, g_sn, keys.z, labels),
+                                 g_params, has_aux=True)
+  state, d_out = d_update(state, reals[-1], labels, fake, keys,
                           state.step * config.d_steps + config.d_steps - 1, config, penalty_due)
 
   d = critic(state, state.d_params, state.d_sn, config, real=(keys.drop_real, keys.aug_real),
-             fake=(keys.drop_g, keys.aug_g))
+             fake=(keys.drop_g, keys.aug_g), labels=labels)
   g_loss, fake_grads = jax.value_and_grad(
       lambda fake: objective.g_loss(d, reals[-1], fake, config))(fake)
   (g_grads,) = g_vjp(fake_grads)
@@ -110,27 +115,33 @@ class StepKeys:
         example_keys(k, n) for k in jax.random.split(aug_key, 4))
 
 
-def generate(state, g_params, g_sn, z):
-  """(fakes of G with `g_params`, spectrally normalised with `g_sn`, in train mode; G's new
-  BatchNorm statistics)."""
+def generate(state, g_params, g_sn, z, labels=None):
+  """(fakes of G with `g_params`, spectrally normalised with `g_sn`, in train mode, of the
+  classes `labels` under --condition; G's new BatchNorm statistics)."""
   g = nnx.merge(state.g_graph, spectral_norm.normalize(g_params, g_sn), state.g_stats,
                 copy=True)
-  return g(z, train=True), nnx.state(g, nnx.BatchStat)
+  return g(z, train=True, **of_classes(labels)), nnx.state(g, nnx.BatchStat)
 
 
-def critic(state, d_params, d_sn, config, *, real, fake, penalty_due=None):
+def of_classes(labels):
+  """G's and D's keyword arguments for the classes `labels`: none when unconditional."""
+  return {} if labels is None else dict(labels=labels)
+
+
+def critic(state, d_params, d_sn, config, *, real, fake, labels=None, penalty_due=None):
   """D of `state` with `d_params` and spectral-norm vectors `d_sn`, as the objective sees it;
-  `real` and `fake` are the (dropout, augmentation) keys of its 'real' and 'fake' calls."""
+  `real` and `fake` are the (dropout, augmentation) keys of its 'real' and 'fake' calls, and
+  `labels` the classes of both (fakes are drawn for the reals' classes)."""
   return Critic(params=d_params, sn=d_sn, stats=state.d_stats,
                 dropout_keys=dict(real=real[0], fake=fake[0]),
                 augment_keys=dict(real=real[1], fake=fake[1]), ada_p=state.ada_p,
-                graph=state.d_graph, config=config, penalty_due=penalty_due)
+                labels=labels, graph=state.d_graph, config=config, penalty_due=penalty_due)
 
 
-def d_update(state, real, fake, keys, d_step, config, penalty_due=None):
+def d_update(state, real, labels, fake, keys, d_step, config, penalty_due=None):
   """One D update by --loss's objective on this device's `real` and `fake` (G's output, not
-  differentiated here); D's spectral-norm vectors take one power iteration and ADA's p one
-  adjustment.
+  differentiated here), both of the classes `labels` under --condition; D's spectral-norm
+  vectors take one power iteration and ADA's p one adjustment.
 
   Returns (state with D's parameters, statistics, optimizer, vectors and p updated, D's
   outputs: the objective's, D's gradients and p).
@@ -141,7 +152,7 @@ def d_update(state, real, fake, keys, d_step, config, penalty_due=None):
 
   def d_loss(d_params):
     d = critic(state, d_params, d_sn, config, real=(keys.drop_real, keys.aug_real),
-               fake=(keys.drop_fake, keys.aug_fake), penalty_due=penalty_due)
+               fake=(keys.drop_fake, keys.aug_fake), labels=labels, penalty_due=penalty_due)
     loss, d, out = objective.d_loss(d, real, fake, config, d_step=d_step,
                                     example_keys=keys.objective)
     return loss, dict(out, d_stats=d.stats)
@@ -291,8 +302,8 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
   would wait every step. `on_host`: inputs are one uint8 global batch and n is 1.
   """
 
-  def one_step(state, real, due=None):
-    return train_step(state, real, jax.random.split(state.rng)[1], config=config,
+  def one_step(state, batch, due=None):
+    return train_step(state, batch, jax.random.split(state.rng)[1], config=config,
                       penalty_due=due)
 
   def steps_on_device(state, inputs, num_steps, due=None):
@@ -305,7 +316,7 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
     @jax.jit
     def next_step(state):
       order = orders[state.step // steps_per_epoch - first_epoch]
-      return one_step(state, pipeline.local_batch(
+      return one_step(state, pipeline.local_examples(
           dataset, pipeline.batch_indices(order, state.step, config.batch_size, config.d_steps,
                                           jax.lax.axis_size(DATA_AXIS))), due)
 
@@ -319,7 +330,7 @@ def make_train_fn(config, mesh, on_host=False, static_steps=None):
   on_mesh = functools.partial(jax.shard_map, mesh=mesh, out_specs=(P(), P()))
   if on_host:  # n is 1
     def host_call(state, batch, due):
-      return on_mesh(lambda state, batch: one_step(state, pipeline.to_float(batch), due),
+      return on_mesh(lambda state, batch: one_step(state, pipeline.host_examples(batch), due),
                      in_specs=(P(), P(DATA_AXIS)))(state, batch)
     return TrainFn(config, jax.jit(host_call, donate_argnums=0, static_argnums=2))
   if static_steps is None:

@@ -52,7 +52,7 @@ def record_flags(workdir, config, step, changed):
     f.writelines(config_lib.flag(name, new) + '\n' for name, (_, new) in changed.items())
 
 
-def _start(config, workdir, mesh, num_devices, images, ckpts):
+def _start(config, workdir, mesh, num_devices, images, labels, ckpts):
   """(state, step, inputs, train_fn, periodic evaluation, flags changed on resume, whether it
   owes the evaluation of its step) of the run's start, its step compiled and its memory
   checked, before the run writes a file. State None when the run has nothing left to do;
@@ -79,7 +79,7 @@ def _start(config, workdir, mesh, num_devices, images, ckpts):
   inputs = train_fn = None
   if step < config.num_steps:
     # The order's key, taken now: steps donate the state's buffers.
-    inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), step)
+    inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), step, labels)
     logging.info('Input: %s (%.1f MB of images)', 'host, a few batches ahead' if inputs.on_host
                  else 'the whole dataset on the devices', images.nbytes / 1e6)
     train_fn = step_lib.make_train_fn(config, mesh, inputs.on_host)
@@ -128,6 +128,9 @@ def train_and_evaluate(config, workdir):
   num_devices = mesh.shape[mesh_lib.DATA_AXIS]
   config_lib.validate(config, num_devices)
   sources.check_dataset(config.dataset)
+  if config.condition:  # the data's classes, then their checks
+    config = sources.with_classes(config)
+    config_lib.validate(config, num_devices)
   lock = workdir_lib.lock_for_training(workdir)  # before anything in it is read or written
   # Everything to the last save's end under StopSignals: a second Ctrl-C while a save is
   # written (at the stop, the end or after an error) exits at once.
@@ -145,6 +148,7 @@ def train_and_evaluate(config, workdir):
 def _train(config, workdir, mesh, num_devices, stop):
   run_started = time.perf_counter()
   images = sources.load_training_images(config)
+  labels = sources.load_training_classes(config) if config.condition else None
   if len(images) < pipeline.images_per_step(config):
     per_step = '' if config.d_steps == 1 else f' x --d_steps={config.d_steps}'
     raise UsageError(f'{config.dataset} has {len(images)} training images, fewer than '
@@ -157,7 +161,7 @@ def _train(config, workdir, mesh, num_devices, stop):
   ckpts.data = dict(dataset_version=sources.version(config), dataset_images=len(images))
   try:
     state, step, inputs, train_fn, periodic, changed, owed = _start(
-        config, workdir, mesh, num_devices, images, ckpts)
+        config, workdir, mesh, num_devices, images, labels, ckpts)
   except BaseException:
     ckpts.close(quiet=True)
     if fresh and not os.listdir(ckpts.directory):
@@ -177,7 +181,8 @@ def _train(config, workdir, mesh, num_devices, stop):
       first_batch = inputs.order(0)[:min(config.batch_size, 64)]
       visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
   sample_fn = state_lib.make_sample_fn(state)
-  fixed_z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim))
+  fixed_z, fixed_classes = state_lib.class_grid(config)  # a row per class under --condition
+  columns = 8 if config.num_classes else None
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
   tensorboard = tensorboard_log.TensorBoardLog(config, workdir, step,
@@ -230,9 +235,10 @@ def _train(config, workdir, mesh, num_devices, stop):
         synced = True
       params = state_lib.sample_params(config, state)
       if step % config.sample_every == 0 or last:
-        fake = pipeline.to_uint8(sample_fn(params, state.g_stats, fixed_z))
+        fake = pipeline.to_uint8(sample_fn(params, state.g_stats, fixed_z, fixed_classes))
         if writer:
-          grid = visualize.save_grid(fake, os.path.join(samples_dir, f'step_{step:07d}.png'))
+          grid = visualize.save_grid(fake, os.path.join(samples_dir, f'step_{step:07d}.png'),
+                                     columns=columns)
           timelapse.update(step)
           tensorboard.image(step, grid)
           visualize.plot_losses(metrics_path, os.path.join(workdir, 'losses.png'))

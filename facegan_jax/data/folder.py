@@ -47,6 +47,12 @@ def load(path, shape, config):
   return prepared
 
 
+def class_list(path, shape, config):
+  """The class names of a folder, from its listing alone (None if unlabelled)."""
+  names = _folder(path, shape, config).names
+  return names and [images.shown(name) for name in names]
+
+
 def load_labels(path, shape, config):
   """(class codes int32 (N,) of load()'s images, class names), or None for an unlabelled
   folder."""

@@ -64,7 +64,8 @@ def device_major(indices, d_steps, num_devices):
 
 
 def shard_dataset(images, mesh):
-  """Places uint8 images (N, H, W, C) on the mesh, split over the data axis (zero-padded).
+  """Places uint8 images (N, H, W, C), or any array of N rows (their class codes), on the
+  mesh, split over the data axis (zero-padded).
 
   Each process reads only the rows of its own devices (from a memory-mapped array, only
   those pages are ever loaded).
@@ -81,7 +82,14 @@ def shard_dataset(images, mesh):
 
 
 def local_batch(shard, indices):
-  """Inside shard_map: this device's rows of the global batch `indices`, in [-1, 1].
+  """Inside shard_map: this device's rows of the global batch `indices` of the images
+  `shard`, in [-1, 1]."""
+  return to_float(local_rows(shard, indices))
+
+
+def local_rows(shard, indices):
+  """Inside shard_map: this device's rows of the global batch `indices`, from this device's
+  `shard` of an array placed by shard_dataset.
 
   Each device gathers the rows it holds (zeros for the others); a reduce-scatter then hands
   every device its contiguous slice of the global batch. Exactly one device contributes each
@@ -90,9 +98,25 @@ def local_batch(shard, indices):
   shard_size = shard.shape[0]
   local = indices - jax.lax.axis_index(DATA_AXIS) * shard_size
   mine = (local >= 0) & (local < shard_size)
-  rows = jnp.where(mine[:, None, None, None], shard[jnp.clip(local, 0, shard_size - 1)], 0)
-  rows = jax.lax.psum_scatter(rows, DATA_AXIS, scatter_dimension=0, tiled=True)
-  return to_float(rows)
+  mine = mine.reshape(mine.shape + (1,) * (shard.ndim - 1))
+  rows = jnp.where(mine, shard[jnp.clip(local, 0, shard_size - 1)], 0)
+  return jax.lax.psum_scatter(rows, DATA_AXIS, scatter_dimension=0, tiled=True)
+
+
+def local_examples(dataset, indices):
+  """Inside shard_map: (this device's images of the global batch `indices` in [-1, 1], their
+  class codes or None) from the dataset on the devices: its images, or (images, class codes)
+  under --condition (Input)."""
+  if isinstance(dataset, tuple):
+    return local_batch(dataset[0], indices), local_rows(dataset[1], indices)
+  return local_batch(dataset, indices), None
+
+
+def host_examples(batch):
+  """(images in [-1, 1], class codes or None) of a batch read on the host (host_batches)."""
+  if isinstance(batch, tuple):
+    return to_float(batch[0]), batch[1]
+  return to_float(batch), None
 
 
 def to_uint8(images):
@@ -125,8 +149,9 @@ def fits_on_devices(images, mesh, fraction=0.5):
 
 
 def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps, prefetch=2,
-                 d_steps=1):
-  """An iterator of global batches from `images` on the host, placed on the mesh ahead of use.
+                 d_steps=1, labels=None):
+  """An iterator of global batches from `images` on the host, placed on the mesh ahead of use
+  (with `labels`, the class codes of the images: batches of (images, codes)).
 
   The input path for datasets too large to keep on the devices, through grain: the same
   batches as the on-device path (the same epoch order, `order_of_epoch(epoch)` on the host,
@@ -147,10 +172,14 @@ def host_batches(images, order_of_epoch, batch_size, mesh, start_step, num_steps
     start = step % per_epoch * size
     indices = device_major(order_of_epoch(step // per_epoch)[start:start + size], d_steps,
                            mesh.devices.size)
-    return np.asarray(images[indices[process * local_size:(process + 1) * local_size]])
+    mine = indices[process * local_size:(process + 1) * local_size]
+    if labels is None:
+      return np.asarray(images[mine])
+    return np.asarray(images[mine]), np.asarray(labels[mine])
 
   def place(rows):
-    return jax.make_array_from_process_local_data(sharding, rows, (size,) + rows.shape[1:])
+    return jax.tree.map(lambda rows: jax.make_array_from_process_local_data(
+        sharding, rows, (size,) + rows.shape[1:]), rows)
 
   dataset = grain.MapDataset.range(start_step, num_steps).map(read).to_iter_dataset(
       grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch))
@@ -166,8 +195,9 @@ class Input:
   when it does not fit (`config.input`), stays on the host and is read a few batches ahead.
   """
 
-  def __init__(self, config, images, mesh, key, start_step):
-    """`key` is the data order's key (state.data_key)."""
+  def __init__(self, config, images, mesh, key, start_step, labels=None):
+    """`key` is the data order's key (state.data_key); `labels` the images' class codes
+    under --condition."""
     self.steps_per_epoch = steps_per_epoch(len(images), images_per_step(config))
     self.on_host = config.input == 'host' or (
         config.input == 'auto' and not fits_on_devices(images, mesh))
@@ -181,13 +211,18 @@ class Input:
     self.order = functools.lru_cache(maxsize=3)(
         lambda epoch: np.asarray(epoch_order(key, epoch, len(images))))
     if self.on_host:
+      rows = NamedSharding(mesh, P(DATA_AXIS))
       self._batch_spec = jax.ShapeDtypeStruct((images_per_step(config),) + images.shape[1:],
-                                              np.uint8,
-                                              sharding=NamedSharding(mesh, P(DATA_AXIS)))
+                                              np.uint8, sharding=rows)
+      if labels is not None:
+        self._batch_spec = (self._batch_spec, jax.ShapeDtypeStruct(
+            (images_per_step(config),), labels.dtype, sharding=rows))
       self._batches = host_batches(images, self.order, config.batch_size, mesh, start_step,
-                                   config.num_steps, d_steps=config.d_steps)
+                                   config.num_steps, d_steps=config.d_steps, labels=labels)
     else:
       self._dataset = shard_dataset(images, mesh)
+      if labels is not None:
+        self._dataset = (self._dataset, shard_dataset(labels, mesh))
       self._epoch, self._orders = None, None
 
   def spec(self, step):

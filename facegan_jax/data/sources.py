@@ -13,6 +13,7 @@ resized to the model's shape (preprocess.to_model_images), and cached as a uint8
 the data dir (cache.py), whose next read skips the rest.
 """
 
+import dataclasses
 import os
 
 import jax
@@ -122,6 +123,47 @@ def load_labels(config, split='train'):
   return labels, feature.names
 
 
+def class_names(config):
+  """The class names of --condition, in code order, read without preparing the images: a
+  synthetic_faces attribute's categories, a TFDS label feature's names or a folder's class
+  subfolders. UsageError when the dataset has no labels."""
+  if config.condition in synthetic_faces.CATEGORIES:
+    return list(synthetic_faces.CATEGORIES[config.condition])
+  kind, _, rest = config.dataset.partition(':')
+  names = None
+  if kind == 'folder':
+    shape = (config.resolution, config.resolution, config.channels)
+    names = folder.class_list(rest, shape, config)
+  elif kind == 'tfds':
+    with tfds_prepare.no_stray_tempdirs():
+      feature = dict(tfds.builder(rest.partition(':')[0], data_dir=config.data_dir)
+                     .info.features.items()).get('label')
+    names = list(feature.names) if isinstance(feature, tfds.features.ClassLabel) else None
+  if not names:
+    raise UsageError(f'--condition={config.condition}: {config.dataset} has no class labels '
+                     '(a folder needs its images in two or more class subfolders, a TFDS '
+                     'dataset a label feature)')
+  return names
+
+
+def load_classes(config, split='train'):
+  """int32 class codes (N,) of --condition for load_images(config, split)'s images."""
+  if config.condition in synthetic_faces.CATEGORIES:
+    column = synthetic_faces.ATTRIBUTES.index(config.condition)
+    return load_attributes(config, split)[:, column].astype(np.int32)
+  labelled = load_labels(config, split)
+  if labelled is None:
+    class_names(config)  # raises the error that says why
+  return labelled[0]
+
+
+def with_classes(config):
+  """`config` with num_classes set from the data under --condition (unchanged without)."""
+  if not config.condition:
+    return config
+  return dataclasses.replace(config, num_classes=len(class_names(config)))
+
+
 def version(config):
   """What identifies the data behind `config.dataset`, for provenance: its TFDS builder's
   version, or for a folder the hash of its file listing (names, sizes, times)."""
@@ -153,6 +195,13 @@ def training_part(config, split):
   the run trains on all of it (no copy of a memory-mapped cache)."""
   indices = training_indices(config, len(split))
   return indices, split[indices] if config.max_images else split
+
+
+def load_training_classes(config):
+  """The class codes of --condition of load_training_images' images (read after them: in a
+  multi-process run process 0 has prepared the data by then)."""
+  split = load_classes(config, 'train')
+  return training_part(config, split)[1]
 
 
 def load_training_images(config):

@@ -27,6 +27,8 @@ ATTRIBUTES = (
 # Categorical attributes are stored as float codes so every feature is float32.
 HAIR_STYLES = ('bald', 'short', 'fringe', 'long', 'curly')
 GLASSES = ('none', 'clear', 'sunglasses')
+# The categorical attributes, which --condition can name: {attribute: its class names}.
+CATEGORIES = dict(hair_style=HAIR_STYLES, glasses=GLASSES)
 
 # Drawing at 4x and box-filtering is indistinguishable from 8x at 64 px.
 _SUPERSAMPLE = 4

@@ -16,7 +16,7 @@ from absl import logging
 from facegan_jax import config as config_lib, sample as sample_lib, schedules
 from facegan_jax.data import sources
 from facegan_jax.errors import UsageError
-from facegan_jax.evaluation import classifier
+from facegan_jax.evaluation import classifier, conditional
 from facegan_jax.evaluation import face_attributes
 from facegan_jax.evaluation import fid
 from facegan_jax.evaluation import swd
@@ -68,8 +68,13 @@ class Evaluator:
     # with --max_images, images the run never trained on.
     others = np.setdiff1d(np.arange(len(split)),
                           trained_on if config.max_images else self.subset)
-    others = np.asarray(split[np.sort(np.random.default_rng(config.sample_seed + 1).permutation(
-        others)[:n])])
+    others_at = np.sort(np.random.default_rng(config.sample_seed + 1).permutation(others)[:n])
+    others = np.asarray(split[others_at])
+    # Under --condition, G draws for the real subset's classes: fakes and reals in one mix.
+    self.labels = codes = None
+    if config.condition:
+      codes = sources.load_classes(config, 'train')
+      self.labels = jax.numpy.asarray(codes[trained_on][self.subset])
     # Labels first: a --best_metric they cannot give fails before any network trains.
     labelled = sources.load_labels(config, 'train')
     if config.best_metric.startswith('class_') and labelled is None:
@@ -95,12 +100,36 @@ class Evaluator:
       key = fid.real_features_key(self.real, digest, config.fid_resize)
       real_features, cached = fid.cached_real_features(model, self.real, config.fid_resize, key)
       self.inception = (model, fc, digest, real_features, cached)
+    self.conditional = (self._conditional(codes[trained_on][self.subset], others,
+                                          codes[others_at]) if config.condition else None)
+
+  def _conditional(self, real_classes, others, other_classes):
+    """The conditional metrics, read by the class net (--condition=label) or the attribute
+    net (a synthetic_faces attribute)."""
+    config = self.config
+    if config.condition == 'label':
+      model, quality = self.classes.model, self.classes.quality
+      read = lambda images: classifier.read(model, classifier.to_input(images, config.channels))
+      network = dict(network=f'class net v{classifier.VERSION}', weights_sha256=quality['sha256'])
+      ceiling = quality['held_out_accuracy']
+    else:
+      model, quality, _ = self.attributes
+      column = list(face_attributes.CATEGORICAL).index(config.condition)
+      def read(images):
+        features, _, classes = face_attributes.read_images(model, images, config.channels)
+        return features, classes[column]
+      network = dict(network=f'attribute net v{face_attributes.VERSION}',
+                     weights_sha256=quality['sha256'])
+      ceiling = quality['accuracy'][config.condition]
+    return conditional.ConditionalMetrics.prepare(
+        read, network, ceiling, sources.class_names(config), config.channels, self.real,
+        real_classes, others, other_classes)
 
   def __call__(self, step, generate):
     """The record of the generator `generate` (z -> uint8 images) at training step `step`."""
     config, seconds = self.config, {}
     started = time.perf_counter()
-    fake = generate(self.z)
+    fake = generate(self.z) if self.labels is None else generate(self.z, self.labels)
     seconds['generate'] = time.perf_counter() - started
     per_level, mean = swd.swd(self.real, fake, seed=config.sample_seed)
     metrics = dict(swd=dict(
@@ -116,6 +145,9 @@ class Evaluator:
     if self.classes is not None:
       metrics.update(self.classes(fake))
       seconds['classes'] = time.perf_counter() - started - sum(seconds.values())
+    if self.conditional is not None:
+      metrics.update(self.conditional(fake))
+      seconds['conditional'] = time.perf_counter() - started - sum(seconds.values())
     if self.inception is not None:
       metrics.update(self._inception_metrics(fake))
       seconds['inception'] = time.perf_counter() - started - sum(seconds.values())
@@ -176,6 +208,14 @@ def table(record):
     lines.append(f'{"class TV":<8} {tv["value"]:>9.3f}  floor {_floor(tv, ".3f")}')
     lines.append(f'{"classes":<8} {coverage["value"]:>6}/{coverage["of"]:<2}  floor '
                  f'{_floor(coverage, "d")}: classes with >= 1/(2K) of the fakes')
+  if 'class_accuracy' in metrics:
+    accuracy, fd, cas = metrics['class_accuracy'], metrics['intra_fd'], metrics['cas']
+    lines.append(f'{"class acc":<8} {accuracy["value"]:>8.3f}  share read as the class asked '
+                 f'for; ceiling (real held-out) {_bound(accuracy, "ceiling", ".3f")}')
+    lines.append(f'{"intraFD":<8} {_value(fd, ">9.2f")}  mean per-class FD; floor '
+                 f'({fd["n_bound"]} other reals) {_bound(fd, "floor", ".2f")}')
+    lines.append(f'{"CAS":<8} {_value(cas, ">9.3f")}  real accuracy of a classifier trained on '
+                 f'fakes; ceiling (trained on reals) {_bound(cas, "ceiling", ".3f")}')
   if 'fid' in metrics:
     lines.append(f'{"FID":<8} {metrics["fid"]["value"]:>9.2f}  resize {metrics["fid"]["resize"]}'
                  f', weights {metrics["fid"]["weights_sha256"][:12]}')
@@ -190,4 +230,12 @@ def table(record):
 
 
 def _floor(record, spec):
-  return 'n/a' if record['floor'] is None else format(record['floor'], spec)
+  return _bound(record, 'floor', spec)
+
+
+def _bound(record, name, spec):
+  return 'n/a' if record[name] is None else format(record[name], spec)
+
+
+def _value(record, spec):
+  return 'n/a'.rjust(9) if record['value'] is None else format(record['value'], spec)

@@ -5,16 +5,18 @@ A family is a module of this package that defines:
 - `build(config, rngs, dtype) -> (generator, discriminator)`: NNX modules built from the
   run's config (its own settings among the config's fields), computing in `dtype`;
 - `validate(config, num_devices=None)`: raises errors.UsageError for settings it cannot take
-  (a resolution it has no layout for, a group that does not divide the batch).
+  (a resolution it has no layout for, a group that does not divide the batch);
+- `CONDITIONAL = True` where it draws classes (--condition; config.num_classes > 0): G and D
+  then take `labels`, int class codes (B,), as below.
 
 Every family keeps one contract (tests/test_families.py checks it for each one here):
 
-- `G(z, *, train)`: latents (B, z_dim) -> images (B, R, R, channels), NHWC, float32, in
+- `G(z, *, train[, labels])`: latents (B, z_dim) -> images (B, R, R, channels), NHWC, float32, in
   [-1, 1], or unbounded where the family's reference has no tanh (its module then sets
   `BOUNDED = False`; images are clipped where they become pixels, data.pipeline.to_uint8);
-- `D(x, *, train, dropout_keys=None)`: such images -> float32 logits of shape (B,);
+- `D(x, *, train, dropout_keys=None[, labels])`: such images -> float32 logits of shape (B,);
   `dropout_keys` holds one key per example, so D's randomness follows the example, not the
-  device that holds it;
+  device that holds it; a class enters through models/conditioning.py's layers;
 - BatchNorm only through batchnorm.BatchNorm, whose statistics are shared over the `data`
   axis, and convolutions through facegan_jax.ops, which picks their form by backend: a run
   is then the same on any number of devices, and fast on each backend;
@@ -33,6 +35,8 @@ import importlib
 
 import ml_dtypes
 import numpy as np
+
+from facegan_jax.errors import UsageError
 
 # --model: {name (a module of this package): what it is}.
 FAMILIES = {
@@ -65,4 +69,7 @@ def build(config, rngs):
 
 def validate(config, num_devices=None):
   """The family's own checks of `config` (UsageError)."""
-  family(config.model).validate(config, num_devices)
+  module = family(config.model)
+  if config.condition and not getattr(module, 'CONDITIONAL', False):
+    raise UsageError(f'--condition={config.condition}: --model={config.model} draws no classes')
+  module.validate(config, num_devices)

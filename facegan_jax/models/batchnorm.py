@@ -56,18 +56,32 @@ class BatchNorm(nnx.Module):
   Statistics are averaged over the `data` mesh axis when it is bound, so a global batch gives
   the same result on any number of devices. Running averages follow PyTorch (momentum 0.1,
   unbiased variance).
+
+  With `num_classes`, conditional BatchNorm (de Vries et al. 2017; SNGAN's and BigGAN's G):
+  the statistics are the batch's, as above, and the scale and bias are each example's class's
+  rows of (classes, features) tables, `labels` naming the classes.
   """
 
-  def __init__(self, num_features, *, momentum=0.1, epsilon=1e-5, rngs):
-    self.scale = nnx.Param(1.0 + 0.02 * jax.random.normal(rngs.params(), (num_features,)))
-    self.bias = nnx.Param(jnp.zeros((num_features,)))
+  def __init__(self, num_features, *, num_classes=0, momentum=0.1, epsilon=1e-5, rngs):
+    shape = (num_classes, num_features) if num_classes else (num_features,)
+    self.scale = nnx.Param(1.0 + 0.02 * jax.random.normal(rngs.params(), shape))
+    self.bias = nnx.Param(jnp.zeros(shape))
     self.mean = nnx.BatchStat(jnp.zeros((num_features,)))
     self.var = nnx.BatchStat(jnp.ones((num_features,)))
     self.momentum = momentum
     self.epsilon = epsilon
 
-  def __call__(self, x, *, train):
+  def __call__(self, x, *, train, labels=None):
     scale, bias = self.scale[...], self.bias[...]
+    if scale.ndim == 2:  # conditional: normalise, then each example's class's scale and bias
+      ones = jnp.ones(scale.shape[1:], scale.dtype)
+      y = self._normalize(x, ones, jnp.zeros_like(ones), train)
+      per_example = (x.shape[0],) + (1,) * (x.ndim - 2) + (-1,)
+      return (y * scale[labels].reshape(per_example).astype(x.dtype)
+              + bias[labels].reshape(per_example).astype(x.dtype))
+    return self._normalize(x, scale, bias, train)
+
+  def _normalize(self, x, scale, bias, train):
     if not train:
       inv = jax.lax.rsqrt(self.var[...] + self.epsilon) * scale
       return x * inv.astype(x.dtype) + (bias - self.mean[...] * inv).astype(x.dtype)

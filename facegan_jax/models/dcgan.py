@@ -15,6 +15,10 @@ from flax import nnx
 from facegan_jax import ops
 from facegan_jax.errors import UsageError
 from facegan_jax.models.batchnorm import BatchNorm
+from facegan_jax.models.conditioning import Projection
+
+# Draws classes (--condition): G's and D's `labels` (models/conditioning.py).
+CONDITIONAL = True
 
 dense_init = nnx.initializers.normal(0.02)
 
@@ -39,7 +43,8 @@ def d_batchnorm(config):
 
 def build(config, rngs, dtype):
   common = dict(resolution=config.resolution, channels=config.channels,
-                conv_dim=config.conv_dim, dtype=dtype, rngs=rngs)
+                conv_dim=config.conv_dim, num_classes=config.num_classes, dtype=dtype,
+                rngs=rngs)
   return (Generator(z_dim=config.z_dim, g_first_bn=config.g_first_bn, **common),
           Discriminator(batchnorm=d_batchnorm(config), mbstd_group=config.mbstd_group,
                         **common))
@@ -82,37 +87,41 @@ class UpConv(_Resample):
 
 
 class Generator(nnx.Module):
-  """z (B, z_dim) -> images (B, R, R, channels) in [-1, 1]."""
+  """z (B, z_dim) -> images (B, R, R, channels) in [-1, 1]; with `num_classes`, of the
+  classes `labels` (B,) through conditional BatchNorm (models/conditioning.py)."""
 
   def __init__(self, *, resolution, conv_dim, z_dim, channels=3, g_first_bn=True,
-               dtype=jnp.float32, rngs):
+               num_classes=0, dtype=jnp.float32, rngs):
     self.base, n = num_stages(resolution)
     self.width = conv_dim * 2**(n - 1)
     # ConvTranspose2d(z_dim, width, base) on a 1x1 input is exactly this dense layer.
     self.project = nnx.Linear(z_dim, self.base * self.base * self.width,
                               use_bias=not g_first_bn, kernel_init=dense_init, dtype=dtype,
                               rngs=rngs)
-    self.project_bn = BatchNorm(self.width, rngs=rngs) if g_first_bn else None
+    self.project_bn = (BatchNorm(self.width, num_classes=num_classes, rngs=rngs)
+                       if g_first_bn else None)
     widths = [conv_dim * 2**(n - 1 - i) for i in range(n)] + [channels]
     self.ups = nnx.List([UpConv(widths[i], widths[i + 1], use_bias=i == n - 1, rngs=rngs)
                          for i in range(n)])
-    self.bns = nnx.List([BatchNorm(w, rngs=rngs) for w in widths[1:-1]])
+    self.bns = nnx.List([BatchNorm(w, num_classes=num_classes, rngs=rngs)
+                         for w in widths[1:-1]])
 
-  def __call__(self, z, *, train):
+  def __call__(self, z, *, train, labels=None):
     x = self.project(z).reshape(-1, self.base, self.base, self.width)
     if self.project_bn is not None:
-      x = self.project_bn(x, train=train)
+      x = self.project_bn(x, train=train, labels=labels)
     x = jax.nn.relu(x)
     for up, bn in zip(self.ups[:-1], self.bns):
-      x = jax.nn.relu(bn(up(x), train=train))
+      x = jax.nn.relu(bn(up(x), train=train, labels=labels))
     return jnp.tanh(self.ups[-1](x)).astype(jnp.float32)
 
 
 class Discriminator(nnx.Module):
-  """images (B, R, R, channels) -> logits (B,)."""
+  """images (B, R, R, channels) -> logits (B,); with `num_classes`, a projection
+  discriminator (models/conditioning.py) of the classes `labels` (B,)."""
 
   def __init__(self, *, resolution, conv_dim, channels=3, batchnorm=True, mbstd_group=0,
-               dtype=jnp.float32, rngs):
+               num_classes=0, dtype=jnp.float32, rngs):
     base, n = num_stages(resolution)
     widths = [channels] + [conv_dim * 2**i for i in range(n)]
     self.downs = nnx.List([DownConv(widths[i], widths[i + 1], use_bias=i == 0, rngs=rngs)
@@ -120,11 +129,12 @@ class Discriminator(nnx.Module):
     self.bns = nnx.List([BatchNorm(w, rngs=rngs) if batchnorm else None for w in widths[2:]])
     self.mbstd_group = mbstd_group
     # Conv2d(width, 1, base) on a base x base map is exactly this dense layer.
-    self.logit = nnx.Linear(base * base * (widths[-1] + (mbstd_group > 0)), 1,
-                            kernel_init=dense_init, dtype=dtype, rngs=rngs)
+    features = base * base * (widths[-1] + (mbstd_group > 0))
+    self.logit = nnx.Linear(features, 1, kernel_init=dense_init, dtype=dtype, rngs=rngs)
+    self.projection = Projection(num_classes, features, rngs=rngs) if num_classes else None
     self.dtype = dtype
 
-  def __call__(self, x, *, train, dropout_keys=None):
+  def __call__(self, x, *, train, dropout_keys=None, labels=None):
     del dropout_keys  # no dropout in DCGAN's D
     x = jax.nn.leaky_relu(self.downs[0](x.astype(self.dtype)), 0.2)
     for down, bn in zip(self.downs[1:], self.bns):
@@ -132,7 +142,11 @@ class Discriminator(nnx.Module):
       x = jax.nn.leaky_relu(x if bn is None else bn(x, train=train), 0.2)
     if self.mbstd_group:
       x = minibatch_stddev(x, self.mbstd_group)
-    return self.logit(x.reshape(x.shape[0], -1))[:, 0].astype(jnp.float32)
+    x = x.reshape(x.shape[0], -1)
+    logits = self.logit(x)[:, 0]
+    if self.projection is not None:
+      logits = logits + self.projection(x, labels)
+    return logits.astype(jnp.float32)
 
 
 def minibatch_stddev(x, group):

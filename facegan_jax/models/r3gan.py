@@ -30,6 +30,10 @@ from flax import nnx
 
 from facegan_jax import ops
 from facegan_jax.errors import UsageError
+from facegan_jax.models.conditioning import Embedding
+
+# Draws classes (--condition): G's and D's `labels` (models/conditioning.py).
+CONDITIONAL = True
 
 EXPANSION = 2  # a block's inner width, in units of its width
 SLOPE = 0.2  # of the leaky ReLU
@@ -82,8 +86,8 @@ def num_stages(resolution):
 
 def build(config, rngs, dtype):
   widths, blocks, groups = stages(config)
-  common = dict(blocks=blocks, groups=groups, channels=config.channels, dtype=dtype,
-                rngs=rngs)
+  common = dict(blocks=blocks, groups=groups, channels=config.channels,
+                num_classes=config.num_classes, dtype=dtype, rngs=rngs)
   return (Generator(z_dim=config.z_dim, widths=widths, **common),
           Discriminator(widths=widths, **common))
 
@@ -157,13 +161,19 @@ class ResidualBlock(nnx.Module):
 
 
 class Generator(nnx.Module):
-  """z (B, z_dim) -> images (B, R, R, channels), not squashed (see the module doc)."""
+  """z (B, z_dim) -> images (B, R, R, channels), not squashed (see the module doc); with
+  `num_classes`, z concatenated with a z_dim embedding of its class (`labels`), as R3GAN's
+  conditional models."""
 
-  def __init__(self, *, z_dim, widths, blocks, groups, channels=3, dtype=jnp.float32, rngs):
+  def __init__(self, *, z_dim, widths, blocks, groups, channels=3, num_classes=0,
+               dtype=jnp.float32, rngs):
     total = sum(blocks)
     self.basis = nnx.Param(jax.random.normal(rngs.params(), (4, 4, widths[0])))
-    self.to_basis = nnx.Linear(z_dim, widths[0], use_bias=False, kernel_init=he_normal(1.0),
-                               dtype=dtype, rngs=rngs)
+    # He-normal of a linear map from one-hot classes: fan-in `num_classes`.
+    self.embedding = (Embedding(num_classes, z_dim, init=he_normal(1.0), rngs=rngs)
+                      if num_classes else None)
+    self.to_basis = nnx.Linear(z_dim * (2 if num_classes else 1), widths[0], use_bias=False,
+                               kernel_init=he_normal(1.0), dtype=dtype, rngs=rngs)
     self.widen = nnx.List([
         Conv(a, b, dtype=dtype, rngs=rngs) if a != b else None
         for a, b in zip(widths, widths[1:])])
@@ -173,9 +183,12 @@ class Generator(nnx.Module):
     self.to_image = Conv(widths[-1], channels, dtype=dtype, rngs=rngs)
     self.dtype = dtype
 
-  def __call__(self, z, *, train):
+  def __call__(self, z, *, train, labels=None):
     del train  # no BatchNorm, no dropout
-    x = self.basis[...].astype(self.dtype) * self.to_basis(z.astype(self.dtype))[:, None, None]
+    z = z.astype(self.dtype)
+    if self.embedding is not None:
+      z = jnp.concatenate([z, self.embedding(labels, self.dtype)], -1)
+    x = self.basis[...].astype(self.dtype) * self.to_basis(z)[:, None, None]
     for i, stage in enumerate(self.stages):
       if i:
         widen = self.widen[i - 1]
@@ -186,9 +199,13 @@ class Generator(nnx.Module):
 
 
 class Discriminator(nnx.Module):
-  """Images (B, R, R, channels) -> logits (B,)."""
+  """Images (B, R, R, channels) -> logits (B,); with `num_classes`, its last linear layer
+  gives as many features as its last width and the logit is their inner product with the
+  class's embedding (`labels`), as R3GAN's conditional models: a projection discriminator
+  without the unconditional term."""
 
-  def __init__(self, *, widths, blocks, groups, channels=3, dtype=jnp.float32, rngs):
+  def __init__(self, *, widths, blocks, groups, channels=3, num_classes=0, dtype=jnp.float32,
+               rngs):
     widths, blocks, groups = widths[::-1], blocks[::-1], groups[::-1]  # from the image down
     total = sum(blocks)
     self.from_image = Conv(channels, widths[0], dtype=dtype, rngs=rngs)
@@ -200,11 +217,15 @@ class Discriminator(nnx.Module):
         for a, b in zip(widths, widths[1:])])
     # The 4x4 depthwise basis: one 4x4 filter per channel (fan-in 16), reducing 4x4 to 1x1.
     self.basis = nnx.Param(he_normal(1.0)(rngs.params(), (4, 4, widths[-1])))
-    self.logit = nnx.Linear(widths[-1], 1, use_bias=False, kernel_init=he_normal(1.0),
-                            dtype=dtype, rngs=rngs)
+    width = widths[-1]
+    self.logit = nnx.Linear(width, width if num_classes else 1, use_bias=False,
+                            kernel_init=he_normal(1.0), dtype=dtype, rngs=rngs)
+    # Scaled by 1/sqrt(width): the inner product of `width` terms starts near unit variance.
+    self.embedding = (Embedding(num_classes, width, init=he_normal(width**-0.5), rngs=rngs)
+                      if num_classes else None)
     self.dtype = dtype
 
-  def __call__(self, x, *, train, dropout_keys=None):
+  def __call__(self, x, *, train, dropout_keys=None, labels=None):
     del train, dropout_keys  # no BatchNorm, no dropout
     x = self.from_image(x.astype(self.dtype))
     for i, stage in enumerate(self.stages):
@@ -215,4 +236,6 @@ class Discriminator(nnx.Module):
         x = ops.downsample_lowpass(x)
         x = narrow(x) if narrow is not None else x
     x = jnp.einsum('bhwc,hwc->bc', x, self.basis[...].astype(self.dtype))
+    if self.embedding is not None:
+      return (self.logit(x) * self.embedding(labels, self.dtype)).sum(-1).astype(jnp.float32)
     return self.logit(x)[:, 0].astype(jnp.float32)

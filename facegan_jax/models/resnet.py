@@ -19,6 +19,10 @@ from flax import nnx
 from facegan_jax import ops
 from facegan_jax.errors import UsageError
 from facegan_jax.models.batchnorm import BatchNorm
+from facegan_jax.models.conditioning import Projection
+
+# Draws classes (--condition): G's and D's `labels` (models/conditioning.py).
+CONDITIONAL = True
 
 # (G's block widths from its input, D's block widths and whether each block halves the
 # resolution), in units of --conv_dim, per resolution: Mimicry's SNGAN models, whose 32-pixel
@@ -82,17 +86,17 @@ class GBlock(nnx.Module):
   and Adam would turn its rounding noise into full-size steps.
   """
 
-  def __init__(self, in_features, out_features, *, rngs):
-    self.bn1 = BatchNorm(in_features, rngs=rngs)
+  def __init__(self, in_features, out_features, *, num_classes=0, rngs):
+    self.bn1 = BatchNorm(in_features, num_classes=num_classes, rngs=rngs)
     self.conv1 = Conv(in_features, out_features, resample='up', use_bias=False, rngs=rngs)
-    self.bn2 = BatchNorm(out_features, rngs=rngs)
+    self.bn2 = BatchNorm(out_features, num_classes=num_classes, rngs=rngs)
     self.conv2 = Conv(out_features, out_features, use_bias=False, rngs=rngs)
     self.shortcut = Conv(in_features, out_features, size=1, gain=1.0, use_bias=False,
                          rngs=rngs)
 
-  def __call__(self, x, *, train):
-    h = self.conv1(jax.nn.relu(self.bn1(x, train=train)))
-    h = self.conv2(jax.nn.relu(self.bn2(h, train=train)))
+  def __call__(self, x, *, train, labels=None):
+    h = self.conv1(jax.nn.relu(self.bn1(x, train=train, labels=labels)))
+    h = self.conv2(jax.nn.relu(self.bn2(h, train=train, labels=labels)))
     return h + upsample(self.shortcut(x))
 
 
@@ -117,30 +121,35 @@ class DBlock(nnx.Module):
 
 
 class Generator(nnx.Module):
-  """z (B, z_dim) -> images (B, R, R, channels) in [-1, 1]."""
+  """z (B, z_dim) -> images (B, R, R, channels) in [-1, 1]; with `num_classes`, of the
+  classes `labels` (B,) through conditional BatchNorm in every block (SNGAN's)."""
 
-  def __init__(self, *, resolution, conv_dim, z_dim, channels=3, dtype=jnp.float32, rngs):
+  def __init__(self, *, resolution, conv_dim, z_dim, channels=3, num_classes=0,
+               dtype=jnp.float32, rngs):
     widths = [conv_dim * m for m in LAYOUTS[resolution][0]]
     self.width, self.side = widths[0], resolution >> (len(widths) - 1)
     self.project = nnx.Linear(z_dim, self.side**2 * widths[0], use_bias=False,
                               kernel_init=xavier(), dtype=dtype,
                               rngs=rngs)  # BatchNorm follows: no bias
-    self.blocks = nnx.List([GBlock(a, b, rngs=rngs) for a, b in zip(widths, widths[1:])])
-    self.bn = BatchNorm(widths[-1], rngs=rngs)
+    self.blocks = nnx.List([GBlock(a, b, num_classes=num_classes, rngs=rngs)
+                            for a, b in zip(widths, widths[1:])])
+    self.bn = BatchNorm(widths[-1], rngs=rngs)  # unconditional, as SNGAN's last
     self.to_rgb = Conv(widths[-1], channels, gain=1.0, rngs=rngs)
 
-  def __call__(self, z, *, train):
+  def __call__(self, z, *, train, labels=None):
     x = self.project(z).reshape(-1, self.side, self.side, self.width)
     for block in self.blocks:
-      x = block(x, train=train)
+      x = block(x, train=train, labels=labels)
     x = self.to_rgb(jax.nn.relu(self.bn(x, train=train)))
     return jnp.tanh(x).astype(jnp.float32)
 
 
 class Discriminator(nnx.Module):
-  """images (B, R, R, channels) -> logits (B,)."""
+  """images (B, R, R, channels) -> logits (B,); with `num_classes`, SNGAN's projection
+  discriminator of the classes `labels` (B,) on its summed features."""
 
-  def __init__(self, *, resolution, conv_dim, channels=3, dtype=jnp.float32, rngs):
+  def __init__(self, *, resolution, conv_dim, channels=3, num_classes=0, dtype=jnp.float32,
+               rngs):
     blocks = LAYOUTS[resolution][1]
     widths = [channels] + [conv_dim * m for m, _ in blocks]
     self.blocks = nnx.List([
@@ -148,20 +157,25 @@ class Discriminator(nnx.Module):
         for i, (_, down) in enumerate(blocks)])
     self.logit = nnx.Linear(widths[-1], 1, kernel_init=xavier(),
                             bias_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs)
+    self.projection = Projection(num_classes, widths[-1], rngs=rngs) if num_classes else None
     self.dtype = dtype
 
-  def __call__(self, x, *, train, dropout_keys=None):
+  def __call__(self, x, *, train, dropout_keys=None, labels=None):
     del train, dropout_keys  # no BatchNorm, no dropout
     x = x.astype(self.dtype)
     for block in self.blocks:
       x = block(x)
     x = jax.nn.relu(x).sum(axis=(1, 2))
-    return self.logit(x)[:, 0].astype(jnp.float32)
+    logits = self.logit(x)[:, 0]
+    if self.projection is not None:
+      logits = logits + self.projection(x, labels)
+    return logits.astype(jnp.float32)
 
 
 def build(config, rngs, dtype):
   common = dict(resolution=config.resolution, channels=config.channels,
-                conv_dim=config.conv_dim, dtype=dtype, rngs=rngs)
+                conv_dim=config.conv_dim, num_classes=config.num_classes, dtype=dtype,
+                rngs=rngs)
   return Generator(z_dim=config.z_dim, **common), Discriminator(**common)
 
 

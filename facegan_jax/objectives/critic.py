@@ -34,24 +34,26 @@ class Critic:
   # Whether lazy penalties fall on this D update, where the compilation knows it (None: the
   # step decides; penalised_pass).
   penalty_due: bool | None = flax.struct.field(pytree_node=False, default=None)
+  labels: Any = None  # the classes of both roles' images under --condition (B,), else None
 
   def __call__(self, images, role, augment=True):
     logits, stats = _forward(self.graph, self.config, augment, self.params, self.sn,
                              self.stats, images, self.augment_keys[role], self.ada_p,
-                             self.dropout_keys[role])
+                             self.dropout_keys[role], self.labels)
     return logits, self.replace(stats=stats)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _forward(graph, config, augment, params, sn, stats, images, augment_keys, ada_p,
-             dropout_keys):
+             dropout_keys, labels):
   """(D's logits, its new BatchNorm statistics). Jitted: a step calls D several times on
   the same shapes (reals and fakes, D's update and G's, R1 differentiating it twice), and a
   jitted function is traced once for all of them; XLA inlines the calls."""
   d = nnx.merge(graph, spectral_norm.normalize(params, sn), stats, copy=True)
   if augment:
     images = augmented(config, images, augment_keys, ada_p)
-  logits = d(images, train=True, dropout_keys=dropout_keys)
+  logits = d(images, train=True, dropout_keys=dropout_keys,
+             **({} if labels is None else dict(labels=labels)))
   return logits, nnx.state(d, nnx.BatchStat)
 
 
