@@ -181,7 +181,8 @@ class Config:
   best_metric: str = field('', 'with --eval_every: also keep the checkpoint with the lowest value '
       'of this metric in workdir/best_checkpoint (swd, domain_fd, attr_w1, attr_tv for '
       'synthetic_faces; class_fd, class_tv for labelled datasets, and class_coverage, the '
-      'one kept highest; fid, kid with --inception_weights)')
+      'one kept highest; class_accuracy, cas (kept highest) and intra_fd with --condition; fid, '
+      'kid with --inception_weights)')
   interpolate: int = field(8, '--mode=explore: frames per row of the latent interpolation '
                            'figure')
   project_images: str | None = field(None, '--mode=project: a folder or .zip of images to '
@@ -248,6 +249,9 @@ def changed_on_resume(saved, config):
           and saved[name] != getattr(config, name)}
 
 
+# The metrics of a labelled dataset's class net (evaluation/classifier.py).
+CLASS_NET_METRICS = ('class_fd', 'class_tv', 'class_coverage')
+
 # --conv_impl: the fastest forms on the backend, or XLA's own ops (facegan_jax/ops/).
 CONV_IMPLS = ('auto', 'xla')
 
@@ -262,7 +266,8 @@ def choices():
               ada_pipeline=tuple(augment.ADA_PIPELINES), fid_resize=evaluation.RESIZE_MODES,
               # Lower is better for each but class_coverage (evaluation/periodic.py).
               best_metric=('', 'swd', 'domain_fd', 'attr_w1', 'attr_tv', 'class_fd',
-                           'class_tv', 'class_coverage', 'fid', 'kid'),
+                           'class_tv', 'class_coverage', 'class_accuracy', 'intra_fd', 'cas',
+                           'fid', 'kid'),
               conv_impl=CONV_IMPLS)
 
 
@@ -409,7 +414,9 @@ def validate(config, num_devices=None):
     raise UsageError(f'--best_metric={best} needs --eval_every')
   if best in ('domain_fd', 'attr_w1', 'attr_tv') and not is_synthetic_faces(config.dataset):
     raise UsageError(f'--best_metric={best} is defined for synthetic_faces only')
-  if best.startswith('class_') and config.dataset.partition(':')[0] not in ('folder', 'tfds'):
+  if best in ('class_accuracy', 'intra_fd', 'cas') and not config.condition:
+    raise UsageError(f'--best_metric={best} measures a class-conditional G: needs --condition')
+  if best in CLASS_NET_METRICS and config.dataset.partition(':')[0] not in ('folder', 'tfds'):
     raise UsageError(f'--best_metric={best} needs a labelled dataset (a folder with class '
                      f'subfolders, or a TFDS dataset with a label feature); {config.dataset} '
                      'has no labels')

@@ -33,17 +33,18 @@ def start(config):
   return mesh, state
 
 
-def run(num_devices, steps, images, static_steps=None, ada_p=None, tell_step=True, **overrides):
-  """(final state on the host, each call's metrics) of `steps` steps on `images`, from ADA's
-  p = `ada_p` if given; each call told its first step unless not `tell_step` (lazy penalties
-  then decided inside the compiled step)."""
+def run(num_devices, steps, images, static_steps=None, ada_p=None, tell_step=True, labels=None,
+        **overrides):
+  """(final state on the host, each call's metrics) of `steps` steps on `images` (of the
+  classes `labels` under --condition), from ADA's p = `ada_p` if given; each call told its
+  first step unless not `tell_step` (lazy penalties then decided inside the compiled step)."""
   config = tiny_config(num_devices=num_devices, **overrides)
   mesh, state = start(config)
   if ada_p is not None:
     state = dataclasses.replace(state, ada_p=jax.device_put(jnp.float32(ada_p),
                                                             state.ada_p.sharding))
   step_fn = step_lib.make_train_fn(config, mesh, static_steps=static_steps)
-  inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0)
+  inputs = pipeline.Input(config, images, mesh, state_lib.data_key(state), 0, labels)
   history = []
   for step in range(0, steps, config.steps_per_call):
     state, metrics = step_fn(state, inputs(step), config.steps_per_call,
@@ -87,6 +88,9 @@ def assert_same_on_one_and_two_devices(overrides, num_images=40):
   `num_images` random images."""
   images = random_images(num_images, overrides.get('resolution', 16),
                          overrides.get('channels', 3))
+  if overrides.get('num_classes'):
+    overrides = dict(overrides, labels=np.arange(num_images, dtype=np.int32)
+                     % overrides['num_classes'])
   # Second derivatives (R1, the gradient penalty) sum over more terms: over their first 2
   # steps the states agree to 3e-5 (absolute, or relative to an array's largest value above
   # 1; measured under the suite's XLA flags), not 1e-5; ADA's warp sums its gradient's

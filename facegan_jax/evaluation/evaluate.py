@@ -77,7 +77,7 @@ class Evaluator:
       self.labels = jax.numpy.asarray(codes[trained_on][self.subset])
     # Labels first: a --best_metric they cannot give fails before any network trains.
     labelled = sources.load_labels(config, 'train')
-    if config.best_metric.startswith('class_') and labelled is None:
+    if config.best_metric in config_lib.CLASS_NET_METRICS and labelled is None:
       raise UsageError(f'--best_metric={config.best_metric} needs a labelled dataset (a folder '
                        f'with class subfolders, or a TFDS dataset with a label feature); '
                        f'{config.dataset} has no labels')

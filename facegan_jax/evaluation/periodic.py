@@ -21,7 +21,7 @@ from facegan_jax.run import runtime
 
 BEST_DIR = 'best_checkpoint'
 BEST_DIR_SET_ASIDE = 'best_checkpoint_set_aside'
-HIGHER_IS_BETTER = ('class_coverage',)
+HIGHER_IS_BETTER = ('class_coverage', 'class_accuracy', 'cas')
 
 
 class PeriodicEval:
@@ -57,6 +57,8 @@ class PeriodicEval:
   def _loss(self, metrics):
     """The --best_metric value of an eval record's metrics, as lower-is-better."""
     value = metrics[self.config.best_metric]['value']
+    if value is None:  # not computable from these images (intra_fd: too few of each class)
+      return float('inf')
     return -value if self.config.best_metric in HIGHER_IS_BETTER else value
 
   def __call__(self, state, step, generate):
@@ -67,7 +69,8 @@ class PeriodicEval:
       metrics_log.append_eval(self.metrics_path, step, record)
     metrics = record['metrics']
     logging.info('eval at step %d (%.0f s): %s', step, record['seconds']['total'],
-                 ', '.join(f'{name} {m["value"]:.3f}' for name, m in metrics.items()))
+                 ', '.join(f'{name} {m["value"]:.3f}' if m['value'] is not None else
+                           f'{name} n/a' for name, m in metrics.items()))
     if self.best_ckpts is None:
       return record
     value = self._loss(metrics)
