@@ -8,6 +8,7 @@ device).
 """
 
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -85,13 +86,17 @@ def test_the_diffaug_flagfile_is_the_dcgan64_one_plus_diffaugment():
 
 # celeba64_dcgan_diffaug's batch of 128 at 64x64 takes seconds a step here: 16 keeps it quick.
 # It trains celeba64_dcgan's model and settings plus DiffAugment (the test above).
-@pytest.mark.parametrize('flagfile, batch', [('mnist_mlp.flags', 64),
-                                             ('mnist_dcgan.flags', 64),
-                                             ('celeba64_dcgan_diffaug.flags', 16)])
-def test_tfds_flagfiles_train_on_mocked_datasets(tmp_path, caplog, flagfile, batch):
+# digits_conditional on TFDS mnist: the classes of a TFDS label feature (evaluation off: it
+# would train a class net).
+@pytest.mark.parametrize('flagfile, batch, extra', [
+    ('mnist_mlp.flags', 64, []), ('mnist_dcgan.flags', 64, []),
+    ('celeba64_dcgan_diffaug.flags', 16, []),
+    ('digits_conditional.flags', 64, ['--dataset=tfds:mnist', '--eval_every=0'])])
+def test_tfds_flagfiles_train_on_mocked_datasets(tmp_path, caplog, flagfile, batch, extra):
   workdir = str(tmp_path / 'run')
-  log = run_flagfile(flagfile, SHORT + [f'--workdir={workdir}', f'--data_dir={tmp_path / "data"}',
-                                        f'--batch_size={batch}'], caplog, mock_tfds=True)
+  log = run_flagfile(flagfile, SHORT + extra + [
+      f'--workdir={workdir}', f'--data_dir={tmp_path / "data"}', f'--batch_size={batch}'],
+      caplog, mock_tfds=True)
   assert '128 training images' in log
   assert metrics_steps(workdir) == 2
 
@@ -113,11 +118,14 @@ def test_every_flagfile_is_a_valid_run_whose_models_build(path):
   resolution and images to one logit each (shapes only: the 64-pixel SNGAN is 1,024 wide)."""
   config = config_lib.Config(**config_lib.read_flagfile(path))
   config_lib.validate(config)
+  if config.condition:  # the data would give the classes: three here
+    config = dataclasses.replace(config, num_classes=3)
+  classes = {} if not config.condition else dict(labels=jnp.array([0, 2]))
 
   def forward(z):
     g, d = build(config, nnx.Rngs(0))
-    images = g(z, train=True)
-    return images, d(images, train=False)  # (train: dropout would want its keys)
+    images = g(z, train=True, **classes)
+    return images, d(images, train=False, **classes)  # (train: dropout would want its keys)
   images, logits = jax.eval_shape(forward, jax.ShapeDtypeStruct((2, config.z_dim), jnp.float32))
   assert images.shape == (2, config.resolution, config.resolution, config.channels)
   assert logits.shape == (2,)

@@ -84,6 +84,36 @@ def test_family_keeps_the_contract(name, precision):
         assert not any(isinstance(v, nnx.BatchStat) for v in vars(node).values()), node
 
 
+@pytest.mark.parametrize('name', sorted(n for n in TINY if n != 'tiny'))
+def test_conditional_families_draw_and_judge_each_class(name):
+  """Under --condition each family's G draws a class (its images change with it, float32, in
+  range) and its D judges an image as of a class (its logits change with it); every class
+  table is a `kernel` spectral norm would normalise."""
+  config = _config(name, condition='label', num_classes=3, dataset='folder:x')
+  config_lib.validate(config)
+  g, d = models.build(config, nnx.Rngs(0))
+  z = jax.random.normal(jax.random.key(1), (4, config.z_dim))
+  classes = [jnp.full(4, k) for k in range(3)]
+  outputs = nnx.jit(lambda g, d, z: [(images, d(images, train=False, labels=labels))
+                                     for labels in classes
+                                     for images in [g(z, train=True, labels=labels)]])(g, d, z)
+  (images0, logits0), (images2, logits2) = outputs[0], outputs[2]
+  assert images0.shape == (4, config.resolution, config.resolution, config.channels)
+  assert logits0.shape == (4,) and logits0.dtype == jnp.float32
+  assert float(jnp.abs(images0 - images2).max()) > 0
+  d_of_class = nnx.jit(lambda d, x, labels: d(x, train=False, labels=labels))
+  assert float(jnp.abs(d_of_class(d, images0, classes[0])
+                       - d_of_class(d, images0, classes[2])).max()) > 0
+  tables = [path for path, x in jax.tree_util.tree_leaves_with_path(nnx.state(d, nnx.Param))
+            if x.shape[:1] == (3,) and x.ndim == 2]
+  assert tables and all(spectral_norm._name(p).endswith('kernel') for p in tables)
+
+
+def test_a_family_that_draws_no_classes_refuses_them():
+  with pytest.raises(UsageError, match='^--condition=label: --model=tiny draws no classes$'):
+    config_lib.validate(_config('tiny', condition='label', dataset='folder:x'))
+
+
 @pytest.mark.parametrize('name', sorted(TINY))
 def test_family_runs_the_same_on_one_and_two_devices(name):
   """The train step on 1 and on 2 devices: the same losses and states."""
