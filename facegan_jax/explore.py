@@ -16,6 +16,9 @@
   network reads as having the attribute in each row.
 - latents.npz: every latent drawn (interpolation ends and frames, the arithmetic's pools,
   directions, befores and afters), so each figure can be redrawn.
+
+Under --condition, G draws --sample_class, or with -1 each interpolation row a class in turn
+(row r of class r mod K) and the arithmetic of class 0; explore.json names them.
 """
 
 import json
@@ -63,8 +66,8 @@ def interpolation_latents(key, z_dim, rows, frames):
 
 def attribute_arithmetic(config, generate, key, latents, projected=None):
   """{attribute: read-out} and the figures' images ({name: images}, with `edit_NAME` for the
-  edits of `projected` real faces: (their latents, the uint8 faces)); `latents` collects what
-  was drawn."""
+  edits of `projected` real faces: (their latents, the uint8 faces, a function that draws
+  latents of theirs, in rows of as many)); `latents` collects what was drawn."""
   model, _ = face_attributes.load_or_train(config)
   pool = np.asarray(jax.random.normal(key, (config.eval_samples, config.z_dim)), np.float32)
   _, _, classes = face_attributes.read_images(model, generate(pool), config.channels)
@@ -97,7 +100,7 @@ def attribute_arithmetic(config, generate, key, latents, projected=None):
     figures[name] = images
     if projected is not None:
       z, faces = projected[0][:ROWS], projected[1][:ROWS]
-      edited = generate(np.concatenate([z] + [z + k * direction for k in MULTIPLES]))
+      edited = projected[2](np.concatenate([z] + [z + k * direction for k in MULTIPLES]))
       rows = [faces] + np.split(edited, 1 + len(MULTIPLES))
       shares = [np.isin(face_attributes.read_images(model, row, config.channels)[2][column],
                         classes_with).mean() for row in rows]
@@ -109,9 +112,10 @@ def attribute_arithmetic(config, generate, key, latents, projected=None):
   return readouts, figures
 
 
-def projected_faces(workdir, step):
-  """(latents, uint8 faces) of WORKDIR/project/ (--mode=project) when projected with the
-  generator of `step`, else None (logged when they are of another step)."""
+def projected_faces(workdir, step, generate):
+  """(latents, uint8 faces, their generator: `generate` of their classes under --condition) of
+  WORKDIR/project/ (--mode=project) when projected with the generator of `step`, else None
+  (logged when they are of another step)."""
   path = os.path.join(workdir, 'project')
   if not os.path.exists(os.path.join(path, 'project.json')):
     return None
@@ -122,22 +126,43 @@ def projected_faces(workdir, step):
                     '--mode=project to edit real faces', path, projected_at, step)
     return None
   with np.load(os.path.join(path, 'latents.npz')) as saved:
-    return saved['z'], saved['targets']
+    z, targets = saved['z'], saved['targets']
+    classes = saved['classes'][:ROWS] if 'classes' in saved else None
+  if classes is None:
+    return z, targets, generate
+  return z, targets, lambda z: generate(z, np.tile(classes, len(z) // len(classes)))
+
+
+def of_class(generate, config, rows=None):
+  """`generate` (z -> uint8 images) of --sample_class under --condition: every image of it,
+  or with -1 image i of class (i // rows) mod K where `rows` is given (a row of the figure
+  each), else of class 0. `generate` itself without --condition."""
+  if not config.num_classes:
+    return generate
+  def of_classes(z):
+    if config.sample_class >= 0 or rows is None:
+      classes = np.full(len(z), max(config.sample_class, 0), np.int32)
+    else:
+      classes = (np.arange(len(z), dtype=np.int32) // rows) % config.num_classes
+    return generate(z, classes)
+  return of_classes
 
 
 def explore(config, workdir):
   """Writes WORKDIR/explore/ (see the module docstring); returns the arithmetic read-outs."""
-  state, generate = load_latest(config, workdir)
+  state, generate_any = load_latest(config, workdir)
+  generate = of_class(generate_any, config)
   out = os.path.join(workdir, 'explore')
   os.makedirs(out, exist_ok=True)
   interpolation_key, arithmetic_key = jax.random.split(jax.random.PRNGKey(config.sample_seed))
   z, ends = interpolation_latents(interpolation_key, config.z_dim, ROWS, config.interpolate)
   latents = dict(interpolation=z, interpolation_ends=ends[:, :, 0])
-  visualize.save_grid(generate(z), os.path.join(out, 'interpolation.png'),
-                      columns=config.interpolate)
+  visualize.save_grid(of_class(generate_any, config, config.interpolate)(z),
+                      os.path.join(out, 'interpolation.png'), columns=config.interpolate)
   readouts = {}
   if config_lib.is_synthetic_faces(config.dataset):
-    projected = projected_faces(workdir, int(state.step))
+    projected = projected_faces(workdir, int(state.step),
+                                generate_any if config.num_classes else generate)
     readouts, figures = attribute_arithmetic(config, generate, arithmetic_key, latents,
                                              projected)
     for name, images in figures.items():
@@ -149,6 +174,11 @@ def explore(config, workdir):
     np.savez(f, **latents)
   summary = dict(step=int(state.step), sample_seed=config.sample_seed,
                  interpolate=config.interpolate, arithmetic=readouts)
+  if config.num_classes:
+    summary['classes'] = dict(
+        interpolation=('row r: class r mod K' if config.sample_class < 0
+                       else config.sample_class),
+        arithmetic=max(config.sample_class, 0))
   with files.atomic_path(os.path.join(out, 'explore.json')) as tmp, open(tmp, 'w') as f:
     json.dump(summary, f, indent=1)
   for name, readout in readouts.items():

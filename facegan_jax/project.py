@@ -14,7 +14,10 @@ nearest (by the loss below) starts; then --project_steps of Adam on the latent (
       latents of z_dim lie: the latents G was trained on.
 
 Our families take one latent z (no per-layer latents, no noise inputs), so z is what is
-optimised. StyleGAN2's projector starts from the mean latent, which in w is a typical face;
+optimised. A class-conditional G (--condition) draws each target in a class: its label where
+the targets have labels (--project_split of a labelled dataset), else --sample_class, else the
+class whose projection ends nearest (each target projected in every class at once, K times
+the work); latents.npz and project.json hold the classes. StyleGAN2's projector starts from the mean latent, which in w is a typical face;
 in z the mean of random starts is the origin, near no latent G was trained on, so the
 nearest of the starts is taken instead.
 
@@ -56,7 +59,8 @@ def project(config, workdir):
   network = dataset_network(config)
   features = feature_network(config, network)
   g = nnx.merge(state.g_graph, state_lib.sample_params(config, state), state.g_stats)
-  result = optimise(config, g, targets, features[1:] if features else None)
+  classes, classes_from = target_classes(config, len(targets))
+  result = optimise(config, g, targets, features[1:] if features else None, classes)
 
   out = os.path.join(workdir, 'project')
   os.makedirs(out, exist_ok=True)
@@ -65,7 +69,8 @@ def project(config, workdir):
   visualize.save_grid(pairs, os.path.join(out, 'pairs.png'), columns=2 * min(4, len(targets)))
   _save_timelapse(targets, result['frames'], os.path.join(out, 'timelapse.gif'))
   with files.atomic_path(os.path.join(out, 'latents.npz')) as tmp, open(tmp, 'wb') as f:
-    np.savez(f, z=result['z'], targets=targets, reconstructions=reconstructions)
+    np.savez(f, z=result['z'], targets=targets, reconstructions=reconstructions,
+             **({} if result['classes'] is None else dict(classes=result['classes'])))
 
   training = sources.load_training_images(config)
   nearest, mean = baselines(targets, training)
@@ -78,6 +83,8 @@ def project(config, workdir):
       perceptual_network=features[0] if features else None,
       pixel_mse=pixel, perceptual=result['perceptual'].tolist() if features else None,
       nearest_training_mse=nearest.tolist(), mean_image_mse=mean.tolist(), readout=readout,
+      classes=None if result['classes'] is None else result['classes'].tolist(),
+      classes_from=classes_from,
       summary=dict(pixel_mse=float(np.mean(pixel)),
                    nearest_training_mse=float(nearest.mean()),
                    mean_image_mse=float(mean.mean())))
@@ -108,6 +115,19 @@ def load_targets(config):
   if not len(images):
     raise UsageError(f'no images to project in {where}')
   return np.asarray(images[:config.project_count]), where
+
+
+def target_classes(config, count):
+  """(the classes to draw the targets in, or None; where they come from) under --condition:
+  the targets' labels where they have them (a split of the dataset), --sample_class, or None
+  (found: optimise projects into every class)."""
+  if not config.num_classes:
+    return None, None
+  if not config.project_images:
+    return sources.load_classes(config, config.project_split)[:count], 'labels'
+  if config.sample_class >= 0:
+    return np.full(count, config.sample_class, np.int32), '--sample_class'
+  return None, 'nearest projection'
 
 
 def dataset_network(config):
@@ -181,16 +201,24 @@ def _as_net_input(images):
   return (images + 1) * 127.5
 
 
-def optimise(config, g, targets, features=None):
+def optimise(config, g, targets, features=None, classes=None):
   """The projection of uint8 `targets` with generator `g` (an NNX module, z -> [-1, 1]) and
   the perceptual distance of `features` ((module, read) of feature_network, or None):
-  {z, images, pixel, perceptual, frames}, the last the images of the first TIMELAPSE_IMAGES
-  targets at TIMELAPSE_FRAMES points of the optimisation.
+  {z, classes, images, pixel, perceptual, frames}, the last the images of the first
+  TIMELAPSE_IMAGES targets at TIMELAPSE_FRAMES points of the optimisation. Under
+  --condition, each target is drawn in its class of `classes`; where None, it is projected
+  in every class at once (a batch K times the targets) and the class whose projection ends
+  nearest is kept.
 
   The networks' weights enter the compiled programs as arguments (`nets`), not as constants
   baked into each of them (Inception's would be ~95 MB a program)."""
-  target = pipeline.to_float(jnp.asarray(targets))
   n, z_dim = len(targets), config.z_dim
+  searched = config.num_classes if config.num_classes and classes is None else 1
+  # Row j projects target j mod n, in class j // n where the classes are searched.
+  target = jnp.tile(pipeline.to_float(jnp.asarray(targets)), (searched, 1, 1, 1))
+  labels = (None if not config.num_classes else
+            jnp.repeat(jnp.arange(searched, dtype=jnp.int32), n) if classes is None
+            else jnp.asarray(classes, jnp.int32))
   weight = config.project_perceptual if features is not None else 0.0
   g_graph, g_weights = nnx.split(g)
   nets = dict(g=g_weights)
@@ -204,20 +232,22 @@ def optimise(config, g, targets, features=None):
     nets['f_scale'] = jnp.mean(jnp.square(nets['target_f'])) + 1e-8
 
   def losses(z, nets):
-    """Per image: (the loss, pixel MSE, perceptual distance), and the images."""
-    images = nnx.merge(g_graph, nets['g'])(z, train=False)
+    """Per row: (the loss, pixel MSE, perceptual distance), and the images."""
+    g = nnx.merge(g_graph, nets['g'])
+    images = g(z, train=False) if labels is None else g(z, train=False, labels=labels)
     pixel = jnp.mean(jnp.square(images - target), axis=(1, 2, 3))
     perceptual = (jnp.mean(jnp.square(features_of(nets['f'], images) - nets['target_f']),
-                           axis=-1) / nets['f_scale'] if features is not None else jnp.zeros(n))
+                           axis=-1) / nets['f_scale'] if features is not None
+                  else jnp.zeros(len(z)))
     prior = jnp.square(jnp.mean(jnp.square(z), axis=-1) - 1)
     return pixel + weight * perceptual + PRIOR_WEIGHT * prior, pixel, perceptual, images
 
-  # The nearest of the random starts: each start's losses for all targets at once.
+  # The nearest of the random starts: each start's losses for all rows at once.
   starts = jax.random.normal(jax.random.PRNGKey(config.sample_seed),
-                             (config.project_starts, n, z_dim))
+                             (config.project_starts, searched * n, z_dim))
   loss_of = jax.jit(lambda z, nets: losses(z, nets)[0])
   start_losses = jnp.stack([loss_of(s, nets) for s in starts])
-  z = starts[jnp.argmin(start_losses, axis=0), jnp.arange(n)]
+  z = starts[jnp.argmin(start_losses, axis=0), jnp.arange(searched * n)]
 
   tx = optax.adam(optax.cosine_decay_schedule(config.project_lr, config.project_steps))
   opt_state = tx.init(z)
@@ -234,12 +264,16 @@ def optimise(config, g, targets, features=None):
   frames = []
   for i in range(config.project_steps + 1):
     if i in at:
-      frames.append(pipeline.to_uint8(evaluate_z(z, nets)[3][:TIMELAPSE_IMAGES]))
+      frames.append(pipeline.to_uint8(evaluate_z(z, nets)[3]))
     if i < config.project_steps:
       z, opt_state = step(z, opt_state, nets)
-  _, pixel, perceptual, images = evaluate_z(z, nets)
-  return dict(z=np.asarray(z), images=np.asarray(images), pixel=np.asarray(pixel),
-              perceptual=np.asarray(perceptual), frames=frames)
+  loss, pixel, perceptual, images = evaluate_z(z, nets)
+  # Each target's row: its only one, or the class whose projection ended nearest.
+  rows = jnp.argmin(loss.reshape(searched, n), axis=0) * n + jnp.arange(n)
+  pick = lambda x: np.asarray(x)[np.asarray(rows)]
+  return dict(z=pick(z), classes=None if labels is None else pick(labels), images=pick(images),
+              pixel=pick(pixel), perceptual=pick(perceptual),
+              frames=[pick(frame)[:TIMELAPSE_IMAGES] for frame in frames])
 
 
 def baselines(targets, training, batch=4096):

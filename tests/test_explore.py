@@ -97,7 +97,7 @@ def test_projected_real_faces_are_edited_along_each_direction(monkeypatch):
   z[:, :3] = -np.abs(z[:, :3])  # none has glasses, a beard or long hair
   faces = z.copy()
   faces[0, 0] = 1.0  # the first real face has glasses its reconstruction lost
-  readouts, figures, latents = _arithmetic(monkeypatch, projected=(z, faces))
+  readouts, figures, latents = _arithmetic(monkeypatch, projected=(z, faces, np.asarray))
   for i, name in enumerate(('glasses', 'beard', 'long_hair')):
     direction = latents[f'{name}_direction']
     rows = [faces, z] + [z + k * direction for k in (1, 2, 3)]
@@ -112,14 +112,20 @@ def test_projected_real_faces_are_edited_along_each_direction(monkeypatch):
 
 def test_explore_edits_only_projections_of_its_own_step(tmp_path, caplog):
   project = tmp_path / 'project'
-  assert explore.projected_faces(str(tmp_path), 10) is None  # never projected
+  generate = lambda z, classes=None: (z, classes)
+  assert explore.projected_faces(str(tmp_path), 10, generate) is None  # never projected
   project.mkdir()
   (project / 'project.json').write_text('{"step": 5}')
   np.savez(project / 'latents.npz', z=np.ones((2, 3)), targets=np.zeros((2, 4, 4, 3), np.uint8))
   caplog.set_level('WARNING')
-  assert explore.projected_faces(str(tmp_path), 10) is None
+  assert explore.projected_faces(str(tmp_path), 10, generate) is None
   assert 'holds projections by the generator of step 5, not 10: rerun --mode=project' in (
       caplog.text)
-  z, targets = explore.projected_faces(str(tmp_path), 5)
+  z, targets, of_theirs = explore.projected_faces(str(tmp_path), 5, generate)
   np.testing.assert_array_equal(z, np.ones((2, 3)))
-  assert targets.shape == (2, 4, 4, 3)
+  assert targets.shape == (2, 4, 4, 3) and of_theirs is generate
+  # Under --condition, their classes: as many rows of latents, each row of their classes.
+  np.savez(project / 'latents.npz', z=np.ones((2, 3)), targets=np.zeros((2, 4, 4, 3), np.uint8),
+           classes=np.array([4, 1]))
+  _, _, of_theirs = explore.projected_faces(str(tmp_path), 5, generate)
+  np.testing.assert_array_equal(of_theirs(np.zeros((6, 3)))[1], [4, 1, 4, 1, 4, 1])
