@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from PIL import Image
 
-from facegan_jax import config as config_lib, mesh as mesh_lib, resume, sample, train
+from facegan_jax import config as config_lib, explore, mesh as mesh_lib, resume, sample, train
 from facegan_jax import state as state_lib, step as step_lib
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.config import Config
@@ -200,7 +201,6 @@ def test_an_unlabelled_folder_cannot_be_conditioned(tmp_path):
   folder = tmp_path / 'faces'
   folder.mkdir()
   for i, image in enumerate(random_images(3)):
-    from PIL import Image  # noqa: PLC0415
     Image.fromarray(image).save(folder / f'{i}.png')
   config = Config(dataset=f'folder:{folder}', data_dir=str(tmp_path / 'data'), condition='label')
   with pytest.raises(UsageError, match=re.escape(
@@ -239,7 +239,6 @@ def test_conditional_digits_train_evaluate_and_sample_by_class(tmp_path, data_di
   assert len(accuracy['per_class']) == 10
   assert intra['floor'] < intra['value'] and cas['ceiling'] > 0.5 and cas['n_test'] == 200
   assert (tmp_path / 'best_checkpoint' / '20').is_dir()
-  from PIL import Image  # noqa: PLC0415
   grid = Image.open(tmp_path / 'samples' / 'step_0000020.png')
   assert grid.size == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))  # 10 rows of 8, 2 px apart, x2
   config = sources.with_classes(main_config(*args, '--mode=sample', '--sample_class=3',
@@ -248,6 +247,11 @@ def test_conditional_digits_train_evaluate_and_sample_by_class(tmp_path, data_di
   saved = np.load(tmp_path / 'samples.npz')
   np.testing.assert_array_equal(saved['classes'], np.full(16, 3))
   np.testing.assert_array_equal(saved['images'], images)
+  config = sources.with_classes(main_config(*args, '--mode=explore', '--interpolate=4')[0])
+  summary = explore.explore(config, workdir)
+  assert summary['classes'] == dict(interpolation='row r: class r mod K', arithmetic=0)
+  rows = np.asarray(Image.open(tmp_path / 'explore' / 'interpolation.png'))
+  assert rows.shape[:2] == (2 * (8 * 30 + 2), 2 * (4 * 30 + 2))
   config = sources.with_classes(main_config(*args, '--mode=eval')[0])
   again = evaluate.evaluate(config, workdir)
   assert again['metrics']['class_accuracy']['value'] == accuracy['value']
