@@ -247,6 +247,12 @@ def test_conditional_digits_train_evaluate_and_sample_by_class(tmp_path, data_di
   saved = np.load(tmp_path / 'samples.npz')
   np.testing.assert_array_equal(saved['classes'], np.full(16, 3))
   np.testing.assert_array_equal(saved['images'], images)
+  unconditional = main_config(*args[:-1], '--mode=sample')[0]
+  with pytest.raises(UsageError, match='^checkpoint 20 in .* was trained with --condition=label '
+                                       '--num_classes=10, this run has --condition= '
+                                       '--num_classes=0; use another --workdir or the same '
+                                       'flags$'):
+    sample.sample(unconditional, workdir)
   config = sources.with_classes(main_config(*args, '--mode=explore', '--interpolate=4')[0])
   summary = explore.explore(config, workdir)
   assert summary['classes'] == dict(interpolation='row r: class r mod K', arithmetic=0)

@@ -34,7 +34,7 @@ from facegan_jax.errors import CheckpointError, UsageError, one_line
 # Config fields that fix the state's shapes (lr_decay: the optimizers' schedule state):
 # resuming with other values cannot work.
 SHAPE_FIELDS = ('model', 'resolution', 'channels', 'z_dim', 'conv_dim', 'widths', 'blocks',
-                'groups', 'hidden_dim', 'g_first_bn', 'lr_decay')
+                'groups', 'hidden_dim', 'g_first_bn', 'lr_decay', 'condition', 'num_classes')
 
 
 _ORBAX_DIR = os.path.dirname(os.path.abspath(ocp.__file__))
