@@ -9,6 +9,7 @@ import sys
 from absl import app, flags, logging
 
 from facegan_jax import config as config_lib
+from facegan_jax import validation
 from facegan_jax.errors import DISK_FULL, NOT_WRITABLE, CheckpointError, UsageError
 from facegan_jax.run import runtime
 from facegan_jax.run import workdir as workdir_lib
@@ -37,7 +38,7 @@ def main(argv):
   # which imports them.
   runtime.configure()
   try:
-    config_lib.validate(config)
+    validation.validate(config)
     workdir_lib.check(FLAGS.workdir)
   except UsageError as e:
     sys.exit(f'error: {e}')
@@ -47,7 +48,7 @@ def main(argv):
   from facegan_jax.evaluation import evaluate  # noqa: PLC0415
   try:
     config = sources.with_classes(config)  # the data's classes under --condition
-    config_lib.validate(config)
+    validation.validate(config)
     if config.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
     elif config.mode == 'sample':

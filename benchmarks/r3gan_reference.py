@@ -40,6 +40,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from facegan_jax import config as config_lib  # noqa: E402
+from facegan_jax import validation  # noqa: E402
 from facegan_jax.errors import UsageError  # noqa: E402
 from facegan_jax.models import r3gan  # noqa: E402
 
@@ -280,7 +281,7 @@ def main():
                              groups=args.groups, z_dim=args.z_dim, loss='rpgan',
                              resolution=args.resolution or 4 * 2 ** (stages - 1))
   try:
-    config_lib.validate(config)
+    validation.validate(config)
   except UsageError as e:
     sys.exit(str(e))
   measure = speed_meter(args.source, config, args.batch, args.gamma, args.warmup, args.threads)

@@ -15,6 +15,7 @@ from facegan_jax import config as config_lib
 from facegan_jax import mesh as mesh_lib
 from facegan_jax import resume, step as step_lib
 from facegan_jax import state as state_lib
+from facegan_jax import validation
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline, sources
 from facegan_jax.errors import UsageError
@@ -126,11 +127,11 @@ def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its latest checkpoint."""
   mesh = mesh_lib.make_mesh(config.num_devices)
   num_devices = mesh.shape[mesh_lib.DATA_AXIS]
-  config_lib.validate(config, num_devices)
+  validation.validate(config, num_devices)
   sources.check_dataset(config.dataset)
   if config.condition:  # the data's classes, then their checks
     config = sources.with_classes(config)
-    config_lib.validate(config, num_devices)
+    validation.validate(config, num_devices)
   lock = workdir_lib.lock_for_training(workdir)  # before anything in it is read or written
   # Everything to the last save's end under StopSignals: a second Ctrl-C while a save is
   # written (at the stop, the end or after an error) exits at once.

@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from facegan_jax import config as config_lib
 from facegan_jax import train
+from facegan_jax import validation
 from facegan_jax.config import Config
 from facegan_jax.data import sources
 from facegan_jax.errors import UsageError
@@ -124,7 +124,7 @@ def test_class_metric_on_an_unlabelled_dataset_is_a_usage_error(tmp_path, data_d
                       'subfolders, or a TFDS dataset with a label feature); '
                       'synthetic_faces/small has no labels')
   with pytest.raises(UsageError, match=f'^{message}$'):
-    config_lib.validate(config)
+    validation.validate(config)
   with pytest.raises(UsageError, match=f'^{message}$'):
     train.train_and_evaluate(config, workdir)
   assert not os.path.exists(tmp_path / 'checkpoints')

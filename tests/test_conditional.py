@@ -13,8 +13,9 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from facegan_jax import config as config_lib, explore, mesh as mesh_lib, resume, sample, train
+from facegan_jax import explore, mesh as mesh_lib, resume, sample, train
 from facegan_jax import state as state_lib, step as step_lib
+from facegan_jax import validation
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.config import Config
 from facegan_jax.data import pipeline, sources, synthetic_faces
@@ -194,7 +195,7 @@ def test_cas_is_high_for_fakes_that_carry_their_classes_and_chance_for_shuffled_
 ])
 def test_conditional_settings_are_checked_in_one_line(overrides, message):
   with pytest.raises(UsageError, match=f'^{re.escape(message)}$'):
-    config_lib.validate(Config(**overrides))
+    validation.validate(Config(**overrides))
 
 
 def test_an_unlabelled_folder_cannot_be_conditioned(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from facegan_jax import config as config_lib
 from facegan_jax import presets
 from facegan_jax import objectives
+from facegan_jax import validation
 from facegan_jax.errors import UsageError
 from tests.conftest import TINY, main_config
 
@@ -38,14 +39,14 @@ def test_every_field_has_flag_help():
 @pytest.mark.parametrize('resolution', [48, 2])
 def test_bad_dcgan_resolutions_are_one_line_errors(resolution):
   with pytest.raises(UsageError, match=f'^--resolution={resolution}: dcgan needs 4'):
-    config_lib.validate(config_lib.Config(resolution=resolution))
+    validation.validate(config_lib.Config(resolution=resolution))
 
 
 @pytest.mark.parametrize('model', ['dcgan', 'mlp'])
 @pytest.mark.parametrize('resolution', [0, -4])
 def test_resolutions_below_one_are_one_line_errors(model, resolution):
   with pytest.raises(UsageError, match=f'^--resolution={resolution}: must be at least 1$'):
-    config_lib.validate(config_lib.Config(model=model, resolution=resolution))
+    validation.validate(config_lib.Config(model=model, resolution=resolution))
 
 
 def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
@@ -80,29 +81,29 @@ def test_optional_float_flags_round_trip_through_a_flagfile(tmp_path):
 ])
 def test_regulariser_misuse_is_a_one_line_error(overrides, message):
   with pytest.raises(UsageError, match='^' + re.escape(message)):
-    config_lib.validate(config_lib.Config(**overrides), overrides.get('num_devices'))
+    validation.validate(config_lib.Config(**overrides), overrides.get('num_devices'))
 
 
 @pytest.mark.parametrize('name', ['seed', 'sample_seed'])
 @pytest.mark.parametrize('value', [2**63, 2**70, -2**63 - 1, -1])
 def test_seeds_outside_the_key_range_are_one_line_errors(name, value):
   with pytest.raises(UsageError, match=re.escape(f'--{name}={value}: must be in [0, 2**63 - 1)')):
-    config_lib.validate(config_lib.Config(**{name: value}))
-  config_lib.validate(config_lib.Config(**{name: 2**63 - 2}))
+    validation.validate(config_lib.Config(**{name: value}))
+  validation.validate(config_lib.Config(**{name: 2**63 - 2}))
 
 
 @pytest.mark.parametrize('count', [1, 3])
 def test_too_few_eval_samples_for_a_covariance_is_a_one_line_error(count):
   with pytest.raises(UsageError, match=f'^--eval_samples={count}: must be at least 4'):
-    config_lib.validate(config_lib.Config(eval_samples=count))
-  config_lib.validate(config_lib.Config(eval_samples=4))
+    validation.validate(config_lib.Config(eval_samples=count))
+  validation.validate(config_lib.Config(eval_samples=4))
 
 
 @pytest.mark.parametrize('dataset', ['synthetic_faces', 'synthetic_faces/small', 'celeba_small'])
 def test_class_metrics_on_an_unlabelled_dataset_are_refused_before_anything_trains(dataset):
   with pytest.raises(UsageError, match=f'^--best_metric=class_fd needs a labelled dataset .*; '
                                        f'{dataset} has no labels$'):
-    config_lib.validate(config_lib.Config(dataset=dataset, eval_every=10,
+    validation.validate(config_lib.Config(dataset=dataset, eval_every=10,
                                           best_metric='class_fd'))
 
 
@@ -133,4 +134,4 @@ def test_class_metrics_on_an_unlabelled_dataset_are_refused_before_anything_trai
 def test_main_py_flag_errors_are_found_by_validation(flags, message):
   config, _ = main_config(*TINY, '--workdir=unused', *flags.split())
   with pytest.raises(UsageError, match='^' + re.escape(message) + '$'):
-    config_lib.validate(config)
+    validation.validate(config)

@@ -24,6 +24,7 @@ from PIL import Image
 
 from facegan_jax import config as config_lib
 from facegan_jax import train
+from facegan_jax import validation
 from facegan_jax.models import build
 from tests.conftest import ROOT, main_config
 
@@ -35,7 +36,7 @@ def run_flagfile(flagfile, args, caplog, mock_tfds=False):
   optionally under TFDS mocking; returns the log."""
   config, workdir = main_config(f'--flagfile={os.path.join(ROOT, "experiments", flagfile)}',
                                 *args, '--num_devices=1')
-  config_lib.validate(config)
+  validation.validate(config)
   caplog.set_level('INFO')
   mocked = (tfds.testing.mock_data(num_examples=128, policy=tfds.testing.MockPolicy.USE_CODE)
             if mock_tfds else contextlib.nullcontext())
@@ -117,7 +118,7 @@ def test_every_flagfile_is_a_valid_run_whose_models_build(path):
   """Each flagfile's settings pass validation and its models map latents to images of its
   resolution and images to one logit each (shapes only: the 64-pixel SNGAN is 1,024 wide)."""
   config = config_lib.Config(**config_lib.read_flagfile(path))
-  config_lib.validate(config)
+  validation.validate(config)
   if config.condition:  # the data would give the classes: three here
     config = dataclasses.replace(config, num_classes=3)
   classes = {} if not config.condition else dict(labels=jnp.array([0, 2]))

@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from facegan_jax import config as config_lib, models, objectives
+from facegan_jax import validation
 from facegan_jax.errors import UsageError
 from facegan_jax.models import spectral_norm
 from facegan_jax.models.batchnorm import BatchNorm
@@ -52,7 +53,7 @@ def test_family_keeps_the_contract(name, precision):
   norm normalises (or --spectral_norm refused); BatchNorm statistics only in
   batchnorm.BatchNorm."""
   config = _config(name, precision=precision)
-  config_lib.validate(config)
+  validation.validate(config)
   g, d = models.build(config, nnx.Rngs(0))
   size, channels = config.resolution, config.channels
   z = jax.random.normal(jax.random.key(1), (4, config.z_dim))
@@ -69,7 +70,7 @@ def test_family_keeps_the_contract(name, precision):
       assert logit.shape == (4,) and logit.dtype == jnp.float32
       assert np.all(np.isfinite(logit))
   try:
-    config_lib.validate(_config(name, spectral_norm='gd'))
+    validation.validate(_config(name, spectral_norm='gd'))
     takes_spectral_norm = True
   except UsageError:  # a family that goes without spectral norm refuses it
     takes_spectral_norm = False
@@ -90,14 +91,14 @@ def test_conditional_families_draw_and_judge_each_class(name):
   range) and its D judges an image as of a class (its logits change with it); every class
   table is a `kernel` spectral norm would normalise."""
   config = _config(name, condition='label', num_classes=3, dataset='folder:x')
-  config_lib.validate(config)
+  validation.validate(config)
   g, d = models.build(config, nnx.Rngs(0))
   z = jax.random.normal(jax.random.key(1), (4, config.z_dim))
   classes = [jnp.full(4, k) for k in range(3)]
   outputs = nnx.jit(lambda g, d, z: [(images, d(images, train=False, labels=labels))
                                      for labels in classes
                                      for images in [g(z, train=True, labels=labels)]])(g, d, z)
-  (images0, logits0), (images2, logits2) = outputs[0], outputs[2]
+  (images0, logits0), (images2, _) = outputs[0], outputs[2]
   assert images0.shape == (4, config.resolution, config.resolution, config.channels)
   assert logits0.shape == (4,) and logits0.dtype == jnp.float32
   assert float(jnp.abs(images0 - images2).max()) > 0
@@ -111,7 +112,7 @@ def test_conditional_families_draw_and_judge_each_class(name):
 
 def test_a_family_that_draws_no_classes_refuses_them():
   with pytest.raises(UsageError, match='^--condition=label: --model=tiny draws no classes$'):
-    config_lib.validate(_config('tiny', condition='label', dataset='folder:x'))
+    validation.validate(_config('tiny', condition='label', dataset='folder:x'))
 
 
 @pytest.mark.parametrize('name', sorted(TINY))
@@ -122,12 +123,12 @@ def test_family_runs_the_same_on_one_and_two_devices(name):
 
 def test_a_new_family_and_objective_are_choices_and_validate_their_settings():
   config = _config('tiny')
-  config_lib.validate(config)
+  validation.validate(config)
   assert 'tiny (a test-only family)' in models.describe()
   with pytest.raises(UsageError, match=r'^--resolution=64: tiny draws at most 32 pixels$'):
-    config_lib.validate(_config('tiny', resolution=64))
+    validation.validate(_config('tiny', resolution=64))
   with pytest.raises(UsageError, match='^--model=small is not one of dcgan, mlp, resnet, r3gan, tiny$'):
-    config_lib.validate(_config('tiny', model='small'))
+    validation.validate(_config('tiny', model='small'))
 
 
 def test_a_weight_spectral_norm_would_skip_is_an_error():

@@ -26,6 +26,7 @@ from facegan_jax import mesh as mesh_lib
 from facegan_jax import resume
 from facegan_jax import state as state_lib
 from facegan_jax import train
+from facegan_jax import validation
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import distances
@@ -489,7 +490,7 @@ def test_errors_found_as_the_run_starts_are_usage_errors(tmp_path, data_dir, fla
   it writes anything; this process has 2 devices, as main.py's runs had."""
   config, workdir = main_config(*TINY, f'--data_dir={data_dir}', f'--workdir={tmp_path}',
                                 *flags.split())
-  config_lib.validate(config)  # main.py's check before anything compiles passes them
+  validation.validate(config)  # main.py's check before anything compiles passes them
   with pytest.raises(UsageError, match='^' + re.escape(message) + '$'):
     train.train_and_evaluate(config, workdir)
   assert set(os.listdir(tmp_path)) <= {'run.lock'}  # no empty checkpoints/, no flags.txt

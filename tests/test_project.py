@@ -14,6 +14,7 @@ from flax import nnx
 from PIL import Image
 
 from facegan_jax import config as config_lib, project, state as state_lib
+from facegan_jax import validation
 from facegan_jax.data import pipeline
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import face_attributes
@@ -156,7 +157,7 @@ def test_bad_projection_inputs_are_one_line_errors(tmp_path, data_dir, tiny_run)
                         ('--project_perceptual=inf',
                          '--project_perceptual=inf: must be finite and at least 0')):
     with pytest.raises(UsageError, match='^' + message.replace('.', r'\.') + '$'):
-      config_lib.validate(main_config(*args, flag)[0])
+      validation.validate(main_config(*args, flag)[0])
 
 
 def test_a_labelled_datasets_class_net_reads_and_guides_projections(data_dir, digits_dir,

@@ -11,6 +11,7 @@ import pytest
 
 from facegan_jax import config as config_lib, resume, schedules, state as state_lib
 from facegan_jax import step as step_lib
+from facegan_jax import validation
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline
 from facegan_jax.errors import UsageError
@@ -38,14 +39,14 @@ def test_a_window_ends_the_schedule_at_its_step_then_holds():
 ])
 def test_bad_schedules_are_one_line_errors(flags, message):
   with pytest.raises(UsageError, match=message.replace('[', r'\[').replace(']', r'\]')):
-    config_lib.validate(config_lib.Config(**flags))
+    validation.validate(config_lib.Config(**flags))
 
 
 def test_values_that_rise_from_zero_may_start_at_zero():
-  config_lib.validate(config_lib.Config(augment='ada', augment_p=0.0, ema_kimg=0.0,
+  validation.validate(config_lib.Config(augment='ada', augment_p=0.0, ema_kimg=0.0,
                                         schedule='augment_p:cosine:0.5,ema_kimg:cosine:5'))
   with pytest.raises(UsageError, match='off'):
-    config_lib.validate(config_lib.Config(r1_gamma=0.0, schedule='r1_gamma:cosine:0.2'))
+    validation.validate(config_lib.Config(r1_gamma=0.0, schedule='r1_gamma:cosine:0.2'))
 
 
 def test_ema_half_life_and_set_augmentation_probability_in_the_step(tmp_path):
@@ -55,7 +56,7 @@ def test_ema_half_life_and_set_augmentation_probability_in_the_step(tmp_path):
   config = tiny_config(num_devices=1, num_steps=4, augment='ada', augment_p=0.0, ema_kimg=0.0,
                        ada_pipeline='blit',
                        schedule='augment_p:linear:0.6:3,ema_kimg:linear:0.03:3')
-  config_lib.validate(config)
+  validation.validate(config)
   assert schedules.uses_ema(config)
   mesh, state = start(config)
   step_fn = step_lib.make_train_fn(config, mesh)
@@ -97,10 +98,10 @@ def test_the_ffhq64_preset_at_other_resolutions_is_the_papers_networks(resolutio
                                                                       groups):
   values = config_lib.read_flagfile(os.path.join(config_lib.ROOT, 'experiments', 'r3gan_ffhq64.flags'))
   config = config_lib.Config(**{**values, 'resolution': resolution})
-  config_lib.validate(config, 1)
+  validation.validate(config, 1)
   assert r3gan.stages(config) == (widths, [2] * len(widths), groups)
 
 
 def test_resolutions_r3gan_cannot_draw_are_one_line_errors():
   with pytest.raises(UsageError, match='r3gan draws 8, 16, 32, 64'):
-    config_lib.validate(config_lib.Config(model='r3gan', loss='rpgan', resolution=28))
+    validation.validate(config_lib.Config(model='r3gan', loss='rpgan', resolution=28))

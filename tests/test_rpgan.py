@@ -12,6 +12,7 @@ from jax.sharding import PartitionSpec as P
 
 from facegan_jax import config as config_lib
 from facegan_jax import mesh as mesh_lib
+from facegan_jax import validation
 from facegan_jax.errors import UsageError
 from facegan_jax.objectives import critic as critic_lib
 from facegan_jax.objectives import get
@@ -101,7 +102,7 @@ def test_d_gradients_include_the_penalties_second_derivatives(tanh_d):
 
 def test_wgan_gp_is_an_error_with_rpgan():
   with pytest.raises(UsageError, match="^--gp_weight=10.0 is WGAN-GP's penalty"):
-    config_lib.validate(config_lib.Config(loss='rpgan', gp_weight=10.0))
+    validation.validate(config_lib.Config(loss='rpgan', gp_weight=10.0))
 
 
 def test_a_run_is_the_same_on_one_and_two_devices():

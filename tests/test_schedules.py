@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from facegan_jax import config as config_lib, resume, schedules, state as state_lib
+from facegan_jax import validation
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline
 from facegan_jax.errors import UsageError
@@ -72,7 +73,7 @@ def test_a_run_with_every_value_scheduled_resumes_bit_for_bit(tmp_path):
   """4 straight steps against 2, a real checkpoint, its restore and 2 more (the schedules are
   functions of the step the state carries); and the schedules change the run."""
   config = tiny_config(num_devices=1, **SCHEDULED)
-  config_lib.validate(config)
+  validation.validate(config)
   mesh, fresh = start(config)
   step_fn = step_lib.make_train_fn(config, mesh)
   inputs = pipeline.Input(config, random_images(40), mesh, state_lib.data_key(fresh), 0)
@@ -115,12 +116,12 @@ def test_a_run_with_every_value_scheduled_resumes_bit_for_bit(tmp_path):
 ])
 def test_bad_schedules_are_one_line_errors(schedule, message):
   with pytest.raises(UsageError, match='^' + re.escape(message)):
-    config_lib.validate(config_lib.Config(schedule=schedule))
+    validation.validate(config_lib.Config(schedule=schedule))
 
 
 def test_a_learning_rate_has_one_schedule():
   with pytest.raises(UsageError, match='^--schedule moves a learning rate that --lr_decay'):
-    config_lib.validate(config_lib.Config(lr_decay='linear', schedule='lr_d:cosine:0'))
+    validation.validate(config_lib.Config(lr_decay='linear', schedule='lr_d:cosine:0'))
   assert schedules.lr(config_lib.Config(d_steps=3, num_steps=10, schedule='lr_d:linear:0'),
                       'd') == Schedule(2e-4, 'linear', 0.0, 0, 30)  # in D's updates
 
@@ -135,10 +136,10 @@ def test_the_decay_window_counts_from_the_end_so_a_shorter_run_is_a_valid_run():
   quickstart = config_lib.Config(**values)
   assert schedules.lr(quickstart, 'g') == Schedule(1e-3, 'linear', 0.0, 3500, 5000)
   for overrides in (dict(num_steps=100), dict(loss='hinge'), dict(num_steps=40, loss='lsgan')):
-    config_lib.validate(dataclasses.replace(quickstart, **overrides))
+    validation.validate(dataclasses.replace(quickstart, **overrides))
   assert schedules.lr(dataclasses.replace(quickstart, num_steps=100), 'd') == Schedule(
       4e-3, 'linear', 0.0, 0, 100)
   assert schedules.decay_start(dataclasses.replace(quickstart, lr_decay_start=2500)) == 2500
   with pytest.raises(UsageError, match='^--lr_decay_steps=0: must be at least 1$'):
-    config_lib.validate(dataclasses.replace(quickstart, lr_decay_steps=0))
+    validation.validate(dataclasses.replace(quickstart, lr_decay_steps=0))
 

@@ -13,6 +13,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from facegan_jax import config as config_lib, mesh as mesh_lib, state as state_lib
 from facegan_jax import resume, step as step_lib
+from facegan_jax import validation
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.data import pipeline, synthetic_faces
 from facegan_jax.logs import health
@@ -250,7 +251,7 @@ def test_label_smoothing_sets_the_real_target_of_ds_loss():
 def test_label_smoothing_does_not_apply_to_losses_without_targets(caplog):
   """A bce flagfile's --label_smoothing with --loss=hinge: a valid run, the same as without
   it, and a warning that says so."""
-  config_lib.validate(tiny_config(loss='hinge', label_smoothing=0.9))
+  validation.validate(tiny_config(loss='hinge', label_smoothing=0.9))
   images = random_images(16)
   with caplog.at_level('WARNING'):
     smoothed = run(1, 2, images, loss='hinge', label_smoothing=0.9)

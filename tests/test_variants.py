@@ -10,6 +10,7 @@ import pytest
 from benchmarks import variants
 from facegan_jax import config as config_lib
 from facegan_jax import state as state_lib
+from facegan_jax import validation
 
 
 @pytest.mark.parametrize('flagfile', variants.FLAGFILES, ids=os.path.basename)
@@ -19,6 +20,6 @@ def test_every_flagfile_takes_each_override(flagfile):
     values = config_lib.read_flagfile(flagfile)
     values[name] = type(getattr(config_lib.Config(), name))(value)
     config = config_lib.Config(**values)
-    config_lib.validate(config, 1)
+    validation.validate(config, 1)
     state = jax.eval_shape(lambda config=config: state_lib.init_state(config))
     assert state.step.shape == ()
