@@ -165,8 +165,8 @@ class Config:
       'checkpoints/STEP; optimizers and step start afresh')
   num_samples: int = field(64, '--mode=sample: how many images to write')
   sample_class: int = field(-1, '--mode=sample and explore under --condition: the class to '
-      'draw (its code: its place in the class names, as eval.json lists them); -1: every '
-      'class in turn, a row of the grid each')
+      "draw, by its place among the classes (a folder's sorted subfolder names, a TFDS label's "
+      "names, an attribute's categories); -1: every class in turn, a row of the grid each")
   eval_samples: int = field(2048, '--mode=eval and --eval_every: how many generated and how many '
       'real images to compare')
   inception_weights: str | None = field(None, "--mode=eval: pytorch-fid's "

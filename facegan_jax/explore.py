@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from facegan_jax import config as config_lib
+from facegan_jax import config as config_lib, state as state_lib
 from facegan_jax.data import synthetic_faces
 from facegan_jax.evaluation import face_attributes
 from facegan_jax.logs import visualize
@@ -133,18 +133,16 @@ def projected_faces(workdir, step, generate):
   return z, targets, lambda z: generate(z, np.tile(classes, len(z) // len(classes)))
 
 
-def of_class(generate, config, rows=None):
+def of_class(generate, config, per_row=None):
   """`generate` (z -> uint8 images) of --sample_class under --condition: every image of it,
-  or with -1 image i of class (i // rows) mod K where `rows` is given (a row of the figure
-  each), else of class 0. `generate` itself without --condition."""
+  or with -1 a class a row of the figure where its row length `per_row` is given (image i of
+  class (i // per_row) mod K), else class 0. `generate` itself without --condition."""
   if not config.num_classes:
     return generate
   def of_classes(z):
-    if config.sample_class >= 0 or rows is None:
-      classes = np.full(len(z), max(config.sample_class, 0), np.int32)
-    else:
-      classes = (np.arange(len(z), dtype=np.int32) // rows) % config.num_classes
-    return generate(z, classes)
+    if config.sample_class >= 0 or per_row is None:
+      return generate(z, np.full(len(z), max(config.sample_class, 0), np.int32))
+    return generate(z, state_lib.class_rows(len(z), config.num_classes, per_row))
   return of_classes
 
 
@@ -161,8 +159,7 @@ def explore(config, workdir):
                       os.path.join(out, 'interpolation.png'), columns=config.interpolate)
   readouts = {}
   if config_lib.is_synthetic_faces(config.dataset):
-    projected = projected_faces(workdir, int(state.step),
-                                generate_any if config.num_classes else generate)
+    projected = projected_faces(workdir, int(state.step), generate_any)
     readouts, figures = attribute_arithmetic(config, generate, arithmetic_key, latents,
                                              projected)
     for name, images in figures.items():

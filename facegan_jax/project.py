@@ -44,6 +44,7 @@ from facegan_jax.data import folder, pipeline, sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import classifier, evaluate, face_attributes, fid, inception
 from facegan_jax.logs import visualize
+from facegan_jax.models.conditioning import of_classes
 from facegan_jax.run import files
 from facegan_jax.sample import load_latest
 
@@ -233,8 +234,7 @@ def optimise(config, g, targets, features=None, classes=None):
 
   def losses(z, nets):
     """Per row: (the loss, pixel MSE, perceptual distance), and the images."""
-    g = nnx.merge(g_graph, nets['g'])
-    images = g(z, train=False) if labels is None else g(z, train=False, labels=labels)
+    images = nnx.merge(g_graph, nets['g'])(z, train=False, **of_classes(labels))
     pixel = jnp.mean(jnp.square(images - target), axis=(1, 2, 3))
     perceptual = (jnp.mean(jnp.square(features_of(nets['f'], images) - nets['target_f']),
                            axis=-1) / nets['f_scale'] if features is not None

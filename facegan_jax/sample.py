@@ -28,14 +28,14 @@ def load_latest(config, workdir):
   return state, state_lib.generator(config, state)
 
 
-def sample_classes(config, count, columns=8):
+def sample_classes(config, count):
   """The classes of `count` samples under --condition: --sample_class, or every class in
-  turn, `columns` of each (a grid's row), then again; None without --condition."""
+  turn, a grid's row of each (state.class_rows); None without --condition."""
   if not config.num_classes:
     return None
   if config.sample_class >= 0:
     return np.full(count, config.sample_class, np.int32)
-  return (np.arange(count, dtype=np.int32) // columns) % config.num_classes
+  return state_lib.class_rows(count, config.num_classes)
 
 
 def sample(config, workdir):
@@ -52,7 +52,7 @@ def sample(config, workdir):
     images = generate(z, classes)
     np.savez(os.path.join(workdir, 'samples.npz'), images=images, classes=classes)
   visualize.save_grid(images[:256], os.path.join(workdir, 'samples.png'),
-                      columns=8 if classes is not None else None)
+                      columns=state_lib.GRID_COLUMNS if classes is not None else None)
   logging.info('Wrote %d samples from step %d to %s/samples.npz and samples.png',
                len(images), int(state.step), workdir)
   return images

@@ -17,6 +17,7 @@ from flax import nnx
 from facegan_jax import models, ops, schedules
 from facegan_jax.data.pipeline import to_uint8
 from facegan_jax.models import spectral_norm
+from facegan_jax.models.conditioning import of_classes
 
 
 @flax.struct.dataclass
@@ -137,8 +138,7 @@ def make_sample_fn(state):
   g_graph = state.g_graph
 
   def sample(params, stats, z, labels):
-    g = nnx.merge(g_graph, params, stats)
-    return g(z, train=False) if labels is None else g(z, train=False, labels=labels)
+    return nnx.merge(g_graph, params, stats)(z, train=False, **of_classes(labels))
   return jax.jit(sample)
 
 
@@ -150,15 +150,24 @@ def generate_images(sample_fn, params, stats, z, labels=None, batch_size=256):
       for i in range(0, len(z), batch_size)])
 
 
-def class_grid(config, columns=8):
-  """(latents, classes) of a sample grid under --condition: a row per class (at most 64),
-  the same `columns` latents (of --sample_seed) in every row, so the rows differ by class
-  alone; (64 latents, None) without."""
+GRID_COLUMNS = 8  # a class-conditional grid's columns: a row of each class
+
+
+def class_rows(count, num_classes, columns=GRID_COLUMNS):
+  """The classes of `count` images laid out a row of `columns` per class, in turn: image i
+  of class (i // columns) mod K."""
+  return (np.arange(count, dtype=np.int32) // columns) % num_classes
+
+
+def class_grid(config):
+  """(latents, classes) of the training grids under --condition: a row per class (at most
+  64), the same GRID_COLUMNS latents (of --sample_seed) in every row, so the rows differ by
+  class alone; (64 latents, None) without."""
   if not config.num_classes:
     return jax.random.normal(jax.random.PRNGKey(config.sample_seed), (64, config.z_dim)), None
   rows = min(config.num_classes, 64)
-  z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (columns, config.z_dim))
-  return jnp.tile(z, (rows, 1)), jnp.repeat(jnp.arange(rows, dtype=jnp.int32), columns)
+  z = jax.random.normal(jax.random.PRNGKey(config.sample_seed), (GRID_COLUMNS, config.z_dim))
+  return jnp.tile(z, (rows, 1)), class_rows(rows * GRID_COLUMNS, config.num_classes)
 
 
 def generator(config, state):

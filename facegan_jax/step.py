@@ -21,6 +21,7 @@ from facegan_jax.augment import ada
 from facegan_jax.data import pipeline
 from facegan_jax.mesh import DATA_AXIS
 from facegan_jax.models import spectral_norm
+from facegan_jax.models.conditioning import of_classes
 from facegan_jax.objectives.critic import Critic, lazily_due
 from facegan_jax.ops import channel_sums
 
@@ -121,11 +122,6 @@ def generate(state, g_params, g_sn, z, labels=None):
   g = nnx.merge(state.g_graph, spectral_norm.normalize(g_params, g_sn), state.g_stats,
                 copy=True)
   return g(z, train=True, **of_classes(labels)), nnx.state(g, nnx.BatchStat)
-
-
-def of_classes(labels):
-  """G's and D's keyword arguments for the classes `labels`: none when unconditional."""
-  return {} if labels is None else dict(labels=labels)
 
 
 def critic(state, d_params, d_sn, config, *, real, fake, labels=None, penalty_due=None):

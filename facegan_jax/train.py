@@ -129,7 +129,7 @@ def train_and_evaluate(config, workdir):
   num_devices = mesh.shape[mesh_lib.DATA_AXIS]
   validation.validate(config, num_devices)
   sources.check_dataset(config.dataset)
-  if config.condition:  # the data's classes, then their checks
+  if config.condition and not config.num_classes:  # the data's classes (main.py sets them)
     config = sources.with_classes(config)
     validation.validate(config, num_devices)
   lock = workdir_lib.lock_for_training(workdir)  # before anything in it is read or written
@@ -183,7 +183,7 @@ def _train(config, workdir, mesh, num_devices, stop):
       visualize.save_grid(images[first_batch], os.path.join(workdir, 'real_batch.png'))
   sample_fn = state_lib.make_sample_fn(state)
   fixed_z, fixed_classes = state_lib.class_grid(config)  # a row per class under --condition
-  columns = 8 if config.num_classes else None
+  columns = state_lib.GRID_COLUMNS if config.num_classes else None
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
 
   tensorboard = tensorboard_log.TensorBoardLog(config, workdir, step,

@@ -139,10 +139,9 @@ def test_class_accuracy_and_intra_fd_are_their_direct_computations():
 
   asked = np.array([0] * 12 + [1] * 12 + [2] * 1)
   real_features = rng.normal(size=(25, 3))
-  real = images_of(real_features, asked)
   others = images_of(rng.normal(size=(25, 3)), asked)
   metrics = conditional.ConditionalMetrics(
-      read, dict(network='test'), ['a', 'b', 'c'], 1, real, asked, real_features, others,
+      read, dict(network='test'), ['a', 'b', 'c'], 1, asked, real_features, others,
       asked, dict(class_accuracy=0.9, intra_fd=None, cas=None, n_bound=25))
   fake_features = rng.normal(size=(25, 3)) + np.array([1.0, 0, 0])
   read_as = np.where(rng.random(25) < 0.7, asked, (asked + 1) % 3)
@@ -188,6 +187,9 @@ def test_cas_is_high_for_fakes_that_carry_their_classes_and_chance_for_shuffled_
      '--condition=glasses is an attribute of synthetic_faces, not of --dataset=tfds:mnist; '
      'use --condition=label for a labelled dataset'),
     (dict(sample_class=2), '--sample_class=2 needs --condition'),
+    (dict(condition='label', dataset='folder:x', resolution=8),
+     "--condition=label at --resolution=8: dcgan's G has no BatchNorm to take the class; pass "
+     '--g_first_bn'),
     (dict(condition='glasses', num_classes=3, sample_class=3),
      '--sample_class=3: must be -1 (every class) or in [0, 3) (--condition=glasses)'),
     (dict(best_metric='cas', eval_every=10), '--best_metric=cas measures a class-conditional '
@@ -207,6 +209,13 @@ def test_an_unlabelled_folder_cannot_be_conditioned(tmp_path):
   with pytest.raises(UsageError, match=re.escape(
       f'--condition=label: folder:{folder} has no class labels (a folder needs its images in '
       'two or more class subfolders, a TFDS dataset a label feature)')):
+    sources.with_classes(config)
+
+
+def test_a_tfds_name_tfds_does_not_have_is_a_one_line_error(tmp_path):
+  config = Config(dataset='tfds:no_such_set', data_dir=str(tmp_path), condition='label')
+  with pytest.raises(UsageError, match="^--dataset=tfds:no_such_set: TFDS has no dataset "
+                                       "'no_such_set'$"):
     sources.with_classes(config)
 
 

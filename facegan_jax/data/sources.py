@@ -111,8 +111,8 @@ def load_labels(config, split='train'):
   if kind != 'tfds':
     return None
   source = tfds_prepare.source(config, split)
-  feature = dict(source.builder.info.features.items()).get('label')
-  if not isinstance(feature, tfds.features.ClassLabel):  # as mnist, cifar10 or svhn_cropped have
+  feature = tfds_prepare.label_feature(source.builder)
+  if feature is None:
     return None
   path = os.path.join(source.cache_dir, f'facegan-{source.split}-labels.npy')
   labels = cache.read(path)
@@ -135,10 +135,9 @@ def class_names(config):
     shape = (config.resolution, config.resolution, config.channels)
     names = folder.class_list(rest, shape, config)
   elif kind == 'tfds':
-    with tfds_prepare.no_stray_tempdirs():
-      feature = dict(tfds.builder(rest.partition(':')[0], data_dir=config.data_dir)
-                     .info.features.items()).get('label')
-    names = list(feature.names) if isinstance(feature, tfds.features.ClassLabel) else None
+    feature = tfds_prepare.label_feature(
+        tfds_prepare.tfds_builder(rest.partition(':')[0], config))
+    names = feature and list(feature.names)
   if not names:
     raise UsageError(f'--condition={config.condition}: {config.dataset} has no class labels '
                      '(a folder needs its images in two or more class subfolders, a TFDS '
@@ -199,7 +198,8 @@ def training_part(config, split):
 
 def load_training_classes(config):
   """The class codes of --condition of load_training_images' images (read after them: in a
-  multi-process run process 0 has prepared the data by then)."""
+  multi-process run the images are prepared by then; each process reads the labels, and a
+  label cache that is not yet written each writes whole)."""
   split = load_classes(config, 'train')
   return training_part(config, split)[1]
 

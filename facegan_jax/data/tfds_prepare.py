@@ -175,17 +175,30 @@ def _reachable(url):
     return False
 
 
-def _prepared_builder(name, split, config):
-  """(builder, its image feature's key, our cache dir) of tfds:NAME, prepared once."""
+def tfds_builder(name, config):
+  """The TFDS builder of tfds:NAME, not prepared (its info is the code's); UsageError for a
+  name TFDS does not have."""
   try:
     with no_stray_tempdirs():
-      builder = tfds.builder(name, data_dir=config.data_dir, file_format='array_record')
+      return tfds.builder(name, data_dir=config.data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError:
     raise UsageError(f'--dataset=tfds:{name}: TFDS has no dataset {name!r}') from None
   except ValueError as e:  # e.g. tfds:NAME/CONFIG with a config NAME does not have
     # TFDS's first line, less its 'Failed to construct dataset ..., builder_kwargs ...: '.
     reason = str(e).splitlines()[0].rpartition('": ')[2].partition(' Here are')[0]
     raise UsageError(f'--dataset=tfds:{name}: {reason}') from None
+
+
+def label_feature(builder):
+  """The builder's `label` ClassLabel feature (mnist, cifar10, svhn_cropped have one), or
+  None."""
+  feature = dict(builder.info.features.items()).get('label')
+  return feature if isinstance(feature, tfds.features.ClassLabel) else None
+
+
+def _prepared_builder(name, split, config):
+  """(builder, its image feature's key, our cache dir) of tfds:NAME, prepared once."""
+  builder = tfds_builder(name, config)
   image_keys = [k for k, f in builder.info.features.items()
                 if isinstance(f, tfds.features.Image)]
   if not image_keys:

@@ -48,18 +48,16 @@ def classification_accuracy_score(train_images, train_classes, test_images, test
 
 @dataclasses.dataclass(frozen=True)
 class ConditionalMetrics:
-  """The conditional metrics of uint8 fakes drawn for `classes`, against fixed reals.
+  """The conditional metrics of uint8 fakes drawn for the real subset's classes.
 
-  `read(images) -> (features, classes read)` is the class-reading network; `network` its
-  provenance ({name, weights, held-out accuracy}) and `ceiling` its accuracy on held-out
-  reals.
+  `read(images) -> (features, classes read)` is the class-reading network and `network` its
+  provenance ({network, weights_sha256}).
   """
   read: object
   network: dict
   names: list  # the class names, in code order
   channels: int
-  real: np.ndarray  # the real subset: uint8 images, their classes, their features
-  real_classes: np.ndarray
+  real_classes: np.ndarray  # the real subset's classes and features
   real_features: np.ndarray
   test: np.ndarray  # held-out reals (other training images) and their classes: CAS's test set
   test_classes: np.ndarray
@@ -72,7 +70,7 @@ class ConditionalMetrics:
     (other real images, as many) against `real`, and CAS of a classifier trained on `real`,
     tested on `others`."""
     real_features, _ = read(real)
-    metrics = cls(read, network, list(names), channels, real, np.asarray(real_classes),
+    metrics = cls(read, network, list(names), channels, np.asarray(real_classes),
                   real_features, others, np.asarray(other_classes), {})
     bounds = dict(class_accuracy=ceiling, intra_fd=None, cas=None, n_bound=len(others))
     if len(others) >= MIN_PER_CLASS:

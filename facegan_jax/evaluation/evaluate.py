@@ -71,10 +71,11 @@ class Evaluator:
     others_at = np.sort(np.random.default_rng(config.sample_seed + 1).permutation(others)[:n])
     others = np.asarray(split[others_at])
     # Under --condition, G draws for the real subset's classes: fakes and reals in one mix.
-    self.labels = codes = None
+    self.labels = real_classes = None
     if config.condition:
       codes = sources.load_classes(config, 'train')
-      self.labels = jax.numpy.asarray(codes[trained_on][self.subset])
+      real_classes = codes[trained_on][self.subset]
+      self.labels = jax.numpy.asarray(real_classes)
     # Labels first: a --best_metric they cannot give fails before any network trains.
     labelled = sources.load_labels(config, 'train')
     if config.best_metric in config_lib.CLASS_NET_METRICS and labelled is None:
@@ -100,8 +101,8 @@ class Evaluator:
       key = fid.real_features_key(self.real, digest, config.fid_resize)
       real_features, cached = fid.cached_real_features(model, self.real, config.fid_resize, key)
       self.inception = (model, fc, digest, real_features, cached)
-    self.conditional = (self._conditional(codes[trained_on][self.subset], others,
-                                          codes[others_at]) if config.condition else None)
+    self.conditional = (self._conditional(real_classes, others, codes[others_at])
+                        if config.condition else None)
 
   def _conditional(self, real_classes, others, other_classes):
     """The conditional metrics, read by the class net (--condition=label) or the attribute
@@ -126,7 +127,8 @@ class Evaluator:
         real_classes, others, other_classes)
 
   def __call__(self, step, generate):
-    """The record of the generator `generate` (z -> uint8 images) at training step `step`."""
+    """The record of the generator `generate` ((z, classes under --condition) -> uint8 images)
+    at training step `step`."""
     config, seconds = self.config, {}
     started = time.perf_counter()
     fake = generate(self.z) if self.labels is None else generate(self.z, self.labels)

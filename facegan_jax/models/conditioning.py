@@ -7,12 +7,19 @@
 - `Projection`: Miyato & Koyama's (2018) projection discriminator, D's logit plus the inner
   product of the class's embedding with D's last features.
 
-Every table is a parameter named `kernel` of shape (classes, width), so --spectral_norm
-normalises it as SNGAN's projection does (its SNEmbedID).
+The embeddings are parameters named `kernel` of shape (classes, width), so --spectral_norm
+normalises them as SNGAN's projection does (its SNEmbedID); conditional BatchNorm's tables
+are per-channel values, left alone (spectral_norm.PER_CLASS).
 """
 
 import jax.numpy as jnp
 from flax import nnx
+
+
+def of_classes(labels):
+  """A G's or D's keyword arguments for the classes `labels`: none when None (unconditional,
+  so a family that draws no classes is called as before)."""
+  return {} if labels is None else dict(labels=labels)
 
 
 class Embedding(nnx.Module):

@@ -51,7 +51,10 @@ def build(config, rngs, dtype):
 
 
 def validate(config, num_devices=None):
-  num_stages(config.resolution)
+  _, n = num_stages(config.resolution)
+  if config.condition and n < 2 and not config.g_first_bn:
+    raise UsageError(f'--condition={config.condition} at --resolution={config.resolution}: '
+                     "dcgan's G has no BatchNorm to take the class; pass --g_first_bn")
   if config.mbstd_group:
     if config.mbstd_group < 2:
       raise UsageError(f'--mbstd_group={config.mbstd_group}: needs --model=dcgan and a group '

@@ -18,9 +18,14 @@ def _name(path):
   return '.'.join(str(p) for p in parts if p != 'value')
 
 
+# Conditional BatchNorm's per-class scales and biases (classes, features): a row of
+# per-channel values for each class, not a linear map; SNGAN leaves them unnormalised too.
+PER_CLASS = ('scale', 'bias')
+
+
 def kernels(params):
   """{name: kernel} of `params`' weight matrices and convolution kernels (biases, BatchNorm
-  scales and the like have one axis and are not normalised)."""
+  scales and the like are not normalised)."""
   return {_name(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
           if _name(path).endswith('kernel') and leaf.ndim >= 2}
 
@@ -35,7 +40,8 @@ def init_vectors(params, key):
   families' contract, models/__init__.py)."""
   found = kernels(params)
   for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    if leaf.ndim >= 2 and _name(path) not in found:
+    if (leaf.ndim >= 2 and _name(path) not in found
+        and _name(path).rpartition('.')[2] not in PER_CLASS):
       raise ValueError(f'{_name(path)}: a weight of {leaf.ndim} axes not named `kernel`, which '
                        'spectral norm would skip; name it `kernel` (models/__init__.py)')
   keys = jax.random.split(key, max(len(found), 1))

@@ -11,6 +11,7 @@ from flax import nnx
 from facegan_jax.augment import ada, diffaug
 from facegan_jax.mesh import DATA_AXIS
 from facegan_jax.models import spectral_norm
+from facegan_jax.models.conditioning import of_classes
 
 
 @flax.struct.dataclass
@@ -52,8 +53,7 @@ def _forward(graph, config, augment, params, sn, stats, images, augment_keys, ad
   d = nnx.merge(graph, spectral_norm.normalize(params, sn), stats, copy=True)
   if augment:
     images = augmented(config, images, augment_keys, ada_p)
-  logits = d(images, train=True, dropout_keys=dropout_keys,
-             **({} if labels is None else dict(labels=labels)))
+  logits = d(images, train=True, dropout_keys=dropout_keys, **of_classes(labels))
   return logits, nnx.state(d, nnx.BatchStat)
 
 
