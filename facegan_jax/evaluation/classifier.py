@@ -17,6 +17,7 @@ images in place of the generated ones, what a generator that drew real images wo
 """
 
 import dataclasses
+import functools
 import time
 
 import jax
@@ -60,6 +61,25 @@ def split(n):
   return np.sort(order[held:]), np.sort(order[:held])
 
 
+@functools.lru_cache(maxsize=8)
+def _adam(learning_rate, steps):
+  """Adam on a cosine schedule over `steps`: one object per setting, so that every training
+  of that length (CAS trains one at each evaluation) reuses the compiled step, whose cache
+  key holds the optimizer."""
+  return optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
+
+
+def _loss(model, images, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(model(images)[1], labels).mean()
+
+
+@nnx.jit
+def _step(model, optimizer, x, y, index):
+  """One Adam step on the rows `index` of the images `x` and classes `y` (arguments, not
+  constants baked into the program)."""
+  optimizer.update(model, nnx.grad(_loss)(model, x[index], y[index]))
+
+
 def train(images, labels, num_classes, channels, held_out=True,
           label='Training the class net'):
   """Trains a ClassNet on uint8 images of any resolution; returns (model, quality record),
@@ -70,22 +90,13 @@ def train(images, labels, num_classes, channels, held_out=True,
   model = ClassNet(channels, num_classes, rngs=nnx.Rngs(TRAIN['seed']))
   batch = TRAIN['batch_size']
   steps = min(TRAIN['steps'], TRAIN['epochs_at_most'] * len(x) // batch)
-  optimizer = nnx.Optimizer(model, optax.adam(optax.cosine_decay_schedule(
-      TRAIN['learning_rate'], steps)), wrt=nnx.Param)
-
-  def loss(model, images, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(model(images)[1], labels).mean()
-
-  @nnx.jit
-  def step(model, optimizer, index):
-    optimizer.update(model, nnx.grad(loss)(model, x[index], y[index]))
-
+  optimizer = nnx.Optimizer(model, _adam(TRAIN['learning_rate'], steps), wrt=nnx.Param)
   rng = np.random.default_rng(TRAIN['seed'])
   started = time.perf_counter()
   progress = Progress(label, steps, 'steps',
                       sync=lambda: jax.block_until_ready(nnx.state(model)))
   for i in range(steps):
-    step(model, optimizer, jnp.asarray(rng.integers(0, len(x), batch)))
+    _step(model, optimizer, x, y, jnp.asarray(rng.integers(0, len(x), batch)))
     progress(i + 1)
   seconds = time.perf_counter() - started
   if held_rows is None:
