@@ -31,6 +31,10 @@ class Embedding(nnx.Module):
   def __call__(self, labels, dtype=jnp.float32):
     return self.kernel[...][labels].astype(dtype)
 
+  def beside(self, x, labels):
+    """`x` (B, F) with each example's class embedding concatenated (cGAN's input)."""
+    return jnp.concatenate([x, self(labels, x.dtype)], -1)
+
 
 class Projection(Embedding):
   """(features (B, F), labels) -> ⟨embedding of each label, its features⟩ (B,): added to an

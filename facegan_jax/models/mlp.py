@@ -35,10 +35,6 @@ def _embedding(num_classes, width, rngs):
   return Embedding(num_classes, width, init=nnx.initializers.normal(1.0), rngs=rngs)
 
 
-def _with_class(x, embedding, labels):
-  return x if embedding is None else jnp.concatenate([x, embedding(labels, x.dtype)], -1)
-
-
 class Generator(nnx.Module):
   """z -> h -> 2h -> 4h -> image, LeakyReLU(0.2) hidden layers, tanh output; with
   `num_classes`, z concatenated with the embedding of its class (`labels`)."""
@@ -54,7 +50,7 @@ class Generator(nnx.Module):
 
   def __call__(self, z, *, train, labels=None):
     del train  # no BatchNorm or dropout in G
-    x = _with_class(z, self.embedding, labels)
+    x = z if self.embedding is None else self.embedding.beside(z, labels)
     for layer in self.layers[:-1]:
       x = jax.nn.leaky_relu(layer(x), 0.2)
     return jnp.tanh(self.layers[-1](x)).astype(jnp.float32).reshape((-1,) + self.shape)
@@ -76,7 +72,8 @@ class Discriminator(nnx.Module):
 
   def __call__(self, x, *, train, dropout_keys=None, labels=None):
     """`dropout_keys`: one PRNG key per example, so masks follow the example, not the device."""
-    x = _with_class(x.reshape(x.shape[0], -1), self.embedding, labels)
+    x = x.reshape(x.shape[0], -1)
+    x = x if self.embedding is None else self.embedding.beside(x, labels)
     for layer in self.layers[:-1]:
       x = jax.nn.leaky_relu(layer(x), 0.2)
       if train and self.dropout > 0:

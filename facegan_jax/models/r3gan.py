@@ -187,7 +187,7 @@ class Generator(nnx.Module):
     del train  # no BatchNorm, no dropout
     z = z.astype(self.dtype)
     if self.embedding is not None:
-      z = jnp.concatenate([z, self.embedding(labels, self.dtype)], -1)
+      z = self.embedding.beside(z, labels)
     x = self.basis[...].astype(self.dtype) * self.to_basis(z)[:, None, None]
     for i, stage in enumerate(self.stages):
       if i:
