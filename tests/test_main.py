@@ -356,22 +356,24 @@ def test_host_input_resumed_gives_the_device_input_run(tmp_path, data_dir):
 
 
 def test_steps_per_call_gives_the_one_step_run_at_full_optimisation(tmp_path, data_dir):
-  """--steps_per_call=4 with logs every 5 steps and a resume at step 10 (calls end at those
-  steps) is the one-step run bit for bit, under XLA's default CPU optimisation and main.py's
-  XLA flags, on one device (where Adam amplifies any difference in the last bits). The three
-  runs in one process of their own, whose XLA flags are those."""
-  args = TINY + [f'--data_dir={data_dir}', '--num_steps=20', '--tensorboard=false']
-  one, four = str(tmp_path / 'one'), str(tmp_path / 'four')
+  """--steps_per_call=3 with logs every 5 steps and a resume at step 10 (calls end at those
+  steps; the epoch of 16 batches turns over inside the call of steps 15-17) is the one-step
+  run bit for bit, under XLA's default CPU optimisation and main.py's XLA flags, on 2 devices
+  (where Adam amplifies any difference in the last bits). The three runs in one process of
+  their own, whose XLA flags are those."""
+  args = TINY + [f'--data_dir={data_dir}', '--num_steps=20', '--batch_size=64',
+                 '--tensorboard=false', '--num_devices=2']
+  one, three = str(tmp_path / 'one'), str(tmp_path / 'three')
   runs = [main_config(*args, f'--workdir={one}')] + [
-      main_config(*args, f'--workdir={four}', '--steps_per_call=4', f'--num_steps={num_steps}')
+      main_config(*args, f'--workdir={three}', '--steps_per_call=3', f'--num_steps={num_steps}')
       for num_steps in (10, 20)]
-  train_in_a_process(runs, xla_flags(1, ''), main_py_flags=True)
+  train_in_a_process(runs, xla_flags(2, ''), main_py_flags=True)
   timing = ('images_per_sec', 'steps_per_sec')
   rows = [[{k: v for k, v in row.items() if k not in timing} for row in metrics(workdir)]
-          for workdir in (one, four)]
+          for workdir in (one, three)]
   assert [row['step'] for row in rows[1]] == [5, 10, 15, 20] and rows[0] == rows[1]
   states = [read_checkpoint(os.path.join(workdir, 'checkpoints', '20'))
-            for workdir in (one, four)]
+            for workdir in (one, three)]
   for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
     np.testing.assert_array_equal(a, b)
 
