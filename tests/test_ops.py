@@ -169,10 +169,12 @@ def test_layers_on_two_devices_equal_one(varying):
       err = float(jnp.abs(a - b).max() / jnp.abs(b).max())
       assert err < 1e-5, (op.__name__, impl, x_shape, err)
 
-  for impl in ('auto', 'winograd', 'winograd_phase'):
+  # A replicated kernel's gradient is summed over the devices by the hand-written backward
+  # passes (ops/cpu.py, 'auto's forms) and by JAX's autodiff in the others: 'auto' alone.
+  for impl in ('auto', 'winograd', 'winograd_phase') if varying else ('auto',):
     check(ops.conv_transpose_4x2, impl, (4, 4, 4, 256), (4, 4, 256, 128))
     check(ops.conv_transpose_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 64))
-  for impl in ('auto', 'winograd'):
+  for impl in ('auto', 'winograd') if varying else ('auto',):
     check(ops.conv_4x2, impl, (4, 8, 8, 128), (4, 4, 128, 256))
   check(ops.conv_4x2, 'auto', (4, 18, 18, 128), (4, 4, 128, 8))  # the hand-written pass
   check(ops.conv_transpose_4x2, 'auto', (4, 2, 2, 1024), (4, 4, 1024, 8))
