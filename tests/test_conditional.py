@@ -70,11 +70,13 @@ def test_the_projection_discriminator_adds_the_classs_inner_product_with_its_fea
 
 
 def test_a_conditional_run_resumed_is_the_straight_run_on_either_input(tmp_path):
-  """On 2 devices, batches (images and classes) read on the host: 2 steps, a real checkpoint,
-  main.py's restore of it, 2 more steps, is bit for bit the straight 4-step run; and that run
-  is the one drawing its batches on the devices (to float rounding: another program, whose
-  sums XLA may order otherwise under the suite's flags)."""
-  config = tiny_config(num_devices=2, **CONDITIONAL)
+  """On 2 devices with 2 D updates a step and spectral norm in D, batches (images and classes)
+  read on the host: 2 steps, a real checkpoint, main.py's restore of it, 2 more steps, is bit
+  for bit the straight 4-step run (parameters, BatchNorm statistics, spectral-norm vectors,
+  both optimizers, the step); and that run is the one drawing its batches on the devices (to
+  float rounding: another program, whose sums XLA may order otherwise under the suite's
+  flags)."""
+  config = tiny_config(num_devices=2, d_steps=2, spectral_norm='d', **CONDITIONAL)
   images, labels = random_images(40), np.arange(40, dtype=np.int32) % 3
   mesh = mesh_lib.make_mesh(2)
 

@@ -24,6 +24,7 @@ from facegan_jax import config as config_lib
 from facegan_jax import explore
 from facegan_jax import mesh as mesh_lib
 from facegan_jax import resume
+from facegan_jax import sample
 from facegan_jax import state as state_lib
 from facegan_jax import train
 from facegan_jax import validation
@@ -33,7 +34,7 @@ from facegan_jax.evaluation import distances
 from facegan_jax.run import workdir as workdir_lib
 from tests import conftest
 from tests.conftest import (EXACT_XLA_FLAGS, TINY, assert_only_our_info_lines, copy_run,
-                            info_lines, main_config, metrics, read_checkpoint, run_python,
+                            info_lines, main_config, metrics, read_checkpoint,
                             tensorboard_events, train_in_a_process, xla_flags)
 from tests.test_inception import random_inception_npz
 from tests.test_visualize import D_COLOUR, G_COLOUR, curve_pixels
@@ -95,7 +96,7 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, tiny_
   assert os.path.exists(os.path.join(workdir, 'samples.png'))
   # They are the EMA generator's (--ema_decay=0.9) for seed 3's latents; without
   # --ema_decay, G's own.
-  expected = _generators_images(workdir, str(tmp_path / 'expected.npz'), num_samples=5)
+  expected = _generators_images(workdir, num_samples=5)
   np.testing.assert_array_equal(images, expected['ema3'])
   np.testing.assert_array_equal(expected['sampled_without_ema'], expected['g3'])
   assert not np.array_equal(expected['ema3'], expected['g3'])  # the EMA G is not G
@@ -181,28 +182,22 @@ def test_train_writes_every_output_resumes_and_samples(tmp_path, data_dir, tiny_
     assert name in evaluated.stdout
 
 
-def _generators_images(workdir, path, num_samples):
+def _generators_images(workdir, num_samples):
   """The images of the latest checkpoint's EMA generator and of G for the latents of seeds 3
-  and 4, computed as main.py computes them (its runtime settings, the same compiled G), and
-  those sample.sample (--mode=sample) returns for seed 3 with --ema_decay=0; as an npz."""
-  run_python(f'''
-from facegan_jax.run import runtime
-runtime.configure()
-import dataclasses
-import jax, numpy as np
-from facegan_jax import config as config_lib, sample, state as state_lib
-config = config_lib.Config(**config_lib.read_flagfile({workdir + '/flags.txt'!r}))
-state, _ = sample.load_latest(config, {workdir!r})
-generate = state_lib.make_sample_fn(state)
-def images(params, seed):
-  z = jax.random.normal(jax.random.PRNGKey(seed), ({num_samples}, config.z_dim))
-  return state_lib.generate_images(generate, params, state.g_stats, z)
-without_ema = sample.sample(dataclasses.replace(config, ema_decay=0.0, sample_seed=3,
-                                                num_samples={num_samples}), {workdir!r})
-np.savez({path!r}, ema3=images(state.ema_params, 3), g3=images(state.g_params, 3),
-         ema4=images(state.ema_params, 4), sampled_without_ema=without_ema)
-''')
-  return np.load(path)
+  and 4, computed as main.py computes them (the same compiled G, on one device), and those
+  sample.sample (--mode=sample) returns for seed 3 with --ema_decay=0."""
+  config = config_lib.Config(**config_lib.read_flagfile(os.path.join(workdir, 'flags.txt')))
+  config = dataclasses.replace(config, num_devices=1)
+  state, _ = sample.load_latest(config, workdir)
+  generate = state_lib.make_sample_fn(state)
+
+  def images(params, seed):
+    z = jax.random.normal(jax.random.PRNGKey(seed), (num_samples, config.z_dim))
+    return state_lib.generate_images(generate, params, state.g_stats, z)
+  without_ema = sample.sample(dataclasses.replace(config, ema_decay=0.0, sample_seed=3,
+                                                  num_samples=num_samples), workdir)
+  return dict(ema3=images(state.ema_params, 3), g3=images(state.g_params, 3),
+              ema4=images(state.ema_params, 4), sampled_without_ema=without_ema)
 
 
 # The one-line path of main.py's errors, end to end: a flag validation rejects before anything
