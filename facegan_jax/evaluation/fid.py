@@ -13,6 +13,7 @@ import zipfile
 
 import jax
 import numpy as np
+from flax import nnx
 from absl import logging
 
 from facegan_jax.errors import UsageError
@@ -42,7 +43,7 @@ def load_network(path):
         state_dict = dict(f)
     else:
       state_dict = torch_weights.load(path)
-    model = inception.FIDInception()
+    model = nnx.eval_shape(inception.FIDInception)  # its arrays are all the state_dict's
     inception.load_state_dict(model, state_dict)
     classifier = tuple(np.asarray(state_dict[f'fc.{name}'], np.float64)
                        for name in ('weight', 'bias'))

@@ -229,7 +229,7 @@ def load_state_dict(model, state_dict):
     if value.shape != needed:
       raise ValueError(f'{name} has shape {value.shape}, the network needs {needed}')
     value = value.transpose(np.argsort(to_torch))
-    target[...] = jnp.asarray(value)
+    target.set_value(jax.device_put(value))  # a transfer: no program compiled per shape
     expected.discard(name)
   if expected:
     raise ValueError(f'the weights lack {sorted(expected)[0]} (and {len(expected) - 1} more)')
