@@ -64,11 +64,15 @@ def conv_transpose_ref_grads(x, w, g):
   return dx, dw
 
 
+def _normal(seed, shape, dtype=np.float32):
+  """Standard normal draws from NumPy (JAX's would compile a program for each shape)."""
+  return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
 def _inputs(x_shape, c_out, out_shape_of):
-  keys = jax.random.split(jax.random.key(0), 3)
-  x = np.asarray(jax.random.normal(keys[0], x_shape), np.float64)
-  w = np.asarray(jax.random.normal(keys[1], (4, 4, x_shape[-1], c_out)), np.float64)
-  g = np.asarray(jax.random.normal(keys[2], out_shape_of(x_shape) + (c_out,)), np.float64)
+  x = _normal(0, x_shape, np.float64)
+  w = _normal(1, (4, 4, x_shape[-1], c_out), np.float64)
+  g = _normal(2, out_shape_of(x_shape) + (c_out,), np.float64)
   return x, w, g
 
 
@@ -119,7 +123,7 @@ def test_kernel_gradients_of_large_maps():
   relu = jax.jit(lambda x: cpu.channels_first_batch_last(jax.nn.relu(x)))(jnp.float32(x))
   np.testing.assert_array_equal(relu, np.maximum(np.float32(x), 0).transpose(3, 1, 2, 0))
   _check(ops.conv_4x2, 'auto', x, w, g, conv_ref, conv_ref_grads)
-  k3, g3 = jnp.float32(w[:3, :3]), jax.random.normal(jax.random.key(5), x_shape[:3] + (2,))
+  k3, g3 = jnp.float32(w[:3, :3]), _normal(5, x_shape[:3] + (2,))
   grads = [jax.jit(jax.grad(lambda k, impl=impl: jnp.sum(
       ops.conv_3x3(jnp.float32(x), k, impl) * g3)))(k3) for impl in ('auto', 'xla')]
   np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4 * np.abs(grads[1]).max())
@@ -128,7 +132,7 @@ def test_kernel_gradients_of_large_maps():
 def test_references_match_each_other():
   """The two references are adjoint, <conv_T(x), y> == <x, conv(y)>, as the layers must be."""
   x, w, _ = _inputs((2, 4, 4, 3), 5, lambda s: s[:3])
-  y = np.asarray(jax.random.normal(jax.random.key(9), (2, 8, 8, 5)), np.float64)
+  y = _normal(9, (2, 8, 8, 5), np.float64)
   lhs = np.vdot(conv_transpose_ref(x, w), y)
   rhs = np.vdot(x, conv_ref(y, w.transpose(0, 1, 3, 2)))
   assert lhs == pytest.approx(rhs, rel=1e-12)
@@ -150,10 +154,8 @@ def test_layers_on_two_devices_equal_one(varying):
   sharded = NamedSharding(mesh, P('data'))
 
   def check(op, impl, x_shape, kernel_shape):
-    x, k = (jax.random.normal(jax.random.key(i), s) for i, s in
-            enumerate((x_shape, kernel_shape)))
-    g = jax.random.normal(jax.random.key(3), jax.eval_shape(
-        lambda x, k: op(x, k, 'xla'), x, k).shape)
+    x, k = (_normal(i, s) for i, s in enumerate((x_shape, kernel_shape)))
+    g = _normal(3, jax.eval_shape(lambda x, k: op(x, k, 'xla'), x, k).shape)
 
     def fwd_bwd(x, k, g):
       if varying:
