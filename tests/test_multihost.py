@@ -9,7 +9,8 @@ import socket
 import jax
 import numpy as np
 
-from tests.conftest import (TINY, main_py, metrics, read_checkpoint, started_main,
+from facegan_jax import train
+from tests.conftest import (TINY, main_config, metrics, read_checkpoint, started_main,
                             tensorboard_events, wait_for_exits)
 
 
@@ -21,9 +22,8 @@ def _free_port():
 
 def test_two_processes_train_as_one_process_with_two_devices(tmp_path, data_dir, deadline):
   args = TINY + [f'--data_dir={data_dir}', '--num_steps=20', '--checkpoint_every=20']
-  one = str(tmp_path / 'one')
-  single = main_py(*args, f'--workdir={one}', devices=2)
-  assert single.returncode == 0, single.stderr[-2000:]
+  one = str(tmp_path / 'one')  # one process with 2 devices: this one, as main.py runs it
+  train.train_and_evaluate(*main_config(*args, f'--workdir={one}', '--num_devices=2'))
 
   two = str(tmp_path / 'two')
   address = f'localhost:{_free_port()}'

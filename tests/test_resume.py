@@ -75,8 +75,9 @@ def test_sigkill_at_random_points_resumes_bit_identically(tmp_path, data_dir, de
                  '--lr_decay=linear', '--lr_decay_start=20', '--r1_gamma=1', '--r1_every=3',
                  '--d_steps=2', '--spectral_norm=gd', '--augment=ada', '--ada_kimg=0.5',
                  '--ada_pipeline=color']
+  # The straight run in process, as main.py runs it (the same flags: the same programs).
   straight = str(tmp_path / 'straight')
-  assert main_py(*args, f'--workdir={straight}').returncode == 0
+  train.train_and_evaluate(*main_config(*args, f'--workdir={straight}', '--num_devices=1'))
   assert len({row['ada_p'] for row in metrics(straight)}) > 1  # p moves, so its resume counts
   # A failure names its seed; FACEGAN_TEST_SEED=N reruns that case.
   seed = int(os.environ.get('FACEGAN_TEST_SEED', random.randrange(10**6)))
@@ -118,9 +119,9 @@ def test_sigterm_on_two_devices_saves_exits_0_and_resumes_bit_identically(tmp_pa
   assert 20 <= stop_step < never_reached
   assert os.path.isdir(os.path.join(stopped, 'checkpoints', str(stop_step)))
   num_steps = (stop_step // 20 + 2) * 20  # one or two log steps after the resume
-  straight = str(tmp_path / 'straight')
-  run = main_py(*args, f'--num_steps={num_steps}', f'--workdir={straight}', devices=2)
-  assert run.returncode == 0, run.stderr[-2000:]
+  straight = str(tmp_path / 'straight')  # in process, as main.py runs it
+  train.train_and_evaluate(*main_config(*args, f'--num_steps={num_steps}',
+                                        f'--workdir={straight}', '--num_devices=2'))
   rerun = main_py(*args, f'--num_steps={num_steps}', f'--workdir={stopped}', devices=2)
   assert rerun.returncode == 0 and f'Resuming at step {stop_step}' in log(rerun)
   assert_same_run(stopped, straight, num_steps)
