@@ -24,9 +24,7 @@ from facegan_jax.evaluation import classifier, conditional, evaluate
 from facegan_jax.models import dcgan
 from facegan_jax.models.batchnorm import BatchNorm
 from tests.conftest import CLASS_NET_TRAIN, main_config
-from tests.test_step import random_images, start, tiny_config
-
-CONDITIONAL = dict(condition='label', num_classes=3)
+from tests.test_step import CONDITIONAL, random_images, start, tiny_config
 
 
 @pytest.fixture(scope='module', autouse=True)

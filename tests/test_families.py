@@ -15,10 +15,10 @@ from facegan_jax.errors import UsageError
 from facegan_jax.models import spectral_norm
 from facegan_jax.models.batchnorm import BatchNorm
 from tests import tiny_family, tiny_objective
-from tests.test_step import MLP, RESNET, assert_same_on_one_and_two_devices
+from tests.test_step import CONDITIONAL, MLP, RESNET, assert_same_on_one_and_two_devices
 
 # Each family's smallest settings over tests/test_step.py's tiny config (the same compiled
-# steps as its tests). A family added to FAMILIES needs its line here.
+# steps as its tests). A family added to FAMILIES needs its line here and in ON_TWO_DEVICES.
 TINY = {'dcgan': {}, 'mlp': MLP, 'resnet': RESNET,
         'r3gan': dict(resolution=8, widths='8,4', groups='4,2', loss='rpgan', r1_gamma=1.0),
         'tiny': dict(model='tiny', resolution=8, loss='rp_test')}
@@ -26,7 +26,6 @@ TINY = {'dcgan': {}, 'mlp': MLP, 'resnet': RESNET,
 # classes travel with their images, over extra D updates, into R1's input gradients), with
 # the penalties whose sums cross the devices: the DCGAN's lazy R1 through the
 # minibatch-stddev channel, with 2 D updates a step; R3GAN's R1 and R2.
-CONDITIONAL = dict(condition='label', num_classes=3)
 ON_TWO_DEVICES = {
     'dcgan': dict(CONDITIONAL, r1_gamma=10.0, r1_every=2, mbstd_group=4, d_steps=2),
     'mlp': dict(MLP, **CONDITIONAL), 'resnet': dict(RESNET, **CONDITIONAL),
@@ -44,7 +43,7 @@ def registered(monkeypatch):
 
 
 def test_every_family_is_checked():
-  assert set(TINY) == set(models.FAMILIES)
+  assert set(TINY) == set(models.FAMILIES) == set(ON_TWO_DEVICES)
 
 
 def _config(name, **overrides):
@@ -129,7 +128,6 @@ def test_a_family_that_draws_no_classes_refuses_them():
 @pytest.mark.parametrize('name', sorted(TINY))
 def test_family_runs_the_same_on_one_and_two_devices(name):
   """The train step on 1 and on 2 devices: the same losses and states."""
-  assert ON_TWO_DEVICES.keys() == TINY.keys()
   assert_same_on_one_and_two_devices(ON_TWO_DEVICES[name])
 
 

@@ -58,6 +58,8 @@ def random_images(n, resolution=16, channels=3):
 
 
 MLP = dict(model='mlp', resolution=28, channels=1, hidden_dim=16)
+# Class-conditional training on the labels of the tests' images (three classes).
+CONDITIONAL = dict(condition='label', num_classes=3)
 # SNGAN's recipe on the DCGAN: spectral norm in both networks, hinge, 2 D steps per G step
 # (and an EMA generator: test_spectral_norm_keeps_the_kernels_largest_singular_value_at_one
 # trains this config, the same compiled step).
