@@ -44,21 +44,23 @@ def main(argv):
     sys.exit(f'error: {e}')
   runtime.initialize_distributed(config)
   from facegan_jax import explore, project, sample, train  # noqa: PLC0415
-  from facegan_jax.data import sources  # noqa: PLC0415
+  from facegan_jax.data import images, sources  # noqa: PLC0415
   from facegan_jax.evaluation import evaluate  # noqa: PLC0415
   try:
-    config = sources.with_classes(config)  # the data's classes under --condition
-    validation.validate(config)
-    if config.mode == 'train':
-      train.train_and_evaluate(config, FLAGS.workdir)
-    elif config.mode == 'sample':
-      sample.sample(config, FLAGS.workdir)
-    elif config.mode == 'explore':
-      explore.explore(config, FLAGS.workdir)
-    elif config.mode == 'project':
-      project.project(config, FLAGS.workdir)
-    else:
-      evaluate.evaluate(config, FLAGS.workdir)
+    # A folder dataset is listed once for the whole run (images.listed_once).
+    with images.listed_once():
+      config = sources.with_classes(config)  # the data's classes under --condition
+      validation.validate(config)
+      if config.mode == 'train':
+        train.train_and_evaluate(config, FLAGS.workdir)
+      elif config.mode == 'sample':
+        sample.sample(config, FLAGS.workdir)
+      elif config.mode == 'explore':
+        explore.explore(config, FLAGS.workdir)
+      elif config.mode == 'project':
+        project.project(config, FLAGS.workdir)
+      else:
+        evaluate.evaluate(config, FLAGS.workdir)
   except (UsageError, FloatingPointError, CheckpointError) as e:
     sys.exit(f'error: {e}')
   except OSError as e:

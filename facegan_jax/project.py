@@ -40,7 +40,7 @@ from flax import nnx
 from PIL import Image
 
 from facegan_jax import state as state_lib
-from facegan_jax.data import folder, pipeline, sources
+from facegan_jax.data import folder, images, pipeline, sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import classifier, evaluate, face_attributes, fid, inception
 from facegan_jax.logs import visualize
@@ -53,6 +53,7 @@ TIMELAPSE_FRAMES = 16
 TIMELAPSE_IMAGES = 8
 
 
+@images.listed_once()
 def project(config, workdir):
   """Writes WORKDIR/project/ (see the module docstring); returns project.json's record."""
   state, _ = load_latest(config, workdir)

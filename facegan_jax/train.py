@@ -17,7 +17,7 @@ from facegan_jax import resume, step as step_lib
 from facegan_jax import state as state_lib
 from facegan_jax import validation
 from facegan_jax.checkpoint.manager import Checkpoints
-from facegan_jax.data import pipeline, sources
+from facegan_jax.data import images, pipeline, sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation.periodic import PeriodicEval
 from facegan_jax.logs import health as health_lib
@@ -123,6 +123,7 @@ def _owes_evaluation(config, workdir, step):
   return owed
 
 
+@images.listed_once()
 def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its latest checkpoint."""
   mesh = mesh_lib.make_mesh(config.num_devices)

@@ -2,7 +2,9 @@
 on one and two devices and across a resume, the metrics against NumPy, the errors, and what
 main.py calls for each mode on real digits."""
 
+import collections
 import dataclasses
+import functools
 import json
 import re
 
@@ -18,7 +20,8 @@ from facegan_jax import state as state_lib, step as step_lib
 from facegan_jax import validation
 from facegan_jax.checkpoint.manager import Checkpoints
 from facegan_jax.config import Config
-from facegan_jax.data import pipeline, sources, synthetic_faces
+from facegan_jax.data import folder, pipeline, sources, synthetic_faces
+from facegan_jax.data import images as images_lib
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import classifier, conditional, evaluate
 from facegan_jax.models import dcgan
@@ -231,7 +234,16 @@ def test_conditional_digits_train_evaluate_and_sample_by_class(tmp_path, data_di
           '--eval_samples=200', f'--workdir={tmp_path}', '--num_devices=1',
           '--condition=label']
   config, workdir = main_config(*args, '--eval_every=20', '--best_metric=class_accuracy')
+  # The folder is listed, and its files stat'ed for its content key, once in the whole run
+  # (its images, labels, classes, provenance and evaluation ask ~20 times).
+  calls = collections.Counter()
+  for module, name in ((images_lib, '_list_folder'), (folder, '_content_key')):
+    monkeypatch.setattr(module, name, functools.partial(
+        lambda f, name, *a: calls.update([name]) or f(*a), getattr(module, name), name))
   train.train_and_evaluate(config, workdir)
+  assert calls == {'_list_folder': 1, '_content_key': 1}
+  monkeypatch.undo()
+  monkeypatch.setenv('XDG_CACHE_HOME', class_net_cache)
   rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
   (record,) = [row['eval'] for row in rows if 'eval' in row]
   accuracy, intra, cas = (record['metrics'][k] for k in ('class_accuracy', 'intra_fd', 'cas'))

@@ -104,7 +104,12 @@ def class_names(names):
 
 
 def content_key(path, files=None):
-  """The cache key of a folder source: covers what is read (path, names, sizes and times)."""
+  """The cache key of a folder source: covers what is read (path, names, sizes and times).
+  Once per run (images.listed_once)."""
+  return images.once('content_key', path, lambda: _content_key(path, files))
+
+
+def _content_key(path, files):
   files = images.list_images(path) if files is None else files
   listing = os.path.abspath(path) + ''.join(name for name, _ in files)
   stats = ([os.stat(path)] if os.path.isfile(path)

@@ -4,6 +4,7 @@ Every real-image source (image folders, the Udacity CelebA zip) goes through her
 them get the same checks and the same preprocessing as `preprocess.to_model_images`.
 """
 
+import contextlib
 import io
 import os
 import re
@@ -29,12 +30,48 @@ class BadImage(Exception):
   """A file that is not a readable image; the message says why."""
 
 
+# What a run has listed, while one runs (`listed_once`): {(kind, absolute path): value}.
+_listed = None
+
+
+@contextlib.contextmanager
+def listed_once():
+  """Within the block (or the call of a function it decorates) each folder or zip is listed
+  once: a run asks for its files for the images, the labels, the class names, the data's
+  provenance and each evaluation, ~20 times, and each listing walks the tree and stats every
+  file (seconds for a folder of 200,000 images). A run sees the files as they were when it
+  first listed them; the next run lists them again. Nested blocks share the outermost one's."""
+  global _listed
+  if _listed is not None:
+    yield
+    return
+  _listed = {}
+  try:
+    yield
+  finally:
+    _listed = None
+
+
+def once(kind, path, compute):
+  """compute(), or within `listed_once` the value it gave for (kind, path) in this block."""
+  if _listed is None:
+    return compute()
+  key = (kind, os.path.abspath(path))
+  if key not in _listed:
+    _listed[key] = compute()
+  return _listed[key]
+
+
 def list_images(path: str) -> list[File]:
   """The image files under a directory tree, or inside a .zip, sorted by name.
 
   Raises UsageError for a missing path, a corrupt zip, a zip entry that would leave the
   archive's root (absolute or `..`), or no image files at all.
   """
+  return once('files', path, lambda: _list_images(path))
+
+
+def _list_images(path):
   if not os.path.exists(path):
     raise UsageError(f'{shown(path)} does not exist')
   if os.path.isdir(path):

@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 
 from facegan_jax import config as config_lib, sample as sample_lib, schedules
-from facegan_jax.data import sources
+from facegan_jax.data import images, sources
 from facegan_jax.errors import UsageError
 from facegan_jax.evaluation import classifier, conditional
 from facegan_jax.evaluation import face_attributes
@@ -27,6 +27,7 @@ def has_domain_metric(config):
   return config_lib.is_synthetic_faces(config.dataset)
 
 
+@images.listed_once()
 def evaluate(config, workdir):
   """Computes the metrics of `config`'s latest checkpoint; returns the eval.json record."""
   state, generate = sample_lib.load_latest(config, workdir)
