@@ -7,6 +7,7 @@ same evaluator (features, settings, provenance) --mode=eval uses: what a generat
 real images would score. N is --eval_samples.
 """
 
+import importlib
 import os
 import re
 import sys
@@ -21,7 +22,7 @@ runtime.configure()
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import main  # noqa: E402,F401  (defines the flags)
+importlib.import_module('main')  # defines the flags
 from facegan_jax import config as config_lib  # noqa: E402
 from facegan_jax.data import sources  # noqa: E402
 from facegan_jax.evaluation import evaluate  # noqa: E402

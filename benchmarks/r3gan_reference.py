@@ -28,6 +28,7 @@ other families, and prints images/s after --warmup iterations.
 import argparse
 import hashlib
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -114,9 +115,7 @@ def our_params(theirs, role, blocks):
 
 def import_reference(source):
   """Their R3GAN.Networks and R3GAN.Trainer modules, imported from the tree at `source`."""
-  try:
-    import pkg_resources  # noqa: F401
-  except ImportError:
+  if importlib.util.find_spec('pkg_resources') is None:
     # torch_utils/ops/conv2d_gradfix.py takes parse_version from pkg_resources, which
     # recent setuptools no longer ships (84 has none); packaging's is the same function.
     from packaging.version import parse

@@ -16,6 +16,7 @@ not single numbers.
 """
 
 import copy
+import importlib
 import os
 import sys
 import time
@@ -32,7 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-import main  # noqa: E402,F401  (defines the flags: a flagfile's --workdir is read, not used)
+importlib.import_module('main')  # defines the flags: a flagfile's --workdir is read, not used
 from benchmarks import torch_reference  # noqa: E402
 from facegan_jax import config as config_lib, state as state_lib  # noqa: E402
 from facegan_jax.data import pipeline, sources  # noqa: E402
