@@ -235,7 +235,7 @@ def test_conditional_digits_train_evaluate_and_sample_by_class(tmp_path, data_di
           '--condition=label']
   config, workdir = main_config(*args, '--eval_every=20', '--best_metric=class_accuracy')
   # The folder is listed, and its files stat'ed for its content key, once in the whole run
-  # (its images, labels, classes, provenance and evaluation ask ~20 times).
+  # (its images, labels, classes, provenance and evaluation asked 10 times before).
   calls = collections.Counter()
   for module, name in ((images_lib, '_list_folder'), (folder, '_content_key')):
     monkeypatch.setattr(module, name, functools.partial(

@@ -38,9 +38,10 @@ _listed = None
 def listed_once():
   """Within the block (or the call of a function it decorates) each folder or zip is listed
   once: a run asks for its files for the images, the labels, the class names, the data's
-  provenance and each evaluation, ~20 times, and each listing walks the tree and stats every
-  file (seconds for a folder of 200,000 images). A run sees the files as they were when it
-  first listed them; the next run lists them again. Nested blocks share the outermost one's."""
+  provenance and each evaluation (10 times in a short conditional run), and each listing
+  walks the tree and stats every file (seconds for a folder of 200,000 images). A run sees
+  the files as they were when it first listed them; the next run lists them again. Nested
+  blocks share the outermost one's."""
   global _listed
   if _listed is not None:
     yield
