@@ -24,10 +24,12 @@ TINY = {'dcgan': {}, 'mlp': MLP, 'resnet': RESNET,
         'tiny': dict(model='tiny', resolution=8, loss='rp_test')}
 # Each family's run on 1 and 2 devices: class-conditional where the family draws classes (the
 # classes travel with their images, over extra D updates, into R1's input gradients), with
-# the penalties whose sums cross the devices: the DCGAN's lazy R1 through the
-# minibatch-stddev channel, with 2 D updates a step; R3GAN's R1 and R2.
+# the penalties whose sums cross the devices: the DCGAN's lazy R1 and R2 (RpGAN, on images
+# DiffAugment transformed) through the minibatch-stddev channel, with 2 D updates a step;
+# R3GAN's R1 and R2 every step.
 ON_TWO_DEVICES = {
-    'dcgan': dict(CONDITIONAL, r1_gamma=10.0, r1_every=2, mbstd_group=4, d_steps=2),
+    'dcgan': dict(CONDITIONAL, loss='rpgan', r1_gamma=10.0, r1_every=2, augment='diffaug',
+                  mbstd_group=4, d_steps=2),
     'mlp': dict(MLP, **CONDITIONAL), 'resnet': dict(RESNET, **CONDITIONAL),
     'r3gan': dict(TINY['r3gan'], model='r3gan', **CONDITIONAL), 'tiny': TINY['tiny']}
 

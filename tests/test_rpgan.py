@@ -1,6 +1,7 @@
 """--loss=rpgan (objectives/rpgan.py): RpGAN's losses and the R1/R2 penalties against values
 computed by hand for a small nonlinear D, their gradients in D's parameters (the penalties'
-second derivatives included), lazy penalties, and the step on 1 and 2 devices."""
+second derivatives included) and lazy penalties. The step on 1 and 2 devices:
+tests/test_families.py (the DCGAN's lazy R1 and R2, R3GAN's every step)."""
 
 
 import jax
@@ -16,7 +17,6 @@ from facegan_jax import validation
 from facegan_jax.errors import UsageError
 from facegan_jax.objectives import critic as critic_lib
 from facegan_jax.objectives import get
-from tests.test_step import assert_same_on_one_and_two_devices
 
 
 class TanhD(nnx.Module):
@@ -103,9 +103,5 @@ def test_d_gradients_include_the_penalties_second_derivatives(tanh_d):
 def test_wgan_gp_is_an_error_with_rpgan():
   with pytest.raises(UsageError, match="^--gp_weight=10.0 is WGAN-GP's penalty"):
     validation.validate(config_lib.Config(loss='rpgan', gp_weight=10.0))
-
-
-def test_a_run_is_the_same_on_one_and_two_devices():
-  assert_same_on_one_and_two_devices(dict(loss='rpgan', r1_gamma=1.0, augment='diffaug'))
 
 
