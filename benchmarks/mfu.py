@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
+from benchmarks import matmul_peak  # noqa: E402
 from facegan_jax import mesh as mesh_lib, presets, state as state_lib  # noqa: E402
 from facegan_jax import step as step_lib  # noqa: E402
 from facegan_jax.data import pipeline  # noqa: E402
@@ -69,20 +70,8 @@ def peak_tflops(device, precision):
     return PEAK_TFLOPS[device.device_kind][precision], 'data sheet'
   if device.platform == 'cpu':
     dtype = jnp.bfloat16 if precision == 'bf16' else jnp.float32
-    a = jnp.ones((2048, 2048), dtype)
-    matmul = jax.jit(lambda a: a @ a)
-    matmul(a).block_until_ready()
-    # The best of many: on a shared machine a few disturbed products would lower the peak and
-    # so inflate MFU.
-    best = min(_timed(lambda: matmul(a).block_until_ready()) for _ in range(40))
-    return 2 * 2048**3 / best / 1e12, 'measured 2048^2 matmul'
+    return matmul_peak.best_flops(dtype) / 1e12, 'measured 2048^2 matmul'
   return float('nan'), 'unknown device'
-
-
-def _timed(fn):
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
 
 
 def jax_speed(preset, batch_size, precision):

@@ -8,9 +8,8 @@ Ours: the compiled step of step.make_train_fn on random images (one device, the 
 facegan_jax/ops), the fastest of --steps calls after the compile; with --conv_impl, one form
 of every layer (e.g. xla: XLA's own grouped convolutions); with --r1_every=k, R1 and R2 every
 k steps scaled by k (StyleGAN2's lazy R1, the CPU recipes' setting), timed over cycles of k
-steps. The peer: benchmarks/
-r3gan_reference.py's speed meter, run by --torch_python (a venv with torch) on the extracted
-brownvc/R3GAN tree --source. Each round runs ours then theirs in fresh processes; the best of
+steps; XLA's GFLOP per step and MFU. The peer: benchmarks/r3gan_reference.py's speed meter,
+run by --torch_python (a venv with torch) on the extracted brownvc/R3GAN tree --source. Each round runs ours then theirs in fresh processes; the best of
 each is reported (the machine is shared: the best is the least disturbed).
 """
 
@@ -32,6 +31,7 @@ def ours(args):
   import jax  # noqa: PLC0415
   import numpy as np  # noqa: PLC0415
 
+  from benchmarks import matmul_peak  # noqa: PLC0415
   from facegan_jax import config as config_lib, mesh as mesh_lib, ops  # noqa: PLC0415
   from facegan_jax import state as state_lib, step as step_lib  # noqa: PLC0415
   from facegan_jax.data import pipeline  # noqa: PLC0415
@@ -60,21 +60,13 @@ def ours(args):
       state, _ = step_fn(state, inputs(i), 1, i)
     jax.block_until_ready(state)
     times.append(time.perf_counter() - start)
-  # XLA's cost analysis of each step of a cycle (the penalised one and the others) and the
-  # best rate of a 2048^2 matmul here and now, for MFU.
+  # XLA's cost analysis of each step of a cycle (the penalised one and the others), and MFU
+  # against the best rate of a 2048^2 matmul here and now.
   flops = 0.0
   for i in range(k):
     analysis = step_fn.lower(state, inputs(i), 1, i).compile().cost_analysis()
     flops += (analysis[0] if isinstance(analysis, list) else analysis)['flops']
-  a = jax.numpy.ones((2048, 2048), jax.numpy.float32)
-  matmul = jax.jit(lambda a: a @ a)
-  matmul(a).block_until_ready()
-  best = []
-  for _ in range(40):
-    start = time.perf_counter()
-    matmul(a).block_until_ready()
-    best.append(time.perf_counter() - start)
-  peak = 2 * 2048**3 / min(best)
+  peak = matmul_peak.best_flops()
   rate = k * args.batch / min(times)
   print(f'GFLOP/step {flops / k / 1e9:.2f} MFU {flops / k * rate / args.batch / peak:.3f} '
         f'(matmul peak {peak / 1e9:.0f} GFLOP/s)')
