@@ -25,7 +25,7 @@ def as_varying(x):
   Parameters replicated across devices are invariant; a custom VJP must return cotangents of
   the same type, and JAX's transpose of this cast adds the cross-device sum they need.
   """
-  if data_axis_size() is None or DATA_AXIS in jax.typeof(x).manual_axis_type.varying:
+  if data_axis_size() is None or _varying(x):
     return x
   return jax.lax.pcast(x, DATA_AXIS, to='varying')
 
@@ -44,7 +44,13 @@ def channel_sums(*xs):
 
 def add_bias(x, bias):
   """x + bias over the last axis, with the bias gradient summed by `channel_sums`."""
-  return _add_bias(x, as_varying(bias))
+  if _varying(x) or _varying(bias):  # a custom VJP's cotangents must match its inputs' types
+    x, bias = as_varying(x), as_varying(bias)
+  return _add_bias(x, bias)
+
+
+def _varying(x):
+  return data_axis_size() is not None and DATA_AXIS in jax.typeof(x).manual_axis_type.varying
 
 
 @jax.custom_vjp
