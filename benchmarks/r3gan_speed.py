@@ -9,13 +9,15 @@ facegan_jax/ops), the fastest of --steps calls after the compile; with --conv_im
 of every layer (e.g. xla: XLA's own grouped convolutions); with --r1_every=k, R1 and R2 every
 k steps scaled by k (StyleGAN2's lazy R1, the CPU recipes' setting), timed over cycles of k
 steps; XLA's GFLOP per step and MFU. The peer: benchmarks/r3gan_reference.py's speed meter,
-run by --torch_python (a venv with torch) on the extracted brownvc/R3GAN tree --source. Each round runs ours then theirs in fresh processes; the best of
-each is reported (the machine is shared: the best is the least disturbed).
+run by --torch_python (a venv with torch) on the extracted brownvc/R3GAN tree --source. Each
+round runs ours then theirs in fresh processes; the best of each is reported (the machine is
+shared: the best is the least disturbed), and the median of the rounds' own ratios.
 """
 
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -111,11 +113,19 @@ def main():
   if args._ours:
     print(f'{ours(args):.2f}')
     return
-  best_ours, best_theirs = 0.0, 0.0
+  best_ours, best_theirs, ratios = 0.0, 0.0, []
   for _ in range(args.rounds):
-    best_ours = max(best_ours, run_ours(args))
+    rate = run_ours(args)
+    best_ours = max(best_ours, rate)
     if args.torch_python:
-      best_theirs = max(best_theirs, run_theirs(args))
+      theirs = run_theirs(args)
+      best_theirs = max(best_theirs, theirs)
+      ratios.append(rate / theirs)
+      print(f'  round: ours {rate:.1f}, reference {theirs:.1f} img/s, {ratios[-1]:.2f}x',
+            flush=True)
+  if ratios:  # each round's own ratio: less swayed by one quiet minute than the bests' ratio
+    print(f'  rounds\' ratios: median {statistics.median(ratios):.2f}x, '
+          f'{min(ratios):.2f}-{max(ratios):.2f}x')
   ratio = f'{best_ours / best_theirs:.2f}x' if best_theirs else '-'
   print(f'{"widths":<16} {"groups":>10} {"batch":>5} {"ours img/s":>10} {"reference":>10} '
         f'{"ratio":>6}')
