@@ -103,5 +103,3 @@ def test_d_gradients_include_the_penalties_second_derivatives(tanh_d):
 def test_wgan_gp_is_an_error_with_rpgan():
   with pytest.raises(UsageError, match="^--gp_weight=10.0 is WGAN-GP's penalty"):
     validation.validate(config_lib.Config(loss='rpgan', gp_weight=10.0))
-
-
